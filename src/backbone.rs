@@ -1,0 +1,427 @@
+//! The frozen feature extractor: an ONNX model run through ONNX Runtime.
+//!
+//! A backbone is named by a small JSON description in `models/` (file, preset, input size,
+//! feature output) or given as a path to any `.onnx` image model. What the description does not
+//! say is read off the model itself: the input name, NCHW or NHWC, a fixed batch size. Converted
+//! models often fix the batch at 1, so batches are split to fit.
+
+use std::path::{Path, PathBuf};
+
+use ort::session::builder::GraphOptimizationLevel;
+use ort::session::Session;
+use ort::value::{TensorRef, ValueType};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::preprocess::{Layout, Preprocessing, Preset};
+use crate::runtime::{hex, Runtime};
+
+/// The backbone used when `--model` is not given.
+pub const DEFAULT_MODEL: &str = "efficientnet_lite0";
+
+/// A backbone description file (`models/<name>.json`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Description {
+    pub name: String,
+    /// The ONNX file, relative to the description.
+    pub file: String,
+    /// Expected sha256 of the file; `null` for files users make themselves.
+    #[serde(default)]
+    pub sha256: Option<String>,
+    pub preset: Preset,
+    pub input_size: u32,
+    /// Shorter side before the centre crop; defaults to `input_size * 256 / 224`.
+    #[serde(default)]
+    pub resize: Option<u32>,
+    /// The feature output; defaults to the model's first output.
+    #[serde(default)]
+    pub output: Option<String>,
+    #[serde(default)]
+    pub output_dim: Option<usize>,
+}
+
+/// What the user asked for on the command line.
+#[derive(Debug, Clone, Default)]
+pub struct BackboneChoice {
+    /// A name from `models/` or a path to an `.onnx` file.
+    pub model: Option<String>,
+    pub output: Option<String>,
+    pub preset: Option<Preset>,
+    pub input_size: Option<u32>,
+    pub resize: Option<u32>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BackboneError {
+    #[error("no backbone named `{name}` in {dir} (known: {known}): pass --model with one of those names or a path to an .onnx file")]
+    UnknownName {
+        name: String,
+        dir: PathBuf,
+        known: String,
+    },
+    #[error("cannot read {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("backbone description {path} is invalid: {source}")]
+    Description {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+    #[error("{path} has sha256 {found} but its description expects {expected}: the file is damaged or not the one described; restore it or re-run the conversion script in models/")]
+    Checksum {
+        path: PathBuf,
+        found: String,
+        expected: String,
+    },
+    #[error("ONNX Runtime cannot load {path}: {message}")]
+    Session { path: PathBuf, message: String },
+    #[error("{path}: input `{input}` has shape {shape:?}; expected an image tensor [N,3,H,W] or [N,H,W,3] of float32")]
+    Input {
+        path: PathBuf,
+        input: String,
+        shape: Vec<i64>,
+    },
+    #[error(
+        "{path} has no output `{wanted}` (outputs: {available}): pass --output with one of those"
+    )]
+    Output {
+        path: PathBuf,
+        wanted: String,
+        available: String,
+    },
+    #[error("{path}: input is {model}x{model} but --input-size says {given}: drop --input-size or fix it")]
+    InputSize {
+        path: PathBuf,
+        model: i64,
+        given: u32,
+    },
+    #[error("{path} needs --preset: it has no description beside it (a {stem}.json); the presets are {presets}")]
+    NoPreset {
+        path: PathBuf,
+        stem: String,
+        presets: &'static str,
+    },
+    #[error("running {path} failed: {message}")]
+    Run { path: PathBuf, message: String },
+    #[error("{path}: output `{output}` has shape {shape:?} for a batch of {batch}; expected [batch, D] or [batch, D, 1, 1]")]
+    OutputShape {
+        path: PathBuf,
+        output: String,
+        shape: Vec<i64>,
+        batch: usize,
+    },
+}
+
+/// The folder of bundled backbone descriptions: `HEADSTART_MODELS`, else the crate's `models/`.
+pub fn models_dir() -> PathBuf {
+    std::env::var_os("HEADSTART_MODELS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("models"))
+}
+
+/// Names of the described backbones, sorted.
+pub fn known_models(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            name.strip_suffix(".json").map(str::to_string)
+        })
+        .collect();
+    names.sort();
+    names
+}
+
+/// A backbone resolved to a file, its checksum and its preprocessing, before opening it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BackboneInfo {
+    pub name: String,
+    pub path: PathBuf,
+    pub sha256: String,
+    pub output: Option<String>,
+    pub preset: Preset,
+    pub input_size: Option<u32>,
+    pub resize: Option<u32>,
+}
+
+impl BackboneChoice {
+    /// Finds the model file and merges the description with the command line (flags win).
+    pub fn resolve(&self) -> Result<BackboneInfo, BackboneError> {
+        let model = self.model.as_deref().unwrap_or(DEFAULT_MODEL);
+        let as_path = Path::new(model);
+        let (path, description) = if model.ends_with(".onnx") || as_path.is_file() {
+            let beside = as_path.with_extension("json");
+            let description = if beside.is_file() {
+                Some(read_description(&beside)?)
+            } else {
+                None
+            };
+            (as_path.to_path_buf(), description)
+        } else {
+            let dir = models_dir();
+            let json = dir.join(format!("{model}.json"));
+            if !json.is_file() {
+                return Err(BackboneError::UnknownName {
+                    name: model.to_string(),
+                    known: known_models(&dir).join(", "),
+                    dir,
+                });
+            }
+            let description = read_description(&json)?;
+            (dir.join(&description.file), Some(description))
+        };
+        let bytes = std::fs::read(&path).map_err(|source| BackboneError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        let sha256 = hex(&Sha256::digest(&bytes));
+        if let Some(expected) = description.as_ref().and_then(|d| d.sha256.clone()) {
+            if expected != sha256 {
+                return Err(BackboneError::Checksum {
+                    path,
+                    found: sha256,
+                    expected,
+                });
+            }
+        }
+        let preset = match (self.preset, &description) {
+            (Some(p), _) => p,
+            (None, Some(d)) => d.preset,
+            (None, None) => {
+                return Err(BackboneError::NoPreset {
+                    stem: as_path
+                        .file_stem()
+                        .unwrap_or_default()
+                        .to_string_lossy()
+                        .into_owned(),
+                    path,
+                    presets: Preset::NAMES,
+                })
+            }
+        };
+        let name = match &description {
+            Some(d) => d.name.clone(),
+            None => as_path
+                .file_stem()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned(),
+        };
+        Ok(BackboneInfo {
+            name,
+            path,
+            sha256,
+            output: self
+                .output
+                .clone()
+                .or_else(|| description.as_ref().and_then(|d| d.output.clone())),
+            preset,
+            input_size: self
+                .input_size
+                .or(description.as_ref().map(|d| d.input_size)),
+            resize: self.resize.or(description.as_ref().and_then(|d| d.resize)),
+        })
+    }
+}
+
+fn read_description(path: &Path) -> Result<Description, BackboneError> {
+    let text = std::fs::read_to_string(path).map_err(|source| BackboneError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    serde_json::from_str(&text).map_err(|source| BackboneError::Description {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// An open backbone session with everything needed to feed it.
+pub struct Backbone {
+    pub info: BackboneInfo,
+    pub preprocessing: Preprocessing,
+    session: Session,
+    input: String,
+    output: String,
+    /// The batch size the model insists on, if its first dimension is fixed.
+    fixed_batch: Option<usize>,
+}
+
+impl Backbone {
+    /// Opens the model with all graph optimisations, one thread per core inside operators and no
+    /// parallelism between them: a CNN is a chain, so intra-op threads are where the speed is.
+    pub fn open(
+        runtime: &Runtime,
+        info: BackboneInfo,
+        threads: usize,
+    ) -> Result<Backbone, BackboneError> {
+        let session_err = |e: ort::Error| BackboneError::Session {
+            path: info.path.clone(),
+            message: e.to_string(),
+        };
+        let session = Session::builder(&runtime.environment)
+            .map_err(session_err)?
+            .with_optimization_level(GraphOptimizationLevel::All)
+            .map_err(|e| session_err(e.into()))?
+            .with_intra_threads(threads)
+            .map_err(|e| session_err(e.into()))?
+            .with_inter_threads(1)
+            .map_err(|e| session_err(e.into()))?
+            .commit_from_file(&info.path)
+            .map_err(session_err)?;
+        let first = &session.inputs()[0];
+        let shape: Vec<i64> = match first.dtype() {
+            ValueType::Tensor { shape, .. } => shape.to_vec(),
+            _ => Vec::new(),
+        };
+        let bad_input = || BackboneError::Input {
+            path: info.path.clone(),
+            input: first.name().to_string(),
+            shape: shape.clone(),
+        };
+        if shape.len() != 4 {
+            return Err(bad_input());
+        }
+        let (layout, side) = if shape[1] == 3 {
+            (Layout::Nchw, shape[2])
+        } else if shape[3] == 3 {
+            (Layout::Nhwc, shape[1])
+        } else {
+            return Err(bad_input());
+        };
+        let size = match (side > 0, info.input_size) {
+            (true, Some(given)) if given as i64 != side => {
+                return Err(BackboneError::InputSize {
+                    path: info.path.clone(),
+                    model: side,
+                    given,
+                })
+            }
+            (true, _) => side as u32,
+            (false, Some(given)) => given,
+            (false, None) => 224,
+        };
+        let available: Vec<String> = session
+            .outputs()
+            .iter()
+            .map(|o| o.name().to_string())
+            .collect();
+        let output = match &info.output {
+            Some(wanted) if !available.contains(wanted) => {
+                return Err(BackboneError::Output {
+                    path: info.path.clone(),
+                    wanted: wanted.clone(),
+                    available: available.join(", "),
+                })
+            }
+            Some(wanted) => wanted.clone(),
+            None => available[0].clone(),
+        };
+        let resize = info
+            .resize
+            .unwrap_or((size as f64 * 256.0 / 224.0).round() as u32);
+        let preprocessing = Preprocessing {
+            preset: info.preset,
+            resize,
+            size,
+            layout,
+        };
+        let input = first.name().to_string();
+        let fixed_batch = (shape[0] > 0).then_some(shape[0] as usize);
+        let info = BackboneInfo {
+            output: Some(output.clone()),
+            input_size: Some(size),
+            resize: Some(resize),
+            ..info
+        };
+        Ok(Backbone {
+            info,
+            preprocessing,
+            session,
+            input,
+            output,
+            fixed_batch,
+        })
+    }
+
+    /// Identifies the vectors this backbone produces: the model bytes, the feature output and
+    /// the preprocessing. Any change gives a new key, so stale vectors are never reused.
+    pub fn key(&self) -> String {
+        let settings = serde_json::to_string(&self.preprocessing).expect("plain struct");
+        let digest =
+            Sha256::digest(format!("{}|{}|{}", self.info.sha256, self.output, settings).as_bytes());
+        hex(&digest[..8])
+    }
+
+    pub fn output_name(&self) -> &str {
+        &self.output
+    }
+
+    /// Runs `n` preprocessed images (`n * preprocessing.len()` floats) and returns `n` rows of
+    /// features, flattened (so `[N, C, 1, 1]` outputs become `[N, C]`).
+    pub fn embed(&mut self, input: &[f32], n: usize) -> Result<(usize, Vec<f32>), BackboneError> {
+        let per_image = self.preprocessing.len();
+        assert_eq!(input.len(), n * per_image, "input must hold n images");
+        let step = self.fixed_batch.unwrap_or(n.max(1));
+        let mut out = Vec::new();
+        let mut dim = 0;
+        let mut padded = Vec::new();
+        for start in (0..n).step_by(step) {
+            let count = step.min(n - start);
+            let mut chunk = &input[start * per_image..(start + count) * per_image];
+            // A fixed batch larger than what is left is filled with zeros and the extra rows dropped.
+            if count < step {
+                padded.clear();
+                padded.extend_from_slice(chunk);
+                padded.resize(step * per_image, 0.0);
+                chunk = &padded;
+            }
+            let (d, rows) = self.run(chunk, step)?;
+            dim = d;
+            out.extend_from_slice(&rows[..count * d]);
+        }
+        Ok((dim, out))
+    }
+
+    fn run(&mut self, chunk: &[f32], batch: usize) -> Result<(usize, Vec<f32>), BackboneError> {
+        let s = self.preprocessing.size as usize;
+        let shape = match self.preprocessing.layout {
+            Layout::Nchw => [batch, 3, s, s],
+            Layout::Nhwc => [batch, s, s, 3],
+        };
+        let run_err = |e: ort::Error| BackboneError::Run {
+            path: self.info.path.clone(),
+            message: e.to_string(),
+        };
+        let tensor = TensorRef::from_array_view((shape, chunk)).map_err(run_err)?;
+        let outputs = self
+            .session
+            .run(ort::inputs![self.input.as_str() => tensor])
+            .map_err(|e| BackboneError::Run {
+                path: self.info.path.clone(),
+                message: e.to_string(),
+            })?;
+        let (out_shape, data) = outputs[self.output.as_str()]
+            .try_extract_tensor::<f32>()
+            .map_err(|e| BackboneError::Run {
+                path: self.info.path.clone(),
+                message: e.to_string(),
+            })?;
+        let dims: Vec<i64> = out_shape.to_vec();
+        let flat_ok = dims.first() == Some(&(batch as i64))
+            && dims.len() >= 2
+            && dims[2..].iter().all(|&d| d == 1);
+        if !flat_ok {
+            return Err(BackboneError::OutputShape {
+                path: self.info.path.clone(),
+                output: self.output.clone(),
+                shape: dims,
+                batch,
+            });
+        }
+        Ok((dims[1] as usize, data.to_vec()))
+    }
+}

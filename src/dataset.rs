@@ -1,0 +1,369 @@
+//! The image folder: which files, which class, which split.
+//!
+//! Two layouts are accepted: `DIR/<class>/<image>` and `DIR/<split>/<class>/<image>`. Without split
+//! folders the split comes from a hash of the file name, as TensorFlow's `retrain.py` does, so a
+//! file keeps its split when others are added or removed.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sha1::{Digest, Sha1};
+
+/// File extensions decoded as images; anything else in a class folder is listed as ignored.
+pub const IMAGE_EXTENSIONS: &[&str] = &["jpg", "jpeg", "png", "gif", "webp", "bmp", "tif", "tiff"];
+
+/// Below this many images a class gets a warning: a head cannot learn much from so few.
+pub const FEW_IMAGES: usize = 10;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Split {
+    Train,
+    Val,
+    Test,
+}
+
+impl Split {
+    pub const ALL: [Split; 3] = [Split::Train, Split::Val, Split::Test];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Split::Train => "train",
+            Split::Val => "val",
+            Split::Test => "test",
+        }
+    }
+
+    fn from_folder(name: &str) -> Option<Split> {
+        match name.to_ascii_lowercase().as_str() {
+            "train" | "training" => Some(Split::Train),
+            "val" | "valid" | "validation" => Some(Split::Val),
+            "test" | "testing" => Some(Split::Test),
+            _ => None,
+        }
+    }
+}
+
+impl std::str::FromStr for Split {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Split::from_folder(s).ok_or_else(|| format!("unknown split `{s}`: use train, val or test"))
+    }
+}
+
+impl std::fmt::Display for Split {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Percentages of files that go to validation and test when the folder has no split folders.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct SplitPercentages {
+    pub val: f64,
+    pub test: f64,
+}
+
+impl Default for SplitPercentages {
+    fn default() -> Self {
+        SplitPercentages {
+            val: 10.0,
+            test: 10.0,
+        }
+    }
+}
+
+/// One image file of the data set.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Sample {
+    /// Path relative to the data folder, with `/` separators: the name users see in reports.
+    pub path: String,
+    pub class: usize,
+    pub split: Split,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Dataset {
+    pub root: PathBuf,
+    pub classes: Vec<String>,
+    pub samples: Vec<Sample>,
+    /// Files in class folders that are not images by their extension.
+    pub ignored: Vec<String>,
+    /// True when the splits came from split folders rather than file-name hashes.
+    pub split_folders: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DatasetError {
+    #[error("cannot read the data folder {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "no class folders with images in {0}: expected DIR/<class>/<image> or DIR/<split>/<class>/<image>"
+    )]
+    Empty(PathBuf),
+    #[error("split percentages val {val} + test {test} must each be in 0..100 and sum below 100: fix --val-percent / --test-percent")]
+    Percentages { val: f64, test: f64 },
+    #[error("the split folders of {root} do not share one class list (`{split}` has {found:?}, expected {expected:?}): give every split the same class folders")]
+    ClassMismatch {
+        root: PathBuf,
+        split: String,
+        found: Vec<String>,
+        expected: Vec<String>,
+    },
+}
+
+impl Dataset {
+    /// Scans `root`. Class names and files are sorted so the same folder always gives the same
+    /// class indices and sample order.
+    pub fn scan(root: &Path, percentages: SplitPercentages) -> Result<Dataset, DatasetError> {
+        let SplitPercentages { val, test } = percentages;
+        if !(0.0..100.0).contains(&val) || !(0.0..100.0).contains(&test) || val + test >= 100.0 {
+            return Err(DatasetError::Percentages { val, test });
+        }
+        let top = subfolders(root)?;
+        let split_dirs: Vec<(Split, String)> = top
+            .iter()
+            .filter_map(|name| Split::from_folder(name).map(|s| (s, name.clone())))
+            .collect();
+        let mut ignored = Vec::new();
+        let mut dataset = if split_dirs.is_empty() {
+            let classes = top;
+            let mut samples = Vec::new();
+            for (class, name) in classes.iter().enumerate() {
+                for file in files_in(root, name, &mut ignored)? {
+                    let split = hashed_split(&file, percentages);
+                    samples.push(Sample {
+                        path: format!("{name}/{file}"),
+                        class,
+                        split,
+                    });
+                }
+            }
+            Dataset {
+                root: root.to_path_buf(),
+                classes,
+                samples,
+                ignored,
+                split_folders: false,
+            }
+        } else {
+            let mut classes: Vec<String> = Vec::new();
+            for (_, dir) in &split_dirs {
+                for class in subfolders(&root.join(dir))? {
+                    if !classes.contains(&class) {
+                        classes.push(class);
+                    }
+                }
+            }
+            classes.sort();
+            let mut samples = Vec::new();
+            for (split, dir) in &split_dirs {
+                let split_root = root.join(dir);
+                for class_name in subfolders(&split_root)? {
+                    let class = classes
+                        .iter()
+                        .position(|c| *c == class_name)
+                        .expect("collected above");
+                    for file in files_in(&split_root, &class_name, &mut ignored)? {
+                        samples.push(Sample {
+                            path: format!("{dir}/{class_name}/{file}"),
+                            class,
+                            split: *split,
+                        });
+                    }
+                }
+            }
+            Dataset {
+                root: root.to_path_buf(),
+                classes,
+                samples,
+                ignored,
+                split_folders: true,
+            }
+        };
+        if dataset.samples.is_empty() {
+            return Err(DatasetError::Empty(root.to_path_buf()));
+        }
+        dataset.samples.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok(dataset)
+    }
+
+    /// Images per class and split, as `counts[class][split]`.
+    pub fn counts(&self) -> Vec<[usize; 3]> {
+        let mut counts = vec![[0; 3]; self.classes.len()];
+        for s in &self.samples {
+            counts[s.class][s.split as usize] += 1;
+        }
+        counts
+    }
+
+    /// Classes with fewer than [`FEW_IMAGES`] images in all.
+    pub fn small_classes(&self) -> Vec<(String, usize)> {
+        self.counts()
+            .iter()
+            .zip(&self.classes)
+            .map(|(c, name)| (name.clone(), c.iter().sum::<usize>()))
+            .filter(|(_, n)| *n < FEW_IMAGES)
+            .collect()
+    }
+}
+
+/// The split of a file by the hash of its name, with anything after `_nohash_` ignored so that
+/// variants of one photo stay together. Same arithmetic as TensorFlow's `retrain.py`.
+pub fn hashed_split(file_name: &str, percentages: SplitPercentages) -> Split {
+    const MAX_PER_CLASS: u64 = (1 << 27) - 1;
+    let base = file_name.rsplit('/').next().unwrap_or(file_name);
+    let key = match base.find("_nohash_") {
+        Some(at) => &base[..at],
+        None => base,
+    };
+    let digest = Sha1::digest(key.as_bytes());
+    // Python takes the whole 160-bit hash modulo 2^27; only its low 27 bits matter, which are
+    // the low bits of the last bytes.
+    let low = u64::from_be_bytes(digest[12..20].try_into().expect("8 bytes"));
+    let percent = (low % (MAX_PER_CLASS + 1)) as f64 * (100.0 / MAX_PER_CLASS as f64);
+    if percent < percentages.val {
+        Split::Val
+    } else if percent < percentages.val + percentages.test {
+        Split::Test
+    } else {
+        Split::Train
+    }
+}
+
+fn read_dir_sorted(dir: &Path) -> Result<Vec<(String, bool)>, DatasetError> {
+    let io = |source| DatasetError::Io {
+        path: dir.to_path_buf(),
+        source,
+    };
+    let mut entries = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(io)? {
+        let entry = entry.map_err(io)?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') {
+            continue;
+        }
+        // Follows symlinks, so linked class folders and images count like real ones.
+        let is_dir = entry.path().is_dir();
+        entries.push((name, is_dir));
+    }
+    entries.sort();
+    Ok(entries)
+}
+
+fn subfolders(dir: &Path) -> Result<Vec<String>, DatasetError> {
+    Ok(read_dir_sorted(dir)?
+        .into_iter()
+        .filter(|(_, d)| *d)
+        .map(|(n, _)| n)
+        .collect())
+}
+
+fn files_in(
+    root: &Path,
+    class: &str,
+    ignored: &mut Vec<String>,
+) -> Result<Vec<String>, DatasetError> {
+    let mut images = Vec::new();
+    for (name, is_dir) in read_dir_sorted(&root.join(class))? {
+        let ext = name.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase());
+        if !is_dir && ext.is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.as_str())) {
+            images.push(name);
+        } else {
+            ignored.push(format!("{}/{class}/{name}", root.display()));
+        }
+    }
+    Ok(images)
+}
+
+/// Counts keyed by class name, for summaries.
+pub fn counts_by_name(dataset: &Dataset) -> BTreeMap<String, [usize; 3]> {
+    dataset
+        .classes
+        .iter()
+        .cloned()
+        .zip(dataset.counts())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hashed_split_matches_retrain_py() {
+        // Golden values from TensorFlow's retrain.py arithmetic, run in Python:
+        //   h = int(hashlib.sha1(name.encode()).hexdigest(), 16)
+        //   p = (h % (2**27)) * (100.0 / (2**27 - 1))
+        // "a.jpg" -> 81.586, "b.jpg" -> 10.762, "e.jpg" -> 4.894, "img_0001.jpg" -> 96.069
+        let p = SplitPercentages {
+            val: 10.0,
+            test: 10.0,
+        };
+        let cases = [
+            ("a.jpg", Split::Train),
+            ("b.jpg", Split::Test),
+            ("e.jpg", Split::Val),
+            ("img_0001.jpg", Split::Train),
+        ];
+        for (name, want) in cases {
+            assert_eq!(hashed_split(name, p), want, "{name}");
+        }
+    }
+
+    #[test]
+    fn nohash_suffix_is_ignored() {
+        let p = SplitPercentages {
+            val: 30.0,
+            test: 30.0,
+        };
+        for name in ["x1.jpg", "photo.png", "abc.gif", "q.jpg"] {
+            let stem = name.rsplit_once('.').unwrap().0;
+            let variant = format!("{stem}_nohash_3.jpg");
+            assert_eq!(hashed_split(stem, p), hashed_split(&variant, p));
+        }
+    }
+
+    #[test]
+    fn split_is_stable_and_close_to_the_percentages() {
+        let p = SplitPercentages {
+            val: 20.0,
+            test: 10.0,
+        };
+        let names: Vec<String> = (0..5000).map(|i| format!("file_{i}.jpg")).collect();
+        let mut counts = [0usize; 3];
+        for n in &names {
+            counts[hashed_split(n, p) as usize] += 1;
+        }
+        assert!(
+            (counts[1] as f64 / 5000.0 - 0.20).abs() < 0.02,
+            "{counts:?}"
+        );
+        assert!(
+            (counts[2] as f64 / 5000.0 - 0.10).abs() < 0.02,
+            "{counts:?}"
+        );
+        // A file's split depends on its name only, never on which other files exist.
+        assert_eq!(
+            hashed_split("file_7.jpg", p),
+            hashed_split("dir/file_7.jpg", p)
+        );
+    }
+
+    #[test]
+    fn bad_percentages_are_rejected() {
+        let err = Dataset::scan(
+            Path::new("."),
+            SplitPercentages {
+                val: 60.0,
+                test: 50.0,
+            },
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("--val-percent"));
+    }
+}

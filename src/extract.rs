@@ -1,0 +1,293 @@
+//! `extract`: images to cached embeddings.
+//!
+//! Files are hashed first (cheap) so that only new or changed content goes through the network.
+//! Decoding and resizing run on the rayon pool one batch ahead of ONNX Runtime, through a
+//! channel of two batches, so the network does not wait for images. A file that cannot be read or
+//! decoded is reported, counted and skipped; the run goes on.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::time::Instant;
+
+use rayon::prelude::*;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::backbone::{Backbone, BackboneChoice, BackboneError};
+use crate::cache::{
+    key_hex, BackboneRecord, CacheError, ContentKey, Entry, Manifest, Skipped, Store,
+};
+use crate::dataset::{Dataset, DatasetError, SplitPercentages};
+use crate::preprocess::preprocess;
+
+#[derive(Debug, Clone)]
+pub struct ExtractOptions {
+    pub data: PathBuf,
+    pub workspace: PathBuf,
+    pub backbone: BackboneChoice,
+    pub batch_size: usize,
+    pub percentages: SplitPercentages,
+    /// Threads for ONNX Runtime inside operators.
+    pub threads: usize,
+    /// `--ort-lib`: where ONNX Runtime is, if not found by the usual search.
+    pub ort_lib: Option<PathBuf>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExtractError {
+    #[error(transparent)]
+    Dataset(#[from] DatasetError),
+    #[error(transparent)]
+    Backbone(#[from] BackboneError),
+    #[error(transparent)]
+    Cache(#[from] CacheError),
+    #[error(transparent)]
+    Runtime(#[from] crate::runtime::RuntimeError),
+    #[error("none of the {0} images could be embedded: see the skipped files above")]
+    NothingEmbedded(usize),
+}
+
+/// Receives progress of the long part of the run; the CLI draws it, tests ignore it.
+pub trait Progress: Sync {
+    fn start(&self, _total: u64) {}
+    fn advance(&self, _images: u64) {}
+    /// A file was skipped; called as it happens so a long run shows problems early.
+    fn skipped(&self, _file: &Skipped) {}
+    fn finish(&self) {}
+}
+
+/// No progress output.
+pub struct Silent;
+impl Progress for Silent {}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ExtractSummary {
+    pub data: PathBuf,
+    pub workspace: PathBuf,
+    pub backbone: BackboneRecord,
+    pub classes: Vec<String>,
+    /// `class -> [train, val, test]` images embedded.
+    pub counts: BTreeMap<String, [usize; 3]>,
+    pub images: usize,
+    pub computed: usize,
+    pub reused: usize,
+    pub dropped_from_cache: usize,
+    pub skipped: Vec<Skipped>,
+    pub ignored: Vec<String>,
+    pub small_classes: Vec<(String, usize)>,
+    pub seconds: f64,
+    /// Newly computed images per second of the network phase (decode + run + write).
+    pub images_per_second: f64,
+}
+
+struct Todo {
+    key: ContentKey,
+    file: PathBuf,
+    path: String,
+}
+
+/// Runs the whole extract stage and writes the workspace's manifest.
+pub fn extract(
+    opts: &ExtractOptions,
+    progress: &dyn Progress,
+) -> Result<ExtractSummary, ExtractError> {
+    let started = Instant::now();
+    let dataset = Dataset::scan(&opts.data, opts.percentages)?;
+    let info = opts.backbone.resolve()?;
+    let runtime = crate::runtime::init(opts.ort_lib.as_deref())?;
+    let mut backbone = Backbone::open(&runtime, info, opts.threads)?;
+    let key = backbone.key();
+    let mut store = Store::open(&Store::dir_for(&opts.workspace, &key))?;
+
+    let mut skipped = Vec::new();
+    let hashed: Vec<Result<ContentKey, Skipped>> = dataset
+        .samples
+        .par_iter()
+        .map(|s| {
+            std::fs::read(dataset.root.join(&s.path))
+                .map(|bytes| Sha256::digest(&bytes).into())
+                .map_err(|e| Skipped {
+                    path: s.path.clone(),
+                    reason: format!("cannot read: {e}"),
+                })
+        })
+        .collect();
+    let mut todo = Vec::new();
+    let mut queued = std::collections::HashSet::new();
+    for (sample, hash) in dataset.samples.iter().zip(&hashed) {
+        match hash {
+            Ok(k) if !store.contains(k) && queued.insert(*k) => todo.push(Todo {
+                key: *k,
+                file: dataset.root.join(&sample.path),
+                path: sample.path.clone(),
+            }),
+            Ok(_) => {}
+            Err(s) => {
+                progress.skipped(s);
+                skipped.push(s.clone());
+            }
+        }
+    }
+    let reused = dataset.samples.len() - todo.len() - skipped.len();
+
+    progress.start(todo.len() as u64);
+    let network_started = Instant::now();
+    let failed = run_batches(&mut backbone, &mut store, &todo, opts.batch_size, progress)?;
+    let network_seconds = network_started.elapsed().as_secs_f64();
+    progress.finish();
+
+    let mut entries = Vec::new();
+    for (sample, hash) in dataset.samples.iter().zip(&hashed) {
+        let Ok(k) = hash else { continue };
+        if let Some(reason) = failed.get(k) {
+            skipped.push(Skipped {
+                path: sample.path.clone(),
+                reason: reason.clone(),
+            });
+        } else {
+            entries.push(Entry {
+                sample: sample.clone(),
+                sha256: key_hex(k),
+            });
+        }
+    }
+    skipped.sort_by(|a, b| a.path.cmp(&b.path));
+    if entries.is_empty() {
+        return Err(ExtractError::NothingEmbedded(dataset.samples.len()));
+    }
+    let keep: Vec<ContentKey> = hashed
+        .iter()
+        .filter_map(|h| h.as_ref().ok().copied())
+        .collect();
+    let dropped = store.compact(&keep)?;
+
+    let record = BackboneRecord {
+        name: backbone.info.name.clone(),
+        key,
+        model_sha256: backbone.info.sha256.clone(),
+        output: backbone.output_name().to_string(),
+        preprocessing: backbone.preprocessing,
+        dim: store.dim.unwrap_or(0),
+    };
+    let manifest = Manifest {
+        data_root: dataset.root.clone(),
+        classes: dataset.classes.clone(),
+        backbone: record.clone(),
+        entries,
+        skipped: skipped.clone(),
+    };
+    manifest.save(&opts.workspace)?;
+
+    let mut counts: BTreeMap<String, [usize; 3]> = dataset
+        .classes
+        .iter()
+        .map(|c| (c.clone(), [0; 3]))
+        .collect();
+    for e in &manifest.entries {
+        counts
+            .get_mut(&dataset.classes[e.sample.class])
+            .expect("known class")[e.sample.split as usize] += 1;
+    }
+    let computed = todo.len() - failed.len();
+    Ok(ExtractSummary {
+        data: opts.data.clone(),
+        workspace: opts.workspace.clone(),
+        backbone: record,
+        classes: dataset.classes.clone(),
+        counts,
+        images: manifest.entries.len(),
+        computed,
+        reused,
+        dropped_from_cache: dropped,
+        skipped,
+        ignored: dataset.ignored.clone(),
+        small_classes: dataset.small_classes(),
+        seconds: started.elapsed().as_secs_f64(),
+        images_per_second: if network_seconds > 0.0 {
+            computed as f64 / network_seconds
+        } else {
+            0.0
+        },
+    })
+}
+
+/// A decoded batch: the input tensor and, per image, its key or why it failed.
+struct Batch {
+    pixels: Vec<f32>,
+    keys: Vec<ContentKey>,
+    failed: Vec<(ContentKey, String, String)>,
+}
+
+/// Embeds `todo` batch by batch, saving each batch as it comes. Returns the keys that failed to
+/// decode, with their reasons.
+fn run_batches(
+    backbone: &mut Backbone,
+    store: &mut Store,
+    todo: &[Todo],
+    batch_size: usize,
+    progress: &dyn Progress,
+) -> Result<HashMap<ContentKey, String>, ExtractError> {
+    let spec = backbone.preprocessing;
+    let per_image = spec.len();
+    let (tx, rx) = crossbeam_channel::bounded::<Batch>(2);
+    let mut failed = HashMap::new();
+    std::thread::scope(|scope| {
+        scope.spawn(move || {
+            for chunk in todo.chunks(batch_size.max(1)) {
+                let mut pixels = vec![0f32; chunk.len() * per_image];
+                let results: Vec<Result<(), String>> = pixels
+                    .par_chunks_mut(per_image)
+                    .zip(chunk.par_iter())
+                    .map_init(fast_image_resize::Resizer::new, |resizer, (out, item)| {
+                        let bytes =
+                            std::fs::read(&item.file).map_err(|e| format!("cannot read: {e}"))?;
+                        preprocess(&bytes, &spec, resizer, out).map_err(|e| e.to_string())
+                    })
+                    .collect();
+                // Failed images leave a gap; close it so the tensor holds only good ones.
+                let mut keys = Vec::with_capacity(chunk.len());
+                let mut bad = Vec::new();
+                for (item, result) in chunk.iter().zip(results) {
+                    match result {
+                        Ok(()) => {
+                            let (from, to) =
+                                ((keys.len() + bad.len()) * per_image, keys.len() * per_image);
+                            pixels.copy_within(from..from + per_image, to);
+                            keys.push(item.key);
+                        }
+                        Err(reason) => bad.push((item.key, item.path.clone(), reason)),
+                    }
+                }
+                pixels.truncate(keys.len() * per_image);
+                if tx
+                    .send(Batch {
+                        pixels,
+                        keys,
+                        failed: bad,
+                    })
+                    .is_err()
+                {
+                    break;
+                }
+            }
+        });
+        for batch in rx.iter() {
+            for (key, path, reason) in batch.failed {
+                progress.skipped(&Skipped {
+                    path,
+                    reason: reason.clone(),
+                });
+                progress.advance(1);
+                failed.insert(key, reason);
+            }
+            if batch.keys.is_empty() {
+                continue;
+            }
+            let (dim, rows) = backbone.embed(&batch.pixels, batch.keys.len())?;
+            store.append(&batch.keys, dim, &rows)?;
+            progress.advance(batch.keys.len() as u64);
+        }
+        Ok::<_, ExtractError>(())
+    })?;
+    Ok(failed)
+}

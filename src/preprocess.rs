@@ -1,0 +1,318 @@
+//! Image bytes to the backbone's input tensor.
+//!
+//! The geometry is the classic evaluation crop: scale the shorter side to `resize`, take the
+//! centred `size` x `size` square. It is done in one resampling pass by resizing a centred crop
+//! box of the original, which is what PIL's `resize(box=...)` does, so a Python reference can
+//! reproduce the pixels. The normalisation presets are the ones the pretrained weights expect.
+
+use std::io::Cursor;
+
+use fast_image_resize::images::Image;
+use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
+use image::{DynamicImage, ImageDecoder, ImageReader};
+use serde::{Deserialize, Serialize};
+
+/// How pixel values in 0..=255 become network inputs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Preset {
+    /// TF-Lite models such as EfficientNet-Lite: `(x - 127) / 128`.
+    Tflite,
+    /// Inception / MobileNet style: `x / 127.5 - 1`, values in [-1, 1].
+    Inception,
+    /// Keras ResNet50 `caffe` mode: RGB to BGR, minus the ImageNet BGR means, no scaling.
+    Caffe,
+    /// torchvision: `x / 255`, then ImageNet mean and standard deviation.
+    Torch,
+}
+
+impl Preset {
+    pub const NAMES: &'static str = "tflite, inception, caffe, torch";
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Preset::Tflite => "tflite",
+            Preset::Inception => "inception",
+            Preset::Caffe => "caffe",
+            Preset::Torch => "torch",
+        }
+    }
+
+    /// Per output channel (in the order the network sees them): the source RGB channel, scale
+    /// and offset, so that `value = pixel[source] * scale + offset`.
+    fn channels(self) -> [(usize, f32, f32); 3] {
+        match self {
+            Preset::Tflite => [0, 1, 2].map(|c| (c, 1.0 / 128.0, -127.0 / 128.0)),
+            Preset::Inception => [0, 1, 2].map(|c| (c, 1.0 / 127.5, -1.0)),
+            Preset::Caffe => [(2, 1.0, -103.939), (1, 1.0, -116.779), (0, 1.0, -123.68)],
+            Preset::Torch => {
+                const MEAN: [f32; 3] = [0.485, 0.456, 0.406];
+                const STD: [f32; 3] = [0.229, 0.224, 0.225];
+                [0, 1, 2].map(|c| (c, 1.0 / (255.0 * STD[c]), -MEAN[c] / STD[c]))
+            }
+        }
+    }
+}
+
+impl std::str::FromStr for Preset {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "tflite" => Ok(Preset::Tflite),
+            "inception" | "tf" => Ok(Preset::Inception),
+            "caffe" | "keras-caffe" => Ok(Preset::Caffe),
+            "torch" | "torchvision" => Ok(Preset::Torch),
+            _ => Err(format!(
+                "unknown preset `{s}`: use one of {}",
+                Preset::NAMES
+            )),
+        }
+    }
+}
+
+/// Memory order of the input tensor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Layout {
+    Nchw,
+    Nhwc,
+}
+
+/// Everything that decides the pixels a backbone sees; part of the cache key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Preprocessing {
+    pub preset: Preset,
+    /// The shorter side is scaled to this before the centre crop.
+    pub resize: u32,
+    /// Side of the square crop fed to the network.
+    pub size: u32,
+    pub layout: Layout,
+}
+
+impl Preprocessing {
+    /// Floats per image in the input tensor.
+    pub fn len(&self) -> usize {
+        3 * self.size as usize * self.size as usize
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.size == 0
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PreprocessError {
+    #[error("cannot decode: {0}")]
+    Decode(#[from] image::ImageError),
+    #[error("cannot decode: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("cannot resize: {0}")]
+    Resize(String),
+}
+
+/// Decodes an image file's bytes to 8-bit RGB, upright.
+///
+/// The format is sniffed from the bytes, not the extension, since misnamed files are common.
+/// EXIF orientation is applied; grey, alpha (dropped, as PIL's `convert("RGB")` does), CMYK and
+/// 16-bit images all end up as RGB8.
+pub fn decode(bytes: &[u8]) -> Result<image::RgbImage, PreprocessError> {
+    let reader = ImageReader::new(Cursor::new(bytes)).with_guessed_format()?;
+    let mut decoder = reader.into_decoder()?;
+    let orientation = decoder.orientation()?;
+    let mut img = DynamicImage::from_decoder(decoder)?;
+    img.apply_orientation(orientation);
+    Ok(img.into_rgb8())
+}
+
+/// Decodes `bytes` and writes one normalised input into `out` (`spec.len()` floats).
+pub fn preprocess(
+    bytes: &[u8],
+    spec: &Preprocessing,
+    resizer: &mut Resizer,
+    out: &mut [f32],
+) -> Result<(), PreprocessError> {
+    let rgb = decode(bytes)?;
+    let pixels = crop_resize(&rgb, spec, resizer)?;
+    normalise(&pixels, spec, out);
+    Ok(())
+}
+
+/// Centre crop and resize in one pass, returning `size * size * 3` RGB bytes.
+pub fn crop_resize(
+    rgb: &image::RgbImage,
+    spec: &Preprocessing,
+    resizer: &mut Resizer,
+) -> Result<Vec<u8>, PreprocessError> {
+    let (w, h) = rgb.dimensions();
+    let side = w.min(h) as f64 * spec.size as f64 / spec.resize as f64;
+    let (left, top) = ((w as f64 - side) / 2.0, (h as f64 - side) / 2.0);
+    let src = Image::from_vec_u8(w, h, rgb.as_raw().clone(), PixelType::U8x3)
+        .map_err(|e| PreprocessError::Resize(e.to_string()))?;
+    let mut dst = Image::new(spec.size, spec.size, PixelType::U8x3);
+    let options = ResizeOptions::new()
+        .resize_alg(ResizeAlg::Convolution(FilterType::Bilinear))
+        .crop(
+            left.max(0.0),
+            top.max(0.0),
+            side.min(w as f64),
+            side.min(h as f64),
+        );
+    resizer
+        .resize(&src, &mut dst, &options)
+        .map_err(|e| PreprocessError::Resize(e.to_string()))?;
+    Ok(dst.into_vec())
+}
+
+/// Scales RGB bytes into the network's value range and memory layout.
+pub fn normalise(pixels: &[u8], spec: &Preprocessing, out: &mut [f32]) {
+    let plane = spec.size as usize * spec.size as usize;
+    assert_eq!(pixels.len(), plane * 3, "pixels must be size x size RGB");
+    assert_eq!(out.len(), plane * 3, "output must hold one image");
+    let channels = spec.preset.channels();
+    match spec.layout {
+        Layout::Nchw => {
+            for (c, &(src, scale, offset)) in channels.iter().enumerate() {
+                let dst = &mut out[c * plane..(c + 1) * plane];
+                for (d, px) in dst.iter_mut().zip(pixels.chunks_exact(3)) {
+                    *d = px[src] as f32 * scale + offset;
+                }
+            }
+        }
+        Layout::Nhwc => {
+            for (d, px) in out.chunks_exact_mut(3).zip(pixels.chunks_exact(3)) {
+                for (c, &(src, scale, offset)) in channels.iter().enumerate() {
+                    d[c] = px[src] as f32 * scale + offset;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(preset: Preset, layout: Layout) -> Preprocessing {
+        Preprocessing {
+            preset,
+            resize: 2,
+            size: 2,
+            layout,
+        }
+    }
+
+    // Four pixels: (0,10,20) (255,128,127) (1,2,3) (100,150,200).
+    const PIXELS: [u8; 12] = [0, 10, 20, 255, 128, 127, 1, 2, 3, 100, 150, 200];
+
+    #[test]
+    fn tflite_preset_values() {
+        let mut out = [0.0; 12];
+        normalise(&PIXELS, &spec(Preset::Tflite, Layout::Nchw), &mut out);
+        // (x - 127) / 128, red plane first.
+        assert_eq!(out[0], -127.0 / 128.0);
+        assert_eq!(out[1], 1.0);
+        assert_eq!(out[4], (10.0 - 127.0) / 128.0);
+        assert_eq!(out[5], (128.0 - 127.0) / 128.0);
+        assert_eq!(out[9], 0.0);
+    }
+
+    #[test]
+    fn inception_preset_values() {
+        let mut out = [0.0; 12];
+        normalise(&PIXELS, &spec(Preset::Inception, Layout::Nhwc), &mut out);
+        // x / 127.5 - 1, pixels interleaved.
+        assert_eq!(out[0], -1.0);
+        assert_eq!(out[3], 1.0);
+        assert!((out[4] - (128.0 / 127.5 - 1.0)).abs() < 1e-7);
+    }
+
+    #[test]
+    fn caffe_preset_is_bgr_minus_mean() {
+        let mut out = [0.0; 12];
+        normalise(&PIXELS, &spec(Preset::Caffe, Layout::Nchw), &mut out);
+        // Channel 0 is blue: pixel 0 has blue 20, pixel 1 blue 127.
+        assert!((out[0] - (20.0 - 103.939)).abs() < 1e-5);
+        assert!((out[1] - (127.0 - 103.939)).abs() < 1e-5);
+        // Channel 1 is green, channel 2 red.
+        assert!((out[4] - (10.0 - 116.779)).abs() < 1e-5);
+        assert!((out[8] - (0.0 - 123.68)).abs() < 1e-5);
+        assert!((out[9] - (255.0 - 123.68)).abs() < 1e-5);
+    }
+
+    #[test]
+    fn torch_preset_uses_imagenet_mean_std() {
+        let mut out = [0.0; 12];
+        normalise(&PIXELS, &spec(Preset::Torch, Layout::Nhwc), &mut out);
+        // Pixel 3 = (100, 150, 200): ((x / 255) - mean) / std per channel.
+        let want = [
+            (100.0 / 255.0 - 0.485) / 0.229,
+            (150.0 / 255.0 - 0.456) / 0.224,
+            (200.0 / 255.0 - 0.406) / 0.225,
+        ];
+        for c in 0..3 {
+            assert!(
+                (out[9 + c] - want[c]).abs() < 1e-5,
+                "channel {c}: {} vs {}",
+                out[9 + c],
+                want[c]
+            );
+        }
+    }
+
+    #[test]
+    fn crop_keeps_the_centre_of_a_wide_image() {
+        // 6x2 image: a red 2x2 block in the middle, blue elsewhere. resize 2 / size 2 crops the
+        // centred 2x2 square exactly, so every output pixel is pure red.
+        let mut img = image::RgbImage::from_pixel(6, 2, image::Rgb([0, 0, 255]));
+        for x in 2..4 {
+            for y in 0..2 {
+                img.put_pixel(x, y, image::Rgb([255, 0, 0]));
+            }
+        }
+        let s = Preprocessing {
+            preset: Preset::Tflite,
+            resize: 2,
+            size: 2,
+            layout: Layout::Nchw,
+        };
+        let px = crop_resize(&img, &s, &mut Resizer::new()).unwrap();
+        assert_eq!(px, vec![255, 0, 0, 255, 0, 0, 255, 0, 0, 255, 0, 0]);
+    }
+
+    #[test]
+    fn decodes_grey_alpha_and_sixteen_bit_to_rgb() {
+        let mut cases = Vec::new();
+        let grey = DynamicImage::ImageLuma8(image::GrayImage::from_pixel(3, 2, image::Luma([77])));
+        let rgba = DynamicImage::ImageRgba8(image::RgbaImage::from_pixel(
+            3,
+            2,
+            image::Rgba([1, 2, 3, 0]),
+        ));
+        let deep = DynamicImage::ImageRgb16(image::ImageBuffer::from_pixel(
+            3,
+            2,
+            image::Rgb([65535u16, 0, 257]),
+        ));
+        for (img, want) in [(grey, [77, 77, 77]), (rgba, [1, 2, 3]), (deep, [255, 0, 1])] {
+            let mut bytes = Vec::new();
+            img.write_to(&mut Cursor::new(&mut bytes), image::ImageFormat::Png)
+                .unwrap();
+            cases.push((bytes, want));
+        }
+        for (bytes, want) in cases {
+            let rgb = decode(&bytes).unwrap();
+            assert_eq!(rgb.dimensions(), (3, 2));
+            assert_eq!(rgb.get_pixel(1, 1).0, want);
+        }
+    }
+
+    #[test]
+    fn garbage_is_an_error_not_a_panic() {
+        assert!(decode(b"definitely not an image").is_err());
+        let mut png = Vec::new();
+        DynamicImage::new_rgb8(4, 4)
+            .write_to(&mut Cursor::new(&mut png), image::ImageFormat::Png)
+            .unwrap();
+        assert!(decode(&png[..png.len() / 2]).is_err());
+    }
+}

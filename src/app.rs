@@ -48,9 +48,7 @@ fn exit_for(summary: &ExtractSummary) -> ExitCode {
 
 fn print_extract(s: &ExtractSummary, json: bool) -> Result<()> {
     for (class, n) in &s.small_classes {
-        eprintln!(
-            "warning: class `{class}` has only {n} images; results for it will be unreliable"
-        );
+        eprintln!("warning: class `{class}` has only {n} images; results for it will be unreliable");
     }
     if json {
         println!("{}", serde_json::to_string_pretty(s)?);
@@ -70,16 +68,10 @@ fn print_extract(s: &ExtractSummary, json: bool) -> Result<()> {
     println!("data       {}", s.data.display());
     println!("workspace  {}", s.workspace.display());
     let width = s.classes.iter().map(String::len).max().unwrap_or(5).max(5);
-    println!(
-        "\n{:<width$} {:>7} {:>7} {:>7}",
-        "class", "train", "val", "test"
-    );
+    println!("\n{:<width$} {:>7} {:>7} {:>7}", "class", "train", "val", "test");
     let mut totals = [0; 3];
     for (class, counts) in &s.counts {
-        println!(
-            "{class:<width$} {:>7} {:>7} {:>7}",
-            counts[0], counts[1], counts[2]
-        );
+        println!("{class:<width$} {:>7} {:>7} {:>7}", counts[0], counts[1], counts[2]);
         for (t, c) in totals.iter_mut().zip(counts) {
             *t += c;
         }

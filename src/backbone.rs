@@ -54,21 +54,11 @@ pub struct BackboneChoice {
 #[derive(Debug, thiserror::Error)]
 pub enum BackboneError {
     #[error("no backbone named `{name}` in {dir} (known: {known}): pass --model with one of those names or a path to an .onnx file")]
-    UnknownName {
-        name: String,
-        dir: PathBuf,
-        known: String,
-    },
+    UnknownName { name: String, dir: PathBuf, known: String },
     #[error("cannot read {path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { path: PathBuf, source: std::io::Error },
     #[error("backbone description {path} is invalid: {source}")]
-    Description {
-        path: PathBuf,
-        source: serde_json::Error,
-    },
+    Description { path: PathBuf, source: serde_json::Error },
     #[error("{path} has sha256 {found} but its description expects {expected}: the file is damaged or not the one described; restore it or re-run the conversion script in models/")]
     Checksum {
         path: PathBuf,
@@ -83,20 +73,14 @@ pub enum BackboneError {
         input: String,
         shape: Vec<i64>,
     },
-    #[error(
-        "{path} has no output `{wanted}` (outputs: {available}): pass --output with one of those"
-    )]
+    #[error("{path} has no output `{wanted}` (outputs: {available}): pass --output with one of those")]
     Output {
         path: PathBuf,
         wanted: String,
         available: String,
     },
     #[error("{path}: input is {model}x{model} but --input-size says {given}: drop --input-size or fix it")]
-    InputSize {
-        path: PathBuf,
-        model: i64,
-        given: u32,
-    },
+    InputSize { path: PathBuf, model: i64, given: u32 },
     #[error("{path} needs --preset: it has no description beside it (a {stem}.json); the presets are {presets}")]
     NoPreset {
         path: PathBuf,
@@ -105,7 +89,9 @@ pub enum BackboneError {
     },
     #[error("running {path} failed: {message}")]
     Run { path: PathBuf, message: String },
-    #[error("{path}: output `{output}` has shape {shape:?} for a batch of {batch}; expected [batch, D] or [batch, D, 1, 1]")]
+    #[error(
+        "{path}: output `{output}` has shape {shape:?} for a batch of {batch}; expected [batch, D] or [batch, D, 1, 1]"
+    )]
     OutputShape {
         path: PathBuf,
         output: String,
@@ -193,11 +179,7 @@ impl BackboneChoice {
             (None, Some(d)) => d.preset,
             (None, None) => {
                 return Err(BackboneError::NoPreset {
-                    stem: as_path
-                        .file_stem()
-                        .unwrap_or_default()
-                        .to_string_lossy()
-                        .into_owned(),
+                    stem: as_path.file_stem().unwrap_or_default().to_string_lossy().into_owned(),
                     path,
                     presets: Preset::NAMES,
                 })
@@ -205,11 +187,7 @@ impl BackboneChoice {
         };
         let name = match &description {
             Some(d) => d.name.clone(),
-            None => as_path
-                .file_stem()
-                .unwrap_or_default()
-                .to_string_lossy()
-                .into_owned(),
+            None => as_path.file_stem().unwrap_or_default().to_string_lossy().into_owned(),
         };
         Ok(BackboneInfo {
             name,
@@ -220,9 +198,7 @@ impl BackboneChoice {
                 .clone()
                 .or_else(|| description.as_ref().and_then(|d| d.output.clone())),
             preset,
-            input_size: self
-                .input_size
-                .or(description.as_ref().map(|d| d.input_size)),
+            input_size: self.input_size.or(description.as_ref().map(|d| d.input_size)),
             resize: self.resize.or(description.as_ref().and_then(|d| d.resize)),
         })
     }
@@ -253,11 +229,7 @@ pub struct Backbone {
 impl Backbone {
     /// Opens the model with all graph optimisations, one thread per core inside operators and no
     /// parallelism between them: a CNN is a chain, so intra-op threads are where the speed is.
-    pub fn open(
-        runtime: &Runtime,
-        info: BackboneInfo,
-        threads: usize,
-    ) -> Result<Backbone, BackboneError> {
+    pub fn open(runtime: &Runtime, info: BackboneInfo, threads: usize) -> Result<Backbone, BackboneError> {
         let session_err = |e: ort::Error| BackboneError::Session {
             path: info.path.clone(),
             message: e.to_string(),
@@ -304,11 +276,7 @@ impl Backbone {
             (false, Some(given)) => given,
             (false, None) => 224,
         };
-        let available: Vec<String> = session
-            .outputs()
-            .iter()
-            .map(|o| o.name().to_string())
-            .collect();
+        let available: Vec<String> = session.outputs().iter().map(|o| o.name().to_string()).collect();
         let output = match &info.output {
             Some(wanted) if !available.contains(wanted) => {
                 return Err(BackboneError::Output {
@@ -320,9 +288,7 @@ impl Backbone {
             Some(wanted) => wanted.clone(),
             None => available[0].clone(),
         };
-        let resize = info
-            .resize
-            .unwrap_or((size as f64 * 256.0 / 224.0).round() as u32);
+        let resize = info.resize.unwrap_or((size as f64 * 256.0 / 224.0).round() as u32);
         let preprocessing = Preprocessing {
             preset: info.preset,
             resize,
@@ -351,8 +317,7 @@ impl Backbone {
     /// the preprocessing. Any change gives a new key, so stale vectors are never reused.
     pub fn key(&self) -> String {
         let settings = serde_json::to_string(&self.preprocessing).expect("plain struct");
-        let digest =
-            Sha256::digest(format!("{}|{}|{}", self.info.sha256, self.output, settings).as_bytes());
+        let digest = Sha256::digest(format!("{}|{}|{}", self.info.sha256, self.output, settings).as_bytes());
         hex(&digest[..8])
     }
 
@@ -404,16 +369,15 @@ impl Backbone {
                 path: self.info.path.clone(),
                 message: e.to_string(),
             })?;
-        let (out_shape, data) = outputs[self.output.as_str()]
-            .try_extract_tensor::<f32>()
-            .map_err(|e| BackboneError::Run {
-                path: self.info.path.clone(),
-                message: e.to_string(),
-            })?;
+        let (out_shape, data) =
+            outputs[self.output.as_str()]
+                .try_extract_tensor::<f32>()
+                .map_err(|e| BackboneError::Run {
+                    path: self.info.path.clone(),
+                    message: e.to_string(),
+                })?;
         let dims: Vec<i64> = out_shape.to_vec();
-        let flat_ok = dims.first() == Some(&(batch as i64))
-            && dims.len() >= 2
-            && dims[2..].iter().all(|&d| d == 1);
+        let flat_ok = dims.first() == Some(&(batch as i64)) && dims.len() >= 2 && dims[2..].iter().all(|&d| d == 1);
         if !flat_ok {
             return Err(BackboneError::OutputShape {
                 path: self.info.path.clone(),

@@ -32,18 +32,10 @@ pub type ContentKey = [u8; 32];
 #[derive(Debug, thiserror::Error)]
 pub enum CacheError {
     #[error("cannot write {path}: {source}")]
-    Write {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Write { path: PathBuf, source: std::io::Error },
     #[error("cannot read {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error(
-        "{path} is not a valid cache file ({message}); delete it and re-run `headstart extract`"
-    )]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{path} is not a valid cache file ({message}); delete it and re-run `headstart extract`")]
     Corrupt { path: PathBuf, message: String },
     #[error("no extracted data set in {0}: run `headstart extract --data DIR` first (or pass --workspace)")]
     NoManifest(PathBuf),
@@ -128,11 +120,7 @@ impl Manifest {
     }
 
     /// The embeddings and labels of one split, rows in manifest order, with the entries used.
-    pub fn split(
-        &self,
-        store: &Store,
-        split: Split,
-    ) -> Result<(Array2<f32>, Vec<usize>, Vec<Entry>), CacheError> {
+    pub fn split(&self, store: &Store, split: Split) -> Result<(Array2<f32>, Vec<usize>, Vec<Entry>), CacheError> {
         let entries: Vec<Entry> = self
             .entries
             .iter()
@@ -238,9 +226,7 @@ impl Store {
 
     pub fn get(&self, key: &ContentKey) -> Option<&[f32]> {
         let dim = self.dim?;
-        self.index
-            .get(key)
-            .map(|&i| &self.rows[i * dim..(i + 1) * dim])
+        self.index.get(key).map(|&i| &self.rows[i * dim..(i + 1) * dim])
     }
 
     fn insert(&mut self, key: ContentKey, row: &[f32]) {
@@ -260,19 +246,11 @@ impl Store {
             source,
         })?;
         let tensors = SafeTensors::deserialize(&bytes).map_err(|e| corrupt(e.to_string()))?;
-        let emb = tensors
-            .tensor("embeddings")
-            .map_err(|e| corrupt(e.to_string()))?;
-        let keys = tensors
-            .tensor("sha256")
-            .map_err(|e| corrupt(e.to_string()))?;
+        let emb = tensors.tensor("embeddings").map_err(|e| corrupt(e.to_string()))?;
+        let keys = tensors.tensor("sha256").map_err(|e| corrupt(e.to_string()))?;
         let (n, dim) = match emb.shape() {
             [n, d] if emb.dtype() == Dtype::F32 => (*n, *d),
-            s => {
-                return Err(corrupt(format!(
-                    "embeddings has shape {s:?}, expected [N, D] f32"
-                )))
-            }
+            s => return Err(corrupt(format!("embeddings has shape {s:?}, expected [N, D] f32"))),
         };
         if keys.shape() != [n, 32] || keys.dtype() != Dtype::U8 {
             return Err(corrupt(format!(
@@ -302,12 +280,7 @@ impl Store {
     }
 
     /// Saves one batch of vectors at once, so a crash later loses none of them.
-    pub fn append(
-        &mut self,
-        keys: &[ContentKey],
-        dim: usize,
-        rows: &[f32],
-    ) -> Result<(), CacheError> {
+    pub fn append(&mut self, keys: &[ContentKey], dim: usize, rows: &[f32]) -> Result<(), CacheError> {
         assert_eq!(rows.len(), keys.len() * dim, "one row per key");
         if keys.is_empty() {
             return Ok(());
@@ -322,11 +295,10 @@ impl Store {
             });
         }
         self.dim = Some(dim);
-        let path = self.dir.join("pending").join(format!(
-            "{}-{:06}.safetensors",
-            std::process::id(),
-            self.batch_seq
-        ));
+        let path = self
+            .dir
+            .join("pending")
+            .join(format!("{}-{:06}.safetensors", std::process::id(), self.batch_seq));
         self.batch_seq += 1;
         write_atomic(&path, &encode(keys, dim, rows))?;
         for (key, row) in keys.iter().zip(rows.chunks_exact(dim)) {
@@ -354,10 +326,7 @@ impl Store {
         for key in &order {
             rows.extend_from_slice(self.get(key).expect("filtered above"));
         }
-        write_atomic(
-            &self.dir.join("store.safetensors"),
-            &encode(&order, dim, &rows),
-        )?;
+        write_atomic(&self.dir.join("store.safetensors"), &encode(&order, dim, &rows))?;
         for file in self.pending.drain(..) {
             let _ = std::fs::remove_file(file);
         }
@@ -396,9 +365,7 @@ mod tests {
     fn batches_survive_reopening_and_compaction_keeps_order() {
         let dir = tempfile::tempdir().unwrap();
         let mut store = Store::open(dir.path()).unwrap();
-        store
-            .append(&[key(1), key(2)], 3, &[1., 2., 3., 4., 5., 6.])
-            .unwrap();
+        store.append(&[key(1), key(2)], 3, &[1., 2., 3., 4., 5., 6.]).unwrap();
         store.append(&[key(3)], 3, &[7., 8., 9.]).unwrap();
         // As if killed here: a fresh open sees both pending batches.
         let mut store = Store::open(dir.path()).unwrap();
@@ -410,10 +377,7 @@ mod tests {
         assert_eq!(store.len(), 2);
         assert!(!store.contains(&key(2)));
         assert_eq!(store.stored_order, vec![key(3), key(1)]);
-        assert!(std::fs::read_dir(dir.path().join("pending"))
-            .unwrap()
-            .next()
-            .is_none());
+        assert!(std::fs::read_dir(dir.path().join("pending")).unwrap().next().is_none());
     }
 
     #[test]

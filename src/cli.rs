@@ -20,12 +20,7 @@ pub struct Cli {
 #[derive(Debug, Args)]
 pub struct Global {
     /// Folder holding the cache, heads and reports.
-    #[arg(
-        long,
-        global = true,
-        env = "HEADSTART_WORKSPACE",
-        default_value = ".headstart"
-    )]
+    #[arg(long, global = true, env = "HEADSTART_WORKSPACE", default_value = ".headstart")]
     pub workspace: PathBuf,
     /// The ONNX Runtime shared library (libonnxruntime.so); found or fetched automatically if absent.
     #[arg(long, global = true, value_name = "PATH")]

@@ -67,10 +67,7 @@ pub struct SplitPercentages {
 
 impl Default for SplitPercentages {
     fn default() -> Self {
-        SplitPercentages {
-            val: 10.0,
-            test: 10.0,
-        }
+        SplitPercentages { val: 10.0, test: 10.0 }
     }
 }
 
@@ -97,13 +94,8 @@ pub struct Dataset {
 #[derive(Debug, thiserror::Error)]
 pub enum DatasetError {
     #[error("cannot read the data folder {path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error(
-        "no class folders with images in {0}: expected DIR/<class>/<image> or DIR/<split>/<class>/<image>"
-    )]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("no class folders with images in {0}: expected DIR/<class>/<image> or DIR/<split>/<class>/<image>")]
     Empty(PathBuf),
     #[error("split percentages val {val} + test {test} must each be in 0..100 and sum below 100: fix --val-percent / --test-percent")]
     Percentages { val: f64, test: f64 },
@@ -164,10 +156,7 @@ impl Dataset {
             for (split, dir) in &split_dirs {
                 let split_root = root.join(dir);
                 for class_name in subfolders(&split_root)? {
-                    let class = classes
-                        .iter()
-                        .position(|c| *c == class_name)
-                        .expect("collected above");
+                    let class = classes.iter().position(|c| *c == class_name).expect("collected above");
                     for file in files_in(&split_root, &class_name, &mut ignored)? {
                         samples.push(Sample {
                             path: format!("{dir}/{class_name}/{file}"),
@@ -263,11 +252,7 @@ fn subfolders(dir: &Path) -> Result<Vec<String>, DatasetError> {
         .collect())
 }
 
-fn files_in(
-    root: &Path,
-    class: &str,
-    ignored: &mut Vec<String>,
-) -> Result<Vec<String>, DatasetError> {
+fn files_in(root: &Path, class: &str, ignored: &mut Vec<String>) -> Result<Vec<String>, DatasetError> {
     let mut images = Vec::new();
     for (name, is_dir) in read_dir_sorted(&root.join(class))? {
         let ext = name.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase());
@@ -282,12 +267,7 @@ fn files_in(
 
 /// Counts keyed by class name, for summaries.
 pub fn counts_by_name(dataset: &Dataset) -> BTreeMap<String, [usize; 3]> {
-    dataset
-        .classes
-        .iter()
-        .cloned()
-        .zip(dataset.counts())
-        .collect()
+    dataset.classes.iter().cloned().zip(dataset.counts()).collect()
 }
 
 #[cfg(test)]
@@ -300,10 +280,7 @@ mod tests {
         //   h = int(hashlib.sha1(name.encode()).hexdigest(), 16)
         //   p = (h % (2**27)) * (100.0 / (2**27 - 1))
         // "a.jpg" -> 81.586, "b.jpg" -> 10.762, "e.jpg" -> 4.894, "img_0001.jpg" -> 96.069
-        let p = SplitPercentages {
-            val: 10.0,
-            test: 10.0,
-        };
+        let p = SplitPercentages { val: 10.0, test: 10.0 };
         let cases = [
             ("a.jpg", Split::Train),
             ("b.jpg", Split::Test),
@@ -317,10 +294,7 @@ mod tests {
 
     #[test]
     fn nohash_suffix_is_ignored() {
-        let p = SplitPercentages {
-            val: 30.0,
-            test: 30.0,
-        };
+        let p = SplitPercentages { val: 30.0, test: 30.0 };
         for name in ["x1.jpg", "photo.png", "abc.gif", "q.jpg"] {
             let stem = name.rsplit_once('.').unwrap().0;
             let variant = format!("{stem}_nohash_3.jpg");
@@ -330,40 +304,21 @@ mod tests {
 
     #[test]
     fn split_is_stable_and_close_to_the_percentages() {
-        let p = SplitPercentages {
-            val: 20.0,
-            test: 10.0,
-        };
+        let p = SplitPercentages { val: 20.0, test: 10.0 };
         let names: Vec<String> = (0..5000).map(|i| format!("file_{i}.jpg")).collect();
         let mut counts = [0usize; 3];
         for n in &names {
             counts[hashed_split(n, p) as usize] += 1;
         }
-        assert!(
-            (counts[1] as f64 / 5000.0 - 0.20).abs() < 0.02,
-            "{counts:?}"
-        );
-        assert!(
-            (counts[2] as f64 / 5000.0 - 0.10).abs() < 0.02,
-            "{counts:?}"
-        );
+        assert!((counts[1] as f64 / 5000.0 - 0.20).abs() < 0.02, "{counts:?}");
+        assert!((counts[2] as f64 / 5000.0 - 0.10).abs() < 0.02, "{counts:?}");
         // A file's split depends on its name only, never on which other files exist.
-        assert_eq!(
-            hashed_split("file_7.jpg", p),
-            hashed_split("dir/file_7.jpg", p)
-        );
+        assert_eq!(hashed_split("file_7.jpg", p), hashed_split("dir/file_7.jpg", p));
     }
 
     #[test]
     fn bad_percentages_are_rejected() {
-        let err = Dataset::scan(
-            Path::new("."),
-            SplitPercentages {
-                val: 60.0,
-                test: 50.0,
-            },
-        )
-        .unwrap_err();
+        let err = Dataset::scan(Path::new("."), SplitPercentages { val: 60.0, test: 50.0 }).unwrap_err();
         assert!(err.to_string().contains("--val-percent"));
     }
 }

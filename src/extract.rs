@@ -14,9 +14,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::backbone::{Backbone, BackboneChoice, BackboneError};
-use crate::cache::{
-    key_hex, BackboneRecord, CacheError, ContentKey, Entry, Manifest, Skipped, Store,
-};
+use crate::cache::{key_hex, BackboneRecord, CacheError, ContentKey, Entry, Manifest, Skipped, Store};
 use crate::dataset::{Dataset, DatasetError, SplitPercentages};
 use crate::preprocess::preprocess;
 
@@ -87,10 +85,7 @@ struct Todo {
 }
 
 /// Runs the whole extract stage and writes the workspace's manifest.
-pub fn extract(
-    opts: &ExtractOptions,
-    progress: &dyn Progress,
-) -> Result<ExtractSummary, ExtractError> {
+pub fn extract(opts: &ExtractOptions, progress: &dyn Progress) -> Result<ExtractSummary, ExtractError> {
     let started = Instant::now();
     let dataset = Dataset::scan(&opts.data, opts.percentages)?;
     let info = opts.backbone.resolve()?;
@@ -132,7 +127,25 @@ pub fn extract(
 
     progress.start(todo.len() as u64);
     let network_started = Instant::now();
-    let failed = run_batches(&mut backbone, &mut store, &todo, opts.batch_size, progress)?;
+    let files: Vec<PathBuf> = todo.iter().map(|t| t.file.clone()).collect();
+    let failures = embed_files(
+        &mut backbone,
+        &files,
+        opts.batch_size,
+        progress,
+        |indices, dim, rows| {
+            let keys: Vec<ContentKey> = indices.iter().map(|&i| todo[i].key).collect();
+            store.append(&keys, dim, rows).map_err(ExtractError::from)
+        },
+    )?;
+    let mut failed = HashMap::new();
+    for (i, reason) in failures {
+        progress.skipped(&Skipped {
+            path: todo[i].path.clone(),
+            reason: reason.clone(),
+        });
+        failed.insert(todo[i].key, reason);
+    }
     let network_seconds = network_started.elapsed().as_secs_f64();
     progress.finish();
 
@@ -155,10 +168,7 @@ pub fn extract(
     if entries.is_empty() {
         return Err(ExtractError::NothingEmbedded(dataset.samples.len()));
     }
-    let keep: Vec<ContentKey> = hashed
-        .iter()
-        .filter_map(|h| h.as_ref().ok().copied())
-        .collect();
+    let keep: Vec<ContentKey> = hashed.iter().filter_map(|h| h.as_ref().ok().copied()).collect();
     let dropped = store.compact(&keep)?;
 
     let record = BackboneRecord {
@@ -178,15 +188,9 @@ pub fn extract(
     };
     manifest.save(&opts.workspace)?;
 
-    let mut counts: BTreeMap<String, [usize; 3]> = dataset
-        .classes
-        .iter()
-        .map(|c| (c.clone(), [0; 3]))
-        .collect();
+    let mut counts: BTreeMap<String, [usize; 3]> = dataset.classes.iter().map(|c| (c.clone(), [0; 3])).collect();
     for e in &manifest.entries {
-        counts
-            .get_mut(&dataset.classes[e.sample.class])
-            .expect("known class")[e.sample.split as usize] += 1;
+        counts.get_mut(&dataset.classes[e.sample.class]).expect("known class")[e.sample.split as usize] += 1;
     }
     let computed = todo.len() - failed.len();
     Ok(ExtractSummary {
@@ -211,58 +215,60 @@ pub fn extract(
     })
 }
 
-/// A decoded batch: the input tensor and, per image, its key or why it failed.
+/// A decoded batch: the input tensor, the indices (into the file list) of the images in it, and
+/// the files that failed with their reasons.
 struct Batch {
     pixels: Vec<f32>,
-    keys: Vec<ContentKey>,
-    failed: Vec<(ContentKey, String, String)>,
+    indices: Vec<usize>,
+    failed: Vec<(usize, String)>,
 }
 
-/// Embeds `todo` batch by batch, saving each batch as it comes. Returns the keys that failed to
-/// decode, with their reasons.
-fn run_batches(
+/// Runs `files` through the backbone in batches of `batch_size`, decoding the next batch on the
+/// rayon pool while the network works on the current one. `on_batch(indices, dim, rows)` gets
+/// each batch's features as soon as they exist. Returns the files that could not be decoded,
+/// by index, with the reason; they never stop the run.
+pub fn embed_files<E: From<BackboneError> + Send>(
     backbone: &mut Backbone,
-    store: &mut Store,
-    todo: &[Todo],
+    files: &[PathBuf],
     batch_size: usize,
     progress: &dyn Progress,
-) -> Result<HashMap<ContentKey, String>, ExtractError> {
+    mut on_batch: impl FnMut(&[usize], usize, &[f32]) -> Result<(), E>,
+) -> Result<Vec<(usize, String)>, E> {
     let spec = backbone.preprocessing;
     let per_image = spec.len();
     let (tx, rx) = crossbeam_channel::bounded::<Batch>(2);
-    let mut failed = HashMap::new();
+    let mut failed = Vec::new();
     std::thread::scope(|scope| {
         scope.spawn(move || {
-            for chunk in todo.chunks(batch_size.max(1)) {
+            let indices: Vec<usize> = (0..files.len()).collect();
+            for chunk in indices.chunks(batch_size.max(1)) {
                 let mut pixels = vec![0f32; chunk.len() * per_image];
                 let results: Vec<Result<(), String>> = pixels
                     .par_chunks_mut(per_image)
                     .zip(chunk.par_iter())
-                    .map_init(fast_image_resize::Resizer::new, |resizer, (out, item)| {
-                        let bytes =
-                            std::fs::read(&item.file).map_err(|e| format!("cannot read: {e}"))?;
+                    .map_init(fast_image_resize::Resizer::new, |resizer, (out, &i)| {
+                        let bytes = std::fs::read(&files[i]).map_err(|e| format!("cannot read: {e}"))?;
                         preprocess(&bytes, &spec, resizer, out).map_err(|e| e.to_string())
                     })
                     .collect();
                 // Failed images leave a gap; close it so the tensor holds only good ones.
-                let mut keys = Vec::with_capacity(chunk.len());
+                let mut good = Vec::with_capacity(chunk.len());
                 let mut bad = Vec::new();
-                for (item, result) in chunk.iter().zip(results) {
+                for (&i, result) in chunk.iter().zip(results) {
                     match result {
                         Ok(()) => {
-                            let (from, to) =
-                                ((keys.len() + bad.len()) * per_image, keys.len() * per_image);
+                            let (from, to) = ((good.len() + bad.len()) * per_image, good.len() * per_image);
                             pixels.copy_within(from..from + per_image, to);
-                            keys.push(item.key);
+                            good.push(i);
                         }
-                        Err(reason) => bad.push((item.key, item.path.clone(), reason)),
+                        Err(reason) => bad.push((i, reason)),
                     }
                 }
-                pixels.truncate(keys.len() * per_image);
+                pixels.truncate(good.len() * per_image);
                 if tx
                     .send(Batch {
                         pixels,
-                        keys,
+                        indices: good,
                         failed: bad,
                     })
                     .is_err()
@@ -272,22 +278,16 @@ fn run_batches(
             }
         });
         for batch in rx.iter() {
-            for (key, path, reason) in batch.failed {
-                progress.skipped(&Skipped {
-                    path,
-                    reason: reason.clone(),
-                });
-                progress.advance(1);
-                failed.insert(key, reason);
-            }
-            if batch.keys.is_empty() {
+            progress.advance(batch.failed.len() as u64);
+            failed.extend(batch.failed);
+            if batch.indices.is_empty() {
                 continue;
             }
-            let (dim, rows) = backbone.embed(&batch.pixels, batch.keys.len())?;
-            store.append(&batch.keys, dim, &rows)?;
-            progress.advance(batch.keys.len() as u64);
+            let (dim, rows) = backbone.embed(&batch.pixels, batch.indices.len())?;
+            on_batch(&batch.indices, dim, &rows)?;
+            progress.advance(batch.indices.len() as u64);
         }
-        Ok::<_, ExtractError>(())
+        Ok::<_, E>(())
     })?;
     Ok(failed)
 }

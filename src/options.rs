@@ -87,10 +87,7 @@ pub fn extract_from(
     }
     for (flag, value) in [("val-percent", val), ("test-percent", test)] {
         if !(0.0..100.0).contains(&value) {
-            return Err(invalid(
-                flag,
-                format!("{value} is not a percentage in 0..100"),
-            ));
+            return Err(invalid(flag, format!("{value} is not a percentage in 0..100")));
         }
     }
     if val + test >= 100.0 {

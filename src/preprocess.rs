@@ -62,10 +62,7 @@ impl std::str::FromStr for Preset {
             "inception" | "tf" => Ok(Preset::Inception),
             "caffe" | "keras-caffe" => Ok(Preset::Caffe),
             "torch" | "torchvision" => Ok(Preset::Torch),
-            _ => Err(format!(
-                "unknown preset `{s}`: use one of {}",
-                Preset::NAMES
-            )),
+            _ => Err(format!("unknown preset `{s}`: use one of {}", Preset::NAMES)),
         }
     }
 }
@@ -151,12 +148,7 @@ pub fn crop_resize(
     let mut dst = Image::new(spec.size, spec.size, PixelType::U8x3);
     let options = ResizeOptions::new()
         .resize_alg(ResizeAlg::Convolution(FilterType::Bilinear))
-        .crop(
-            left.max(0.0),
-            top.max(0.0),
-            side.min(w as f64),
-            side.min(h as f64),
-        );
+        .crop(left.max(0.0), top.max(0.0), side.min(w as f64), side.min(h as f64));
     resizer
         .resize(&src, &mut dst, &options)
         .map_err(|e| PreprocessError::Resize(e.to_string()))?;
@@ -283,16 +275,8 @@ mod tests {
     fn decodes_grey_alpha_and_sixteen_bit_to_rgb() {
         let mut cases = Vec::new();
         let grey = DynamicImage::ImageLuma8(image::GrayImage::from_pixel(3, 2, image::Luma([77])));
-        let rgba = DynamicImage::ImageRgba8(image::RgbaImage::from_pixel(
-            3,
-            2,
-            image::Rgba([1, 2, 3, 0]),
-        ));
-        let deep = DynamicImage::ImageRgb16(image::ImageBuffer::from_pixel(
-            3,
-            2,
-            image::Rgb([65535u16, 0, 257]),
-        ));
+        let rgba = DynamicImage::ImageRgba8(image::RgbaImage::from_pixel(3, 2, image::Rgba([1, 2, 3, 0])));
+        let deep = DynamicImage::ImageRgb16(image::ImageBuffer::from_pixel(3, 2, image::Rgb([65535u16, 0, 257])));
         for (img, want) in [(grey, [77, 77, 77]), (rgba, [1, 2, 3]), (deep, [255, 0, 1])] {
             let mut bytes = Vec::new();
             img.write_to(&mut Cursor::new(&mut bytes), image::ImageFormat::Png)

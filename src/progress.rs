@@ -25,10 +25,8 @@ impl Reporter {
         } else if std::io::stderr().is_terminal() {
             let bar = ProgressBar::hidden();
             bar.set_style(
-                ProgressStyle::with_template(
-                    "{bar:40.cyan/blue} {pos}/{len} images  {per_sec}  ETA {eta}",
-                )
-                .expect("valid template"),
+                ProgressStyle::with_template("{bar:40.cyan/blue} {pos}/{len} images  {per_sec}  ETA {eta}")
+                    .expect("valid template"),
             );
             Reporter::Bar(bar)
         } else {
@@ -60,11 +58,7 @@ impl Progress for Reporter {
         match self {
             Reporter::Quiet => {}
             Reporter::Bar(bar) => bar.inc(images),
-            Reporter::Lines {
-                total,
-                done,
-                started,
-            } => {
+            Reporter::Lines { total, done, started } => {
                 let total = total.load(Ordering::Relaxed).max(1);
                 let before = done.fetch_add(images, Ordering::Relaxed);
                 let now = before + images;

@@ -83,7 +83,10 @@ fn resolve(explicit: Option<&Path>) -> Result<PathBuf, RuntimeError> {
             if path.is_file() {
                 return Ok(path);
             }
+            // A library the user names is the one they want: if it is missing, say so rather
+            // than quietly loading another.
             tried.push(format!("  {origin}: {} (no such file)", path.display()));
+            return Err(RuntimeError::NotFound { tried: tried.join("\n") });
         }
     }
     if let Some(dir) = std::env::current_exe()
@@ -134,10 +137,7 @@ pub fn provision_dir() -> PathBuf {
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
         .unwrap_or_else(std::env::temp_dir);
-    cache
-        .join("headstart")
-        .join("onnxruntime")
-        .join(ORT_VERSION)
+    cache.join("headstart").join("onnxruntime").join(ORT_VERSION)
 }
 
 fn provision(dir: &Path) -> Result<PathBuf, String> {
@@ -152,39 +152,21 @@ fn provision(dir: &Path) -> Result<PathBuf, String> {
         dir.display()
     );
     let status = Command::new(python())
-        .args([
-            "-m",
-            "pip",
-            "download",
-            "--quiet",
-            "--no-deps",
-            "--only-binary=:all:",
-        ])
-        .args([
-            "--python-version",
-            "3.11",
-            "--implementation",
-            "cp",
-            "--abi",
-            "cp311",
-        ])
+        .args(["-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:"])
+        .args(["--python-version", "3.11", "--implementation", "cp", "--abi", "cp311"])
         .args(["--platform", "manylinux_2_28_x86_64", "-d"])
         .arg(&download)
         .arg(format!("onnxruntime=={ORT_VERSION}"))
         .status()
         .map_err(|e| format!("could not run `{} -m pip`: {e}", python()))?;
     if !status.success() {
-        return Err(format!(
-            "`pip download onnxruntime=={ORT_VERSION}` failed ({status})"
-        ));
+        return Err(format!("`pip download onnxruntime=={ORT_VERSION}` failed ({status})"));
     }
     let wheel = download.join(WHEEL_FILE);
     let bytes = std::fs::read(&wheel).map_err(|e| format!("pip gave no {WHEEL_FILE}: {e}"))?;
     let digest = hex(&Sha256::digest(&bytes));
     if digest != WHEEL_SHA256 {
-        return Err(format!(
-            "{WHEEL_FILE} has sha256 {digest}, expected {WHEEL_SHA256}"
-        ));
+        return Err(format!("{WHEEL_FILE} has sha256 {digest}, expected {WHEEL_SHA256}"));
     }
     let mut archive = zip::ZipArchive::new(std::io::Cursor::new(bytes))
         .map_err(|e| format!("{WHEEL_FILE} is not a valid wheel: {e}"))?;

@@ -1,0 +1,1375 @@
+//! Export: one ONNX file that holds the frozen backbone and the trained head, image tensor in,
+//! class probabilities out, so a classifier runs wherever ONNX Runtime runs, without headstart.
+//!
+//! # How the file is put together
+//! The backbone is never decoded and encoded again as a whole: a decoder that knows only part of
+//! the ONNX schema drops what it does not know, and one that knows all of it still rewrites
+//! field order and packing. Instead the model is spliced at the protobuf wire level, which is
+//! well defined because a message is just the concatenation of its fields and repeated fields
+//! keep the order in which they appear. Every field of the backbone's `ModelProto` is copied byte
+//! for byte except:
+//! - `graph` (field 7) is rebuilt in place from the backbone graph's own fields, minus its
+//!   `output` entries (field 12), followed by the head's nodes, weights and single output. A
+//!   graph split over several occurrences of field 7 (legal: they merge) is joined into one.
+//! - `metadata_props` (field 14) entries whose key the caller sets are dropped, because the ONNX
+//!   checker rejects duplicate keys; the caller's entries are appended at the end.
+//!
+//! The head is Flatten(axis=1) → per layer Gemm (+ Relu) → Softmax(axis=1). Flatten is always
+//! added: it turns `[N, D]`, `[N, C, 1, 1]` and any intermediate `[N, ...]` tensor into the
+//! `[N, D]` that Gemm needs, and it is only a reshape. Gemm keeps one node per layer and
+//! needs opset 7 or later to broadcast the bias, which ONNX Runtime requires anyway.
+//!
+//! # Why prost
+//! prost 0.14's derive gives small message structs for the few parts read (names, types, shapes)
+//! and the parts written (nodes, initializers, the output), with no build script and no vendored
+//! `onnx.proto`. The `protobuf` crate with code generated from `onnx.proto` would need a build
+//! script, the schema in the tree and a larger runtime, only to decode what is copied anyway; the
+//! published ONNX message crates (`onnx-pb`, `onnx-protobuf`) are unmaintained and would
+//! still drop or reorder what they decode. The field scanner below, which only finds where each
+//! field starts and ends, is written here: prost's `encoding` module has such helpers but is
+//! `#[doc(hidden)]` and documented as internal to prost-derive, so it carries no semver promise.
+
+use std::borrow::Cow;
+use std::collections::HashSet;
+
+use prost::Message;
+
+use crate::head::DenseLayer;
+
+/// Why a backbone and head could not be put together; each message says what to do about it.
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    #[error("the backbone is not a readable ONNX model ({0}): pass the .onnx file the embeddings were made with")]
+    Malformed(String),
+    #[error("the backbone model has no graph: pass an ONNX model file with a graph, not a function library or training artifact")]
+    NoGraph,
+    #[error("the backbone imports no standard ONNX operator set (only custom domains), so the head's Gemm and Softmax cannot be added: export the backbone with an ONNX opset import")]
+    NoOpset,
+    #[error("the backbone imports ONNX opset {0}; the head needs opset 7 or later: convert it with onnx.version_converter")]
+    OldOpset(i64),
+    #[error("backbone initializer `{0}` keeps its data in an external file, which a single exported file cannot carry: load the model with onnx and save it with save_as_external_data=False")]
+    ExternalData(String),
+    #[error("the backbone graph has no tensor `{name}` (its outputs: {outputs}): pass one of those, or the name of a tensor one of its nodes produces")]
+    FeatureNotFound { name: String, outputs: String },
+    #[error("feature tensor `{name}` holds {found}; the head takes float32 features: export from a float32 backbone or pick a float32 tensor")]
+    FeatureType { name: String, found: String },
+    #[error("feature tensor `{name}` has shape {shape}; the head needs a batch axis first, [batch, D] or [batch, C, H, W]: pick another tensor")]
+    FeatureRank { name: String, shape: String },
+    #[error("feature tensor `{name}` has shape {shape}, {width} values per image, but the head's first layer takes {expected}: the head was trained on another feature output or backbone; export with the one it was trained on")]
+    FeatureWidth {
+        name: String,
+        shape: String,
+        width: i64,
+        expected: usize,
+    },
+    #[error("the head has no layers: train a head before exporting")]
+    NoLayers,
+    #[error("head layer {layer}: {problem}")]
+    Layer { layer: usize, problem: String },
+    #[error("the backbone already has a tensor named `{0}`: choose another name for the probabilities output")]
+    NameTaken(String),
+    #[error("metadata key `{0}` is given twice: give each key once")]
+    DuplicateMetadata(String),
+}
+
+/// Appends `layers` and a softmax to the backbone at tensor `feature_output`.
+///
+/// The result's only output is `probabilities_name`, float32 `[batch, classes]`, where batch is
+/// the feature tensor's first dimension when the backbone declares it, else the image input's.
+/// `metadata` (labels, preset, ...) goes into the model's `metadata_props`, replacing entries
+/// with the same key. The feature width is checked against the first layer when the backbone
+/// declares the feature tensor's shape; an intermediate tensor often has none, and then a
+/// mismatch shows only when the model is run.
+pub fn compose(
+    backbone_onnx: &[u8],
+    feature_output: &str,
+    layers: &[DenseLayer],
+    probabilities_name: &str,
+    metadata: &[(String, String)],
+) -> Result<Vec<u8>, ExportError> {
+    check_layers(layers)?;
+    let mut keys = HashSet::new();
+    if let Some((key, _)) = metadata.iter().find(|(key, _)| !keys.insert(key.as_str())) {
+        return Err(ExportError::DuplicateMetadata(key.clone()));
+    }
+
+    let model_fields = fields(backbone_onnx)?;
+    let header = ModelHeader::decode(backbone_onnx).map_err(malformed)?;
+    let opset = header
+        .opset_import
+        .iter()
+        .filter(|o| o.domain.is_empty() || o.domain == "ai.onnx")
+        .map(|o| o.version)
+        .max()
+        .ok_or(ExportError::NoOpset)?;
+    if opset < 7 {
+        return Err(ExportError::OldOpset(opset));
+    }
+
+    let graph_parts: Vec<&[u8]> = model_fields
+        .iter()
+        .filter(|f| f.number == MODEL_GRAPH)
+        .map(|f| f.payload)
+        .collect();
+    let graph_bytes: Cow<[u8]> = match graph_parts.as_slice() {
+        [] => return Err(ExportError::NoGraph),
+        [one] => Cow::Borrowed(one),
+        many => Cow::Owned(many.concat()),
+    };
+    let graph = Graph::decode(&*graph_bytes).map_err(malformed)?;
+    let mut names = Names::default();
+    names.collect(&graph)?;
+
+    let feature = find_feature(&graph, feature_output)?;
+    if let Some(info) = &feature {
+        check_feature(feature_output, info, layers[0].weight.nrows())?;
+    }
+    if names.tensors.contains(probabilities_name) {
+        return Err(ExportError::NameTaken(probabilities_name.to_string()));
+    }
+
+    let batch = feature
+        .and_then(|t| t.shape.as_ref()?.dim.first()?.value.clone())
+        .or_else(|| image_batch(&graph))
+        .unwrap_or_else(|| DimValue::Param("batch".to_string()));
+    // IR versions before 4 require every initializer to be listed among the graph inputs too.
+    let list_weights_as_inputs = header.ir_version < 4;
+    let tail = head_graph(
+        &names.free_prefix(),
+        feature_output,
+        layers,
+        probabilities_name,
+        batch,
+        list_weights_as_inputs,
+    )
+    .encode_to_vec();
+
+    let kept: Vec<&[u8]> = fields(&graph_bytes)?
+        .into_iter()
+        .filter(|f| f.number != GRAPH_OUTPUT)
+        .map(|f| f.raw)
+        .collect();
+    let graph_len = kept.iter().map(|f| f.len()).sum::<usize>() + tail.len();
+
+    let mut out = Vec::with_capacity(backbone_onnx.len() + tail.len() + 64);
+    let mut graph_written = false;
+    for field in &model_fields {
+        match field.number {
+            MODEL_GRAPH if !graph_written => {
+                graph_written = true;
+                out.push(MODEL_GRAPH_KEY);
+                prost::encode_length_delimiter(graph_len, &mut out).expect("a Vec grows as needed");
+                kept.iter().for_each(|f| out.extend_from_slice(f));
+                out.extend_from_slice(&tail);
+            }
+            MODEL_GRAPH => {}
+            MODEL_METADATA => {
+                let entry = StringStringEntry::decode(field.payload).map_err(malformed)?;
+                if !keys.contains(entry.key.as_str()) {
+                    out.extend_from_slice(field.raw);
+                }
+            }
+            _ => out.extend_from_slice(field.raw),
+        }
+    }
+    let entries = metadata
+        .iter()
+        .map(|(key, value)| StringStringEntry {
+            key: key.clone(),
+            value: value.clone(),
+        })
+        .collect();
+    ModelMetadata {
+        metadata_props: entries,
+    }
+    .encode(&mut out)
+    .expect("a Vec grows as needed");
+    Ok(out)
+}
+
+const MODEL_GRAPH: u32 = 7;
+const MODEL_METADATA: u32 = 14;
+/// The key of a length-delimited field 7: `(number << 3) | wire type 2`.
+const MODEL_GRAPH_KEY: u8 = (MODEL_GRAPH as u8) << 3 | 2;
+const GRAPH_OUTPUT: u32 = 12;
+const FLOAT: i32 = 1;
+const ATTRIBUTE_INT: i32 = 2;
+const DATA_EXTERNAL: i32 = 1;
+
+fn malformed(e: impl std::fmt::Display) -> ExportError {
+    ExportError::Malformed(e.to_string())
+}
+
+fn check_layers(layers: &[DenseLayer]) -> Result<(), ExportError> {
+    if layers.is_empty() {
+        return Err(ExportError::NoLayers);
+    }
+    let problem = |layer, problem: String| Err(ExportError::Layer { layer, problem });
+    for (i, layer) in layers.iter().enumerate() {
+        let (inputs, outputs) = layer.weight.dim();
+        if inputs == 0 || outputs == 0 {
+            return problem(i, format!("its weight is {inputs}x{outputs}; a layer needs at least one input and one output"));
+        }
+        if layer.bias.len() != outputs {
+            return problem(i, format!("its weight is {inputs}x{outputs} ([in, out]) but its bias has {} values; they must match the {outputs} outputs", layer.bias.len()));
+        }
+        if let Some(previous) = i.checked_sub(1).map(|p| layers[p].weight.ncols()) {
+            if previous != inputs {
+                return problem(i, format!("it takes {inputs} inputs but layer {} gives {previous}: the layers do not chain", i - 1));
+            }
+        }
+        if !layer
+            .weight
+            .iter()
+            .chain(&layer.bias)
+            .all(|v| v.is_finite())
+        {
+            return problem(i, "it has NaN or infinite weights: training diverged; retrain, e.g. with a lower learning rate".to_string());
+        }
+    }
+    Ok(())
+}
+
+/// The feature tensor's declared type and shape, if the graph declares them; an error if no
+/// tensor of that name exists in the main graph (subgraph tensors are out of its reach).
+fn find_feature<'g>(graph: &'g Graph, name: &str) -> Result<Option<&'g TensorType>, ExportError> {
+    let exists = graph.input.iter().any(|v| v.name == name)
+        || graph.initializer.iter().any(|t| t.name == name)
+        || graph
+            .node
+            .iter()
+            .any(|n| n.output.iter().any(|o| o == name));
+    if !exists {
+        let outputs: Vec<&str> = graph.output.iter().map(|v| v.name.as_str()).collect();
+        return Err(ExportError::FeatureNotFound {
+            name: name.to_string(),
+            outputs: outputs.join(", "),
+        });
+    }
+    Ok(graph
+        .value_info
+        .iter()
+        .chain(&graph.output)
+        .chain(&graph.input)
+        .find(|v| v.name == name)
+        .and_then(|v| v.r#type.as_ref()?.tensor_type.as_ref()))
+}
+
+fn check_feature(name: &str, info: &TensorType, expected: usize) -> Result<(), ExportError> {
+    if info.elem_type != 0 && info.elem_type != FLOAT {
+        let found = match info.elem_type {
+            10 => "float16".to_string(),
+            11 => "float64".to_string(),
+            16 => "bfloat16".to_string(),
+            other => format!("ONNX element type {other}"),
+        };
+        return Err(ExportError::FeatureType {
+            name: name.to_string(),
+            found,
+        });
+    }
+    let Some(shape) = &info.shape else {
+        return Ok(());
+    };
+    let shown = shape_text(shape);
+    if shape.dim.len() < 2 {
+        return Err(ExportError::FeatureRank {
+            name: name.to_string(),
+            shape: shown,
+        });
+    }
+    let width: Option<i64> = shape.dim[1..]
+        .iter()
+        .map(|d| match d.value {
+            Some(DimValue::Value(v)) => Some(v),
+            _ => None,
+        })
+        .product();
+    match width {
+        Some(width) if usize::try_from(width) != Ok(expected) => Err(ExportError::FeatureWidth {
+            name: name.to_string(),
+            shape: shown,
+            width,
+            expected,
+        }),
+        _ => Ok(()),
+    }
+}
+
+fn shape_text(shape: &Shape) -> String {
+    let dims: Vec<String> = shape
+        .dim
+        .iter()
+        .map(|d| match &d.value {
+            Some(DimValue::Value(v)) => v.to_string(),
+            Some(DimValue::Param(p)) => p.clone(),
+            None => "?".to_string(),
+        })
+        .collect();
+    format!("[{}]", dims.join(", "))
+}
+
+/// The first dimension of the first real graph input (old models also list weights as inputs),
+/// standing in for the batch when the feature tensor's shape is not declared.
+fn image_batch(graph: &Graph) -> Option<DimValue> {
+    let weights: HashSet<&str> = graph.initializer.iter().map(|t| t.name.as_str()).collect();
+    let input = graph
+        .input
+        .iter()
+        .find(|v| !weights.contains(v.name.as_str()))?;
+    let tensor = input.r#type.as_ref()?.tensor_type.as_ref()?;
+    tensor.shape.as_ref()?.dim.first()?.value.clone()
+}
+
+/// Every tensor and node name in the graph and its subgraphs, so that the head's names collide
+/// with none, not even one that a subgraph would shadow.
+#[derive(Default)]
+struct Names<'g> {
+    tensors: HashSet<&'g str>,
+    nodes: HashSet<&'g str>,
+}
+
+impl<'g> Names<'g> {
+    fn collect(&mut self, graph: &'g Graph) -> Result<(), ExportError> {
+        for info in graph
+            .input
+            .iter()
+            .chain(&graph.output)
+            .chain(&graph.value_info)
+        {
+            self.tensors.insert(&info.name);
+        }
+        for tensor in &graph.initializer {
+            if tensor.data_location == DATA_EXTERNAL {
+                return Err(ExportError::ExternalData(tensor.name.clone()));
+            }
+            self.tensors.insert(&tensor.name);
+        }
+        for node in &graph.node {
+            self.nodes.insert(&node.name);
+            self.tensors.extend(node.output.iter().map(String::as_str));
+            for attribute in &node.attribute {
+                for subgraph in attribute.g.iter().chain(&attribute.graphs) {
+                    self.collect(subgraph)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// `headstart`, or `headstart_2`, ... when a model that already went through export is
+    /// composed again.
+    fn free_prefix(&self) -> String {
+        (1..)
+            .map(|i| {
+                if i == 1 {
+                    "headstart".to_string()
+                } else {
+                    format!("headstart_{i}")
+                }
+            })
+            .find(|prefix| {
+                let taken = format!("{prefix}/");
+                !self
+                    .tensors
+                    .iter()
+                    .chain(&self.nodes)
+                    .any(|n| n.starts_with(&taken))
+            })
+            .expect("some prefix is free")
+    }
+}
+
+fn head_graph(
+    prefix: &str,
+    feature: &str,
+    layers: &[DenseLayer],
+    probabilities: &str,
+    batch: DimValue,
+    list_weights_as_inputs: bool,
+) -> GraphTail {
+    let node =
+        |op: &str, name: String, input: Vec<String>, output: String, axis: Option<i64>| NodeProto {
+            input,
+            output: vec![output],
+            name,
+            op_type: op.to_string(),
+            attribute: axis
+                .map(|i| AttributeProto {
+                    name: "axis".to_string(),
+                    r#type: ATTRIBUTE_INT,
+                    i: Some(i),
+                    ..Default::default()
+                })
+                .into_iter()
+                .collect(),
+        };
+    let mut tail = GraphTail::default();
+    let mut current = format!("{prefix}/flatten");
+    tail.node.push(node(
+        "Flatten",
+        current.clone(),
+        vec![feature.to_string()],
+        current.clone(),
+        Some(1),
+    ));
+    for (i, layer) in layers.iter().enumerate() {
+        let (inputs, outputs) = layer.weight.dim();
+        let weight = TensorProto {
+            dims: vec![inputs as i64, outputs as i64],
+            data_type: FLOAT,
+            name: format!("{prefix}/dense{i}/weight"),
+            raw_data: layer.weight.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        };
+        let bias = TensorProto {
+            dims: vec![outputs as i64],
+            data_type: FLOAT,
+            name: format!("{prefix}/dense{i}/bias"),
+            raw_data: layer.bias.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        };
+        let gemm = format!("{prefix}/dense{i}");
+        tail.node.push(node(
+            "Gemm",
+            gemm.clone(),
+            vec![current, weight.name.clone(), bias.name.clone()],
+            gemm.clone(),
+            None,
+        ));
+        current = gemm;
+        if layer.relu {
+            let relu = format!("{prefix}/dense{i}/relu");
+            tail.node.push(node(
+                "Relu",
+                relu.clone(),
+                vec![current],
+                relu.clone(),
+                None,
+            ));
+            current = relu;
+        }
+        if list_weights_as_inputs {
+            for tensor in [&weight, &bias] {
+                let dims = tensor.dims.iter().map(|&d| DimValue::Value(d)).collect();
+                tail.input.push(value_info(&tensor.name, dims));
+            }
+        }
+        tail.initializer.extend([weight, bias]);
+    }
+    let classes = layers[layers.len() - 1].weight.ncols() as i64;
+    tail.node.push(node(
+        "Softmax",
+        format!("{prefix}/softmax"),
+        vec![current],
+        probabilities.to_string(),
+        Some(1),
+    ));
+    tail.output.push(value_info(
+        probabilities,
+        vec![batch, DimValue::Value(classes)],
+    ));
+    tail
+}
+
+fn value_info(name: &str, dims: Vec<DimValue>) -> ValueInfo {
+    let dim = dims
+        .into_iter()
+        .map(|d| Dimension { value: Some(d) })
+        .collect();
+    ValueInfo {
+        name: name.to_string(),
+        r#type: Some(TypeProto {
+            tensor_type: Some(TensorType {
+                elem_type: FLOAT,
+                shape: Some(Shape { dim }),
+            }),
+        }),
+    }
+}
+
+/// One field of a serialized message: its number, its bytes as they stand (key included), and
+/// for a length-delimited field its payload.
+struct Field<'a> {
+    number: u32,
+    raw: &'a [u8],
+    payload: &'a [u8],
+}
+
+fn fields(message: &[u8]) -> Result<Vec<Field<'_>>, ExportError> {
+    let mut rest = message;
+    let mut out = Vec::new();
+    while !rest.is_empty() {
+        let start = rest;
+        let key = varint(&mut rest)?;
+        let number = u32::try_from(key >> 3)
+            .ok()
+            .filter(|&n| n > 0)
+            .ok_or_else(|| malformed(format!("invalid field key {key}")))?;
+        let payload = match key & 7 {
+            0 => varint(&mut rest).map(|_| &rest[..0])?,
+            1 => take(&mut rest, 8)?,
+            2 => {
+                let len = varint(&mut rest)?;
+                take(&mut rest, usize::try_from(len).unwrap_or(usize::MAX))?
+            }
+            5 => take(&mut rest, 4)?,
+            wire => {
+                return Err(malformed(format!(
+                    "field {number} has wire type {wire}, which ONNX never uses"
+                )))
+            }
+        };
+        out.push(Field {
+            number,
+            raw: &start[..start.len() - rest.len()],
+            payload,
+        });
+    }
+    Ok(out)
+}
+
+fn varint(buf: &mut &[u8]) -> Result<u64, ExportError> {
+    let mut value = 0;
+    for shift in (0..64).step_by(7) {
+        let (&byte, rest) = buf
+            .split_first()
+            .ok_or_else(|| malformed("message ends inside a number"))?;
+        *buf = rest;
+        value |= u64::from(byte & 0x7f) << shift;
+        if byte & 0x80 == 0 {
+            return Ok(value);
+        }
+    }
+    Err(malformed("a number runs past 10 bytes"))
+}
+
+fn take<'a>(buf: &mut &'a [u8], len: usize) -> Result<&'a [u8], ExportError> {
+    if len > buf.len() {
+        return Err(malformed("a field runs past the end of its message"));
+    }
+    let (head, rest) = buf.split_at(len);
+    *buf = rest;
+    Ok(head)
+}
+
+// The ONNX messages below name only the fields read or written here; prost skips the rest when
+// decoding, which is why they are only ever used to read, never to re-encode the backbone.
+
+/// `ModelProto`, for the IR version and operator sets.
+#[derive(Clone, PartialEq, Message)]
+struct ModelHeader {
+    #[prost(int64, tag = "1")]
+    ir_version: i64,
+    #[prost(message, repeated, tag = "8")]
+    opset_import: Vec<OperatorSetId>,
+}
+
+/// `ModelProto` holding only metadata entries, encoded after the copied fields.
+#[derive(Clone, PartialEq, Message)]
+struct ModelMetadata {
+    #[prost(message, repeated, tag = "14")]
+    metadata_props: Vec<StringStringEntry>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+struct OperatorSetId {
+    #[prost(string, tag = "1")]
+    domain: String,
+    #[prost(int64, tag = "2")]
+    version: i64,
+}
+
+#[derive(Clone, PartialEq, Message)]
+struct StringStringEntry {
+    #[prost(string, tag = "1")]
+    key: String,
+    #[prost(string, tag = "2")]
+    value: String,
+}
+
+/// `GraphProto` as read: names, declared types, and where initializers keep their data.
+#[derive(Clone, PartialEq, Message)]
+struct Graph {
+    #[prost(message, repeated, tag = "1")]
+    node: Vec<NodeProto>,
+    #[prost(message, repeated, tag = "5")]
+    initializer: Vec<InitializerName>,
+    #[prost(message, repeated, tag = "11")]
+    input: Vec<ValueInfo>,
+    #[prost(message, repeated, tag = "12")]
+    output: Vec<ValueInfo>,
+    #[prost(message, repeated, tag = "13")]
+    value_info: Vec<ValueInfo>,
+}
+
+/// `GraphProto` fields appended to the copied graph: the head.
+#[derive(Clone, PartialEq, Message)]
+struct GraphTail {
+    #[prost(message, repeated, tag = "1")]
+    node: Vec<NodeProto>,
+    #[prost(message, repeated, tag = "5")]
+    initializer: Vec<TensorProto>,
+    #[prost(message, repeated, tag = "11")]
+    input: Vec<ValueInfo>,
+    #[prost(message, repeated, tag = "12")]
+    output: Vec<ValueInfo>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+struct NodeProto {
+    #[prost(string, repeated, tag = "1")]
+    input: Vec<String>,
+    #[prost(string, repeated, tag = "2")]
+    output: Vec<String>,
+    #[prost(string, tag = "3")]
+    name: String,
+    #[prost(string, tag = "4")]
+    op_type: String,
+    #[prost(message, repeated, tag = "5")]
+    attribute: Vec<AttributeProto>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+struct AttributeProto {
+    #[prost(string, tag = "1")]
+    name: String,
+    /// Optional so that a zero is still written: ONNX reads a missing value as no value.
+    #[prost(int64, optional, tag = "3")]
+    i: Option<i64>,
+    #[prost(message, optional, tag = "6")]
+    g: Option<Graph>,
+    #[prost(message, repeated, tag = "11")]
+    graphs: Vec<Graph>,
+    #[prost(int32, tag = "20")]
+    r#type: i32,
+}
+
+/// `TensorProto` as read: the weights themselves are skipped.
+#[derive(Clone, PartialEq, Message)]
+struct InitializerName {
+    #[prost(string, tag = "8")]
+    name: String,
+    #[prost(int32, tag = "14")]
+    data_location: i32,
+}
+
+/// `TensorProto` as written, little-endian floats in `raw_data` as ONNX prescribes.
+#[derive(Clone, PartialEq, Message)]
+struct TensorProto {
+    #[prost(int64, repeated, tag = "1")]
+    dims: Vec<i64>,
+    #[prost(int32, tag = "2")]
+    data_type: i32,
+    #[prost(string, tag = "8")]
+    name: String,
+    #[prost(bytes = "vec", tag = "9")]
+    raw_data: Vec<u8>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+struct ValueInfo {
+    #[prost(string, tag = "1")]
+    name: String,
+    #[prost(message, optional, tag = "2")]
+    r#type: Option<TypeProto>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+struct TypeProto {
+    #[prost(message, optional, tag = "1")]
+    tensor_type: Option<TensorType>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+struct TensorType {
+    #[prost(int32, tag = "1")]
+    elem_type: i32,
+    #[prost(message, optional, tag = "2")]
+    shape: Option<Shape>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+struct Shape {
+    #[prost(message, repeated, tag = "1")]
+    dim: Vec<Dimension>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+struct Dimension {
+    #[prost(oneof = "DimValue", tags = "1, 2")]
+    value: Option<DimValue>,
+}
+
+#[derive(Clone, PartialEq, prost::Oneof)]
+enum DimValue {
+    #[prost(int64, tag = "1")]
+    Value(i64),
+    #[prost(string, tag = "2")]
+    Param(String),
+}
+
+#[cfg(test)]
+mod tests {
+    //! A tiny backbone is built here rather than shipped: image [batch, 3, 2, 2] → Relu (`act`,
+    //! undeclared) → GlobalAveragePool (`pooled`, [N, 3, 1, 1]) → Flatten (`features`, [N, 3])
+    //! → Gemm (`logits`, [N, 2]), so that every kind of feature tensor is there and the expected
+    //! probabilities are easy to work out by hand. With `HEADSTART_EXPORT_CHECK_DIR` set, each
+    //! composed model is written there with an input and its expected probabilities for
+    //! `tests/check_export.py` to run through ONNX Runtime.
+
+    use super::*;
+    use ndarray::{Array1, Array2, Array4, Axis};
+
+    #[derive(Clone, PartialEq, Message)]
+    struct ModelProto {
+        #[prost(int64, tag = "1")]
+        ir_version: i64,
+        #[prost(string, tag = "2")]
+        producer_name: String,
+        #[prost(message, optional, tag = "7")]
+        graph: Option<GraphProto>,
+        #[prost(message, repeated, tag = "8")]
+        opset_import: Vec<OperatorSetId>,
+        #[prost(message, repeated, tag = "14")]
+        metadata_props: Vec<StringStringEntry>,
+    }
+
+    #[derive(Clone, PartialEq, Message)]
+    struct GraphProto {
+        #[prost(message, repeated, tag = "1")]
+        node: Vec<NodeProto>,
+        #[prost(string, tag = "2")]
+        name: String,
+        #[prost(message, repeated, tag = "5")]
+        initializer: Vec<TensorProto>,
+        #[prost(message, repeated, tag = "11")]
+        input: Vec<ValueInfo>,
+        #[prost(message, repeated, tag = "12")]
+        output: Vec<ValueInfo>,
+        #[prost(message, repeated, tag = "13")]
+        value_info: Vec<ValueInfo>,
+    }
+
+    /// A `ModelProto` carrying only graph initializers given as name and data location.
+    #[derive(Clone, PartialEq, Message)]
+    struct ModelWithInitializers {
+        #[prost(message, optional, tag = "7")]
+        graph: Option<GraphInitializers>,
+    }
+
+    #[derive(Clone, PartialEq, Message)]
+    struct GraphInitializers {
+        #[prost(message, repeated, tag = "5")]
+        initializer: Vec<InitializerName>,
+    }
+
+    const BATCH: usize = 2;
+
+    fn param(name: &str) -> DimValue {
+        DimValue::Param(name.to_string())
+    }
+
+    fn tensor(name: &str, dims: &[usize], values: impl Iterator<Item = f32>) -> TensorProto {
+        TensorProto {
+            dims: dims.iter().map(|&d| d as i64).collect(),
+            data_type: FLOAT,
+            name: name.to_string(),
+            raw_data: values.flat_map(f32::to_le_bytes).collect(),
+        }
+    }
+
+    fn node(op: &str, input: &[&str], output: &str, axis: Option<i64>) -> NodeProto {
+        let axis = axis.map(|i| AttributeProto {
+            name: "axis".to_string(),
+            r#type: ATTRIBUTE_INT,
+            i: Some(i),
+            ..Default::default()
+        });
+        NodeProto {
+            input: input.iter().map(|s| s.to_string()).collect(),
+            output: vec![output.to_string()],
+            name: format!("{op}_{output}"),
+            op_type: op.to_string(),
+            attribute: axis.into_iter().collect(),
+        }
+    }
+
+    /// Weights that differ from layer to layer and within a layer, positive and negative.
+    fn layer(inputs: usize, outputs: usize, relu: bool) -> DenseLayer {
+        let seed = (inputs * 31 + outputs) as f32;
+        DenseLayer {
+            weight: Array2::from_shape_fn((inputs, outputs), |(i, j)| {
+                ((i * outputs + j) as f32 * 0.7 + seed).sin()
+            }),
+            bias: Array1::from_shape_fn(outputs, |j| (j as f32 + seed).cos() * 0.5),
+            relu,
+        }
+    }
+
+    fn head(width: usize) -> Vec<DenseLayer> {
+        vec![layer(width, 4, true), layer(4, 3, false)]
+    }
+
+    fn backbone(ir_version: i64, opset: i64) -> ModelProto {
+        let classifier = [
+            tensor(
+                "classifier.weight",
+                &[3, 2],
+                (0..6).map(|i| i as f32 * 0.25 - 0.5),
+            ),
+            tensor("classifier.bias", &[2], [0.1, -0.1].into_iter()),
+        ];
+        let mut input = vec![value_info(
+            "image",
+            vec![
+                param("batch"),
+                DimValue::Value(3),
+                DimValue::Value(2),
+                DimValue::Value(2),
+            ],
+        )];
+        if ir_version < 4 {
+            input.extend(classifier.iter().map(|t| {
+                value_info(
+                    &t.name,
+                    t.dims.iter().map(|&d| DimValue::Value(d)).collect(),
+                )
+            }));
+        }
+        ModelProto {
+            ir_version,
+            producer_name: "export tests".to_string(),
+            graph: Some(GraphProto {
+                node: vec![
+                    node("Relu", &["image"], "act", None),
+                    node("GlobalAveragePool", &["act"], "pooled", None),
+                    node("Flatten", &["pooled"], "features", Some(1)),
+                    node(
+                        "Gemm",
+                        &["features", "classifier.weight", "classifier.bias"],
+                        "logits",
+                        None,
+                    ),
+                ],
+                name: "tiny".to_string(),
+                initializer: classifier.to_vec(),
+                input,
+                output: vec![
+                    value_info(
+                        "pooled",
+                        vec![
+                            param("N"),
+                            DimValue::Value(3),
+                            DimValue::Value(1),
+                            DimValue::Value(1),
+                        ],
+                    ),
+                    value_info("features", vec![param("N"), DimValue::Value(3)]),
+                    value_info("logits", vec![param("N"), DimValue::Value(2)]),
+                ],
+                value_info: vec![],
+            }),
+            opset_import: vec![OperatorSetId {
+                domain: String::new(),
+                version: opset,
+            }],
+            metadata_props: vec![entry("source", "made in tests"), entry("labels", "old")],
+        }
+    }
+
+    fn entry(key: &str, value: &str) -> StringStringEntry {
+        StringStringEntry {
+            key: key.to_string(),
+            value: value.to_string(),
+        }
+    }
+
+    fn metadata() -> Vec<(String, String)> {
+        vec![
+            ("labels".to_string(), "cat\ndog\nfish".to_string()),
+            ("preset".to_string(), "imagenet".to_string()),
+        ]
+    }
+
+    fn image() -> Array4<f32> {
+        Array4::from_shape_fn((BATCH, 3, 2, 2), |(n, c, y, x)| {
+            ((n * 12 + c * 4 + y * 2 + x) as f32 * 1.3).sin() * 2.0
+        })
+    }
+
+    /// What the composed model must output, worked out in f64 from the backbone's definition.
+    fn expected(feature: &str, layers: &[DenseLayer]) -> Array2<f64> {
+        let act = image().mapv(|v| f64::from(v.max(0.0)));
+        let mut x = match feature {
+            "act" => act.into_shape_with_order((BATCH, 12)).unwrap(),
+            _ => act.mean_axis(Axis(3)).unwrap().mean_axis(Axis(2)).unwrap(),
+        };
+        for layer in layers {
+            x = x.dot(&layer.weight.mapv(f64::from)) + layer.bias.mapv(f64::from);
+            if layer.relu {
+                x.mapv_inplace(|v| v.max(0.0));
+            }
+        }
+        for mut row in x.rows_mut() {
+            let max = row.fold(f64::MIN, |m, &v| m.max(v));
+            row.mapv_inplace(|v| (v - max).exp());
+            let sum = row.sum();
+            row.mapv_inplace(|v| v / sum);
+        }
+        x
+    }
+
+    fn write_npy(path: std::path::PathBuf, descr: &str, shape: &[usize], data: Vec<u8>) {
+        let dims: String = shape.iter().map(|d| format!("{d},")).collect();
+        let mut header =
+            format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': ({dims}), }}");
+        while (10 + header.len() + 1) % 64 != 0 {
+            header.push(' ');
+        }
+        header.push('\n');
+        let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+        bytes.extend((header.len() as u16).to_le_bytes());
+        bytes.extend(header.as_bytes());
+        bytes.extend(data);
+        std::fs::write(path, bytes).unwrap();
+    }
+
+    fn dump_for_python(case: &str, composed: &[u8], feature: &str, layers: &[DenseLayer]) {
+        let Some(dir) =
+            std::env::var_os("HEADSTART_EXPORT_CHECK_DIR").map(std::path::PathBuf::from)
+        else {
+            return;
+        };
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(format!("{case}.onnx")), composed).unwrap();
+        let input = image();
+        write_npy(
+            dir.join(format!("{case}.input.npy")),
+            "<f4",
+            input.shape(),
+            input.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        );
+        let probabilities = expected(feature, layers);
+        write_npy(
+            dir.join(format!("{case}.expected.npy")),
+            "<f8",
+            probabilities.shape(),
+            probabilities.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        );
+    }
+
+    /// Checks what every composed model must satisfy.
+    fn check_composed(backbone: &[u8], composed: &[u8], layers: &[DenseLayer], batch: DimValue) {
+        let before = ModelProto::decode(backbone).unwrap();
+        let after = ModelProto::decode(composed).unwrap();
+        let (old, new) = (
+            before.graph.as_ref().unwrap(),
+            after.graph.as_ref().unwrap(),
+        );
+
+        let classes = layers.last().unwrap().weight.ncols() as i64;
+        assert_eq!(
+            new.output,
+            vec![value_info(
+                "probabilities",
+                vec![batch, DimValue::Value(classes)]
+            )]
+        );
+        let mut head_ops = vec!["Flatten"];
+        for layer in layers {
+            head_ops.push("Gemm");
+            if layer.relu {
+                head_ops.push("Relu");
+            }
+        }
+        head_ops.push("Softmax");
+        let added: Vec<&str> = new.node[old.node.len()..]
+            .iter()
+            .map(|n| n.op_type.as_str())
+            .collect();
+        assert_eq!(added, head_ops);
+        assert_eq!(new.node[..old.node.len()], old.node[..]);
+        assert_eq!(
+            new.initializer[..old.initializer.len()],
+            old.initializer[..]
+        );
+        assert_eq!(
+            new.initializer.len(),
+            old.initializer.len() + 2 * layers.len()
+        );
+        assert_eq!(new.value_info, old.value_info);
+
+        // Byte for byte: the model's other fields, then the graph's fields other than outputs.
+        let others = |model| -> Vec<&[u8]> {
+            let kept = fields(model)
+                .unwrap()
+                .into_iter()
+                .filter(|f| f.number != MODEL_GRAPH && f.number != MODEL_METADATA);
+            kept.map(|f| f.raw).collect()
+        };
+        assert_eq!(others(composed), others(backbone));
+        let graph_payloads = |model| -> Vec<&[u8]> {
+            fields(model)
+                .unwrap()
+                .into_iter()
+                .filter(|f| f.number == MODEL_GRAPH)
+                .map(|f| f.payload)
+                .collect()
+        };
+        let old_graph = graph_payloads(backbone).concat();
+        let kept: Vec<&[u8]> = fields(&old_graph)
+            .unwrap()
+            .into_iter()
+            .filter(|f| f.number != GRAPH_OUTPUT)
+            .map(|f| f.raw)
+            .collect();
+        let new_graph = graph_payloads(composed);
+        assert_eq!(new_graph.len(), 1);
+        assert!(new_graph[0].starts_with(&kept.concat()));
+
+        let expected_metadata = vec![
+            entry("source", "made in tests"),
+            entry("labels", "cat\ndog\nfish"),
+            entry("preset", "imagenet"),
+        ];
+        assert_eq!(after.metadata_props, expected_metadata);
+    }
+
+    fn compose_case(
+        case: &str,
+        model: &ModelProto,
+        feature: &str,
+        width: usize,
+        batch: DimValue,
+    ) -> Vec<u8> {
+        let backbone = model.encode_to_vec();
+        let layers = head(width);
+        let composed = compose(&backbone, feature, &layers, "probabilities", &metadata()).unwrap();
+        check_composed(&backbone, &composed, &layers, batch);
+        dump_for_python(case, &composed, feature, &layers);
+        composed
+    }
+
+    #[test]
+    fn composes_on_a_features_output() {
+        compose_case("features", &backbone(8, 13), "features", 3, param("N"));
+    }
+
+    #[test]
+    fn composes_on_an_nchw_embedding_output() {
+        compose_case("pooled", &backbone(8, 13), "pooled", 3, param("N"));
+    }
+
+    #[test]
+    fn composes_on_an_undeclared_intermediate_tensor_with_the_image_batch() {
+        compose_case("intermediate", &backbone(8, 13), "act", 12, param("batch"));
+    }
+
+    #[test]
+    fn lists_weights_as_inputs_for_ir_version_3() {
+        let composed = compose_case("ir3", &backbone(3, 9), "features", 3, param("N"));
+        let graph = ModelProto::decode(&*composed).unwrap().graph.unwrap();
+        let inputs: HashSet<&str> = graph.input.iter().map(|v| v.name.as_str()).collect();
+        assert!(graph
+            .initializer
+            .iter()
+            .all(|t| inputs.contains(t.name.as_str())));
+    }
+
+    #[test]
+    fn keeps_the_batch_size_a_backbone_fixes() {
+        let mut model = backbone(8, 13);
+        let graph = model.graph.as_mut().unwrap();
+        graph.output[1] = value_info("features", vec![DimValue::Value(1), DimValue::Value(3)]);
+        let backbone = model.encode_to_vec();
+        let layers = head(3);
+        let composed =
+            compose(&backbone, "features", &layers, "probabilities", &metadata()).unwrap();
+        check_composed(&backbone, &composed, &layers, DimValue::Value(1));
+    }
+
+    #[test]
+    fn joins_a_graph_split_over_several_fields() {
+        let mut model = backbone(8, 13);
+        let initializer = std::mem::take(&mut model.graph.as_mut().unwrap().initializer);
+        let second = ModelProto {
+            graph: Some(GraphProto {
+                initializer,
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let backbone = [model.encode_to_vec(), second.encode_to_vec()].concat();
+        assert_eq!(
+            fields(&backbone)
+                .unwrap()
+                .iter()
+                .filter(|f| f.number == MODEL_GRAPH)
+                .count(),
+            2
+        );
+        let layers = head(3);
+        let composed =
+            compose(&backbone, "features", &layers, "probabilities", &metadata()).unwrap();
+        check_composed(&backbone, &composed, &layers, param("N"));
+        dump_for_python("split", &composed, "features", &layers);
+    }
+
+    #[test]
+    fn composes_again_on_an_exported_model_under_a_new_prefix() {
+        let first = compose_case("twice_first", &backbone(8, 13), "features", 3, param("N"));
+        let layers = vec![layer(4, 2, false)];
+        let again = compose(&first, "headstart/dense0/relu", &layers, "species", &[]).unwrap();
+        let graph = ModelProto::decode(&*again).unwrap().graph.unwrap();
+        assert_eq!(
+            graph
+                .output
+                .iter()
+                .map(|v| v.name.as_str())
+                .collect::<Vec<_>>(),
+            ["species"]
+        );
+        assert!(graph
+            .node
+            .iter()
+            .rev()
+            .take(3)
+            .all(|n| n.name.starts_with("headstart_2/")));
+        assert_eq!(graph.node.len(), 4 + 5 + 3);
+    }
+
+    #[test]
+    fn avoids_names_taken_inside_subgraphs() {
+        let inner = Graph {
+            node: vec![node("Relu", &["x"], "headstart/flatten", None)],
+            ..Default::default()
+        };
+        let attribute = AttributeProto {
+            name: "then_branch".to_string(),
+            g: Some(inner),
+            ..Default::default()
+        };
+        let mut outer = node("If", &["cond"], "y", None);
+        outer.attribute = vec![attribute];
+        let graph = Graph {
+            node: vec![outer],
+            ..Default::default()
+        };
+        let mut names = Names::default();
+        names.collect(&graph).unwrap();
+        assert_eq!(names.free_prefix(), "headstart_2");
+    }
+
+    fn compose_err(
+        model: &[u8],
+        feature: &str,
+        layers: &[DenseLayer],
+        name: &str,
+        metadata: &[(String, String)],
+    ) -> String {
+        compose(model, feature, layers, name, metadata)
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn says_which_outputs_exist_when_the_feature_tensor_does_not() {
+        let message = compose_err(
+            &backbone(8, 13).encode_to_vec(),
+            "embedding",
+            &head(3),
+            "probabilities",
+            &[],
+        );
+        assert!(
+            message.contains("no tensor `embedding` (its outputs: pooled, features, logits)"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn rejects_a_head_trained_on_another_width() {
+        let model = backbone(8, 13).encode_to_vec();
+        let message = compose_err(&model, "pooled", &head(5), "probabilities", &[]);
+        assert!(
+            message.contains(
+                "shape [N, 3, 1, 1], 3 values per image, but the head's first layer takes 5"
+            ),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn rejects_layers_that_do_not_fit() {
+        let model = backbone(8, 13).encode_to_vec();
+        let cases = [
+            (vec![], "no layers"),
+            (
+                vec![layer(3, 4, true), layer(5, 3, false)],
+                "layer 1: it takes 5 inputs but layer 0 gives 4",
+            ),
+            (vec![layer(3, 0, false)], "its weight is 3x0"),
+        ];
+        for (layers, wanted) in cases {
+            let message = compose_err(&model, "features", &layers, "probabilities", &[]);
+            assert!(message.contains(wanted), "{message}");
+        }
+        let mut short_bias = head(3);
+        short_bias[1].bias = Array1::zeros(2);
+        let message = compose_err(&model, "features", &short_bias, "probabilities", &[]);
+        assert!(
+            message.contains("layer 1: its weight is 4x3 ([in, out]) but its bias has 2 values"),
+            "{message}"
+        );
+        let mut diverged = head(3);
+        diverged[0].weight[[1, 1]] = f32::NAN;
+        let message = compose_err(&model, "features", &diverged, "probabilities", &[]);
+        assert!(
+            message.contains("layer 0: it has NaN or infinite weights"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn rejects_feature_tensors_of_the_wrong_type_or_rank() {
+        for (declared, wanted) in [
+            (
+                value_info("act", vec![DimValue::Value(12)]),
+                "shape [12]; the head needs a batch axis first",
+            ),
+            (
+                ValueInfo {
+                    r#type: Some(TypeProto {
+                        tensor_type: Some(TensorType {
+                            elem_type: 10,
+                            shape: None,
+                        }),
+                    }),
+                    ..value_info("act", vec![])
+                },
+                "holds float16",
+            ),
+        ] {
+            let mut model = backbone(8, 13);
+            model.graph.as_mut().unwrap().value_info.push(declared);
+            let message = compose_err(
+                &model.encode_to_vec(),
+                "act",
+                &head(12),
+                "probabilities",
+                &[],
+            );
+            assert!(message.contains(wanted), "{message}");
+        }
+    }
+
+    #[test]
+    fn rejects_what_a_single_file_cannot_hold() {
+        let model = backbone(8, 13).encode_to_vec();
+        let message = compose_err(&model, "features", &head(3), "logits", &[]);
+        assert!(
+            message.contains("already has a tensor named `logits`"),
+            "{message}"
+        );
+
+        let twice = [metadata(), metadata()].concat();
+        let message = compose_err(&model, "features", &head(3), "probabilities", &twice);
+        assert!(
+            message.contains("metadata key `labels` is given twice"),
+            "{message}"
+        );
+
+        let external = InitializerName {
+            name: "big.weight".to_string(),
+            data_location: DATA_EXTERNAL,
+        };
+        let extra = ModelWithInitializers {
+            graph: Some(GraphInitializers {
+                initializer: vec![external],
+            }),
+        };
+        let message = compose_err(
+            &[model, extra.encode_to_vec()].concat(),
+            "features",
+            &head(3),
+            "probabilities",
+            &[],
+        );
+        assert!(
+            message.contains("initializer `big.weight` keeps its data in an external file"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn rejects_models_it_cannot_extend() {
+        let message = compose_err(
+            b"not an onnx file",
+            "features",
+            &head(3),
+            "probabilities",
+            &[],
+        );
+        assert!(
+            message.starts_with("the backbone is not a readable ONNX model"),
+            "{message}"
+        );
+
+        let message = compose_err(
+            &backbone(3, 6).encode_to_vec(),
+            "features",
+            &head(3),
+            "probabilities",
+            &[],
+        );
+        assert!(
+            message.contains("imports ONNX opset 6; the head needs opset 7"),
+            "{message}"
+        );
+
+        let mut custom = backbone(8, 13);
+        custom.opset_import[0].domain = "com.example".to_string();
+        let message = compose_err(
+            &custom.encode_to_vec(),
+            "features",
+            &head(3),
+            "probabilities",
+            &[],
+        );
+        assert!(
+            message.contains("imports no standard ONNX operator set"),
+            "{message}"
+        );
+
+        let no_graph = ModelProto {
+            graph: None,
+            ..backbone(8, 13)
+        };
+        let message = compose_err(
+            &no_graph.encode_to_vec(),
+            "features",
+            &head(3),
+            "probabilities",
+            &[],
+        );
+        assert!(message.contains("has no graph"), "{message}");
+    }
+
+    #[test]
+    fn scans_every_wire_type() {
+        let mut message = vec![0x08, 0x96, 0x01, 0x11];
+        message.extend([1, 2, 3, 4, 5, 6, 7, 8]);
+        message.extend([0x1a, 0x02, b'h', b'i', 0x25, 9, 8, 7, 6]);
+        let scanned = fields(&message).unwrap();
+        let numbers: Vec<u32> = scanned.iter().map(|f| f.number).collect();
+        assert_eq!(numbers, [1, 2, 3, 4]);
+        assert_eq!(scanned[2].payload, b"hi");
+        assert_eq!(
+            scanned.iter().map(|f| f.raw.len()).sum::<usize>(),
+            message.len()
+        );
+        for truncated in [&message[..2], &message[..6], &message[..15]] {
+            assert!(fields(truncated).is_err());
+        }
+        assert!(fields(&[0x80; 11]).is_err());
+    }
+}

@@ -1,0 +1,73 @@
+//! Shared helpers for the integration tests: a generated image folder and the binary.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+use assert_cmd::Command;
+use image::{DynamicImage, ImageFormat, Rgb, RgbImage};
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn tiny_model(name: &str) -> String {
+    repo().join("tests/models").join(format!("{name}.onnx")).display().to_string()
+}
+
+/// The binary with its workspace in `dir`.
+pub fn headstart(workspace: &Path) -> Command {
+    let mut cmd = Command::cargo_bin("headstart").unwrap();
+    cmd.arg("--workspace").arg(workspace).arg("--quiet");
+    cmd
+}
+
+/// An image whose colour depends on its class, with per-image noise, so a classifier can learn
+/// the classes but no two images are identical.
+pub fn class_image(class: usize, i: usize, size: u32) -> RgbImage {
+    let base = [[200u8, 40, 40], [40, 200, 40], [40, 40, 200], [200, 200, 40]][class % 4];
+    RgbImage::from_fn(size, size, |x, y| {
+        let n = ((x * 31 + y * 17 + i as u32 * 101) % 41) as u8;
+        Rgb([base[0].saturating_add(n), base[1].saturating_add(n / 2), base[2].saturating_sub(n / 3)])
+    })
+}
+
+/// `classes` class folders of `per_class` images in varied formats, plus one file that is not
+/// an image and one that claims to be a JPEG but is not.
+pub fn make_dataset(root: &Path, classes: usize, per_class: usize) {
+    let formats = [
+        (ImageFormat::Png, "png"),
+        (ImageFormat::Jpeg, "jpg"),
+        (ImageFormat::Bmp, "bmp"),
+        (ImageFormat::Gif, "gif"),
+        (ImageFormat::Tiff, "tiff"),
+        (ImageFormat::WebP, "webp"),
+    ];
+    for c in 0..classes {
+        let dir = root.join(format!("class{c}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        for i in 0..per_class {
+            let (format, ext) = formats[i % formats.len()];
+            let img = DynamicImage::ImageRgb8(class_image(c, i, 40 + (i as u32 % 3) * 8));
+            img.save_with_format(dir.join(format!("img{i:03}.{ext}")), format).unwrap();
+        }
+    }
+    std::fs::write(root.join("class0/notes.txt"), "not an image").unwrap();
+    std::fs::write(root.join("class1/broken.jpg"), b"\xff\xd8\xff\xe0 truncated").unwrap();
+}
+
+pub fn json(output: &[u8]) -> serde_json::Value {
+    serde_json::from_slice(output).unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(output)))
+}
+
+/// The shared real data, which CI must have: missing data fails there and skips elsewhere.
+pub fn shared_data(name: &str) -> Option<PathBuf> {
+    let dir = repo().join("../shared/data").join(name);
+    if dir.is_dir() {
+        return Some(dir);
+    }
+    if std::env::var_os("CI").is_some() {
+        panic!("{} is missing: real-data tests must run in CI", dir.display());
+    }
+    eprintln!("skipping: {} not found (set CI to make this a failure)", dir.display());
+    None
+}

@@ -1,0 +1,194 @@
+"""Make the tiny ONNX backbones that the Rust integration tests run.
+
+Why: the tests need real ONNX files that exercise the shapes the tool meets in the wild
+(a [N,C,1,1] pooled output to flatten, an NHWC input with the batch fixed at 1, a full
+classifier whose feature output is not the first one), yet they must be a few KB, load in
+milliseconds and need no download. The weights come from a fixed seed and the serialisation
+is deterministic, so rerunning this script reproduces the committed files byte for byte
+(the sha256 in each .json beside them checks that).
+
+Run from the repository root (needs only numpy and onnx; onnxruntime for the final check):
+
+    python tests/models/make_tiny_models.py
+
+It rewrites tests/models/tiny_*.onnx and tiny_*.json, then runs each model once with
+onnxruntime, if installed, and prints the output shapes.
+"""
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+HERE = Path(__file__).resolve().parent
+SEED = 20240601
+SIDE = 32
+# Old enough for any onnxruntime the ort crate may load, new enough for GlobalAveragePool,
+# Softmax(axis=1) and Flatten as used here.
+OPSET = 17
+IR_VERSION = 8
+
+
+def conv_body(rng, x, prefix):
+    """Conv 3x3/2 (8) + Relu + Conv 1x1 (16) + GlobalAveragePool on an NCHW tensor `x`.
+
+    Returns the nodes, the initializers and the name of the [N,16,1,1] result.
+    """
+    # Scaled so the activations stay near unit size for inputs in [-1, 1]; with unscaled
+    # weights the Relu would either pass everything or nothing and the tests would compare
+    # near-constant embeddings.
+    w1 = (rng.standard_normal((8, 3, 3, 3)) / np.sqrt(27)).astype(np.float32)
+    b1 = (0.1 * rng.standard_normal(8)).astype(np.float32)
+    w2 = (rng.standard_normal((16, 8, 1, 1)) / np.sqrt(8)).astype(np.float32)
+    b2 = (0.1 * rng.standard_normal(16)).astype(np.float32)
+    inits = [
+        numpy_helper.from_array(w1, f"{prefix}conv1.weight"),
+        numpy_helper.from_array(b1, f"{prefix}conv1.bias"),
+        numpy_helper.from_array(w2, f"{prefix}conv2.weight"),
+        numpy_helper.from_array(b2, f"{prefix}conv2.bias"),
+    ]
+    nodes = [
+        helper.make_node(
+            "Conv",
+            [x, f"{prefix}conv1.weight", f"{prefix}conv1.bias"],
+            [f"{prefix}conv1"],
+            name=f"{prefix}conv1",
+            kernel_shape=[3, 3],
+            strides=[2, 2],
+            pads=[1, 1, 1, 1],
+        ),
+        helper.make_node("Relu", [f"{prefix}conv1"], [f"{prefix}relu1"], name=f"{prefix}relu1"),
+        helper.make_node(
+            "Conv",
+            [f"{prefix}relu1", f"{prefix}conv2.weight", f"{prefix}conv2.bias"],
+            [f"{prefix}conv2"],
+            name=f"{prefix}conv2",
+            kernel_shape=[1, 1],
+        ),
+        helper.make_node("GlobalAveragePool", [f"{prefix}conv2"], [f"{prefix}gap"], name=f"{prefix}gap"),
+    ]
+    return nodes, inits, f"{prefix}gap"
+
+
+def finish(graph):
+    model = helper.make_model(
+        graph,
+        opset_imports=[helper.make_opsetid("", OPSET)],
+        producer_name="headstart/tests/models/make_tiny_models.py",
+        producer_version="1",
+    )
+    model.ir_version = IR_VERSION
+    onnx.checker.check_model(model, full_check=True)
+    return model
+
+
+def tiny_nchw(rng):
+    """Dynamic batch, NCHW, output left as [N,16,1,1] so the tool must flatten it."""
+    nodes, inits, gap = conv_body(rng, "pixels", "")
+    nodes.append(helper.make_node("Identity", [gap], ["embedding"], name="embedding"))
+    graph = helper.make_graph(
+        nodes,
+        "tiny_nchw",
+        [helper.make_tensor_value_info("pixels", TensorProto.FLOAT, ["N", 3, SIDE, SIDE])],
+        [helper.make_tensor_value_info("embedding", TensorProto.FLOAT, ["N", 16, 1, 1])],
+        inits,
+    )
+    return finish(graph)
+
+
+def tiny_nhwc_b1(rng):
+    """NHWC input with the batch fixed at 1, as TF-Lite and Keras conversions often come."""
+    nodes = [helper.make_node("Transpose", ["image"], ["nchw"], name="to_nchw", perm=[0, 3, 1, 2])]
+    body, inits, gap = conv_body(rng, "nchw", "")
+    nodes += body
+    nodes.append(helper.make_node("Flatten", [gap], ["features"], name="features", axis=1))
+    graph = helper.make_graph(
+        nodes,
+        "tiny_nhwc_b1",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, SIDE, SIDE, 3])],
+        [helper.make_tensor_value_info("features", TensorProto.FLOAT, [1, 16])],
+        inits,
+    )
+    return finish(graph)
+
+
+def tiny_classifier(rng):
+    """A full classifier: `probs` is deliberately the FIRST output, so a tool that takes the
+    first output by default gets class probabilities, and only naming `pooled` gives features."""
+    nodes, inits, gap = conv_body(rng, "input", "")
+    nodes.append(helper.make_node("Flatten", [gap], ["pooled"], name="pooled", axis=1))
+    w = (rng.standard_normal((16, 5)) / 4).astype(np.float32)
+    b = (0.1 * rng.standard_normal(5)).astype(np.float32)
+    inits += [numpy_helper.from_array(w, "fc.weight"), numpy_helper.from_array(b, "fc.bias")]
+    nodes += [
+        helper.make_node("Gemm", ["pooled", "fc.weight", "fc.bias"], ["logits"], name="fc"),
+        helper.make_node("Softmax", ["logits"], ["probs"], name="probs", axis=1),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "tiny_classifier",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, SIDE, SIDE])],
+        [
+            helper.make_tensor_value_info("probs", TensorProto.FLOAT, ["N", 5]),
+            helper.make_tensor_value_info("pooled", TensorProto.FLOAT, ["N", 16]),
+        ],
+        inits,
+    )
+    return finish(graph)
+
+
+def write(model, name, output):
+    data = model.SerializeToString(deterministic=True)
+    path = HERE / f"{name}.onnx"
+    path.write_bytes(data)
+    description = {
+        "name": name,
+        "file": path.name,
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "preset": "inception",
+        "input_size": SIDE,
+        "resize": SIDE,
+        "output": output,
+        "output_dim": 16,
+    }
+    (HERE / f"{name}.json").write_text(json.dumps(description, indent=2) + "\n")
+    print(f"{path.name}: {len(data)} bytes, sha256 {description['sha256']}")
+
+
+def check(names):
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        print("onnxruntime not installed: skipping the run check")
+        return
+    rng = np.random.default_rng(0)
+    for name in names:
+        session = ort.InferenceSession(str(HERE / f"{name}.onnx"), providers=["CPUExecutionProvider"])
+        (inp,) = session.get_inputs()
+        batch = inp.shape[0] if isinstance(inp.shape[0], int) else 2
+        shape = [batch] + list(inp.shape[1:])
+        x = rng.uniform(-1, 1, shape).astype(np.float32)
+        outputs = session.run(None, {inp.name: x})
+        shapes = ", ".join(
+            f"{o.name} {list(v.shape)}" for o, v in zip(session.get_outputs(), outputs)
+        )
+        print(f"{name}: {inp.name} {shape} -> {shapes}")
+
+
+def main():
+    # One generator per model, so changing one model leaves the others' bytes alone.
+    makers = [
+        ("tiny_nchw", tiny_nchw, "embedding"),
+        ("tiny_nhwc_b1", tiny_nhwc_b1, "features"),
+        ("tiny_classifier", tiny_classifier, "pooled"),
+    ]
+    for i, (name, make, output) in enumerate(makers):
+        write(make(np.random.default_rng([SEED, i])), name, output)
+    check([name for name, _, _ in makers])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,14 +1,20 @@
 //! Runs the subcommands: calls the library stages with checked options and prints what the user
-//! reads. Output goes to stdout (`--json` makes it machine-readable); warnings and progress go
+//! reads. Results go to stdout (`--json` makes them machine-readable); warnings and progress go
 //! to stderr.
 
 use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Result;
+use headstart::evaluate::{run_eval, EvalSummary};
+use headstart::export::{export, ExportSummary};
 use headstart::extract::{extract, ExtractSummary};
+use headstart::head::EpochStats;
+use headstart::predict::{predict, PredictSummary};
+use headstart::report::{comparison_table, confusion_table};
+use headstart::train::{train, TrainSummary};
 
-use crate::cli::{Cli, Command};
+use crate::cli::{Cli, Command, DemoArgs};
 use crate::options;
 use crate::progress::Reporter;
 
@@ -20,29 +26,86 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
     let global = &cli.global;
     match &cli.command {
         Command::Extract(args) => {
-            let opts = options::extract(global, args)?;
-            let summary = extract(&opts, &Reporter::new(global.quiet))?;
+            let summary = extract(&options::extract(global, args)?, &Reporter::new(global.quiet))?;
             print_extract(&summary, global.json)?;
-            Ok(exit_for(&summary))
+            Ok(exit_for(summary.skipped.is_empty()))
         }
-        Command::Demo(args) => {
-            let data = args
-                .data
-                .clone()
-                .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("demo/cifar10"));
-            let opts = options::extract_from(global, &data, 32, 10.0, 10.0, Default::default())?;
-            let summary = extract(&opts, &Reporter::new(global.quiet))?;
-            print_extract(&summary, global.json)?;
-            Ok(exit_for(&summary))
+        Command::TrainHead(args) => {
+            let summary = train(
+                &options::train(global, args)?,
+                &mut epoch_printer(global.quiet || global.json),
+            )?;
+            print_train(&summary, global.json)?;
+            Ok(ExitCode::SUCCESS)
         }
+        Command::Eval(args) => {
+            let summary = run_eval(&options::eval(global, args)?)?;
+            print_eval(&summary, args.show_mistakes, global.json)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Predict(args) => {
+            let summary = predict(&options::predict(global, args)?, &Reporter::new(global.quiet))?;
+            print_predict(&summary, global.json, args.csv)?;
+            Ok(exit_for(summary.skipped.is_empty()))
+        }
+        Command::Export(args) => {
+            let summary = export(&options::export(global, args))?;
+            print_export(&summary, global.json)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Demo(args) => demo(&cli, args),
     }
 }
 
-fn exit_for(summary: &ExtractSummary) -> ExitCode {
-    if summary.skipped.is_empty() {
+/// extract -> train-head --baseline -> eval on the bundled CIFAR-10 subset (or `--data`).
+fn demo(cli: &Cli, args: &DemoArgs) -> Result<ExitCode> {
+    let global = &cli.global;
+    let data = args
+        .data
+        .clone()
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("demo/cifar10"));
+    let extracted = extract(
+        &options::extract_from(global, &data, 32, 10.0, 10.0, Default::default())?,
+        &Reporter::new(global.quiet),
+    )?;
+    let trained = train(
+        &options::demo_train(global, args),
+        &mut epoch_printer(global.quiet || global.json),
+    )?;
+    let evaluated = run_eval(&options::demo_eval(global))?;
+    if global.json {
+        let all = serde_json::json!({ "extract": extracted, "train": trained, "eval": evaluated });
+        println!("{}", serde_json::to_string_pretty(&all)?);
+    } else {
+        print_extract(&extracted, false)?;
+        println!();
+        print_train(&trained, false)?;
+        println!();
+        print_eval(&evaluated, 5, false)?;
+    }
+    Ok(exit_for(extracted.skipped.is_empty()))
+}
+
+fn exit_for(clean: bool) -> ExitCode {
+    if clean {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(EXIT_SKIPPED)
+    }
+}
+
+fn epoch_printer(quiet: bool) -> impl FnMut(&EpochStats) {
+    move |e: &EpochStats| {
+        if !quiet {
+            let val = match (e.val_loss, e.val_accuracy) {
+                (Some(l), Some(a)) => format!("  val loss {l:.4} acc {a:.4}"),
+                _ => String::new(),
+            };
+            eprintln!(
+                "epoch {:>3}  train loss {:.4} acc {:.4}{val}  ({:.2} s)",
+                e.epoch, e.train_loss, e.train_accuracy, e.seconds
+            );
+        }
     }
 }
 
@@ -101,5 +164,144 @@ fn print_extract(s: &ExtractSummary, json: bool) -> Result<()> {
         "{:.1} s in all, {:.1} images/s through the network",
         s.seconds, s.images_per_second
     );
+    Ok(())
+}
+
+fn print_train(s: &TrainSummary, json: bool) -> Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(s)?);
+        return Ok(());
+    }
+    println!(
+        "head trained on {} images ({} validation), {} classes, {} epochs in {:.2} s; kept epoch {}",
+        s.n_train,
+        s.n_val,
+        s.classes.len(),
+        s.history.len(),
+        s.seconds,
+        s.best_epoch
+    );
+    if let Some(last) = s.history.iter().find(|e| e.epoch == s.best_epoch) {
+        if let Some(acc) = last.val_accuracy {
+            println!("validation accuracy {acc:.4}");
+        }
+    }
+    println!("saved {}", s.head_path.display());
+    if let Some(b) = &s.baseline {
+        let chosen = b.sweep.iter().find(|p| p.alpha == b.chosen_alpha);
+        let val = chosen
+            .and_then(|p| p.val_accuracy)
+            .map_or(String::new(), |a| format!(", validation accuracy {a:.4}"));
+        println!(
+            "baseline (logistic regression) C = {:.3} ({:?}){val}, {} strengths tried in {:.2} s",
+            1.0 / b.chosen_alpha,
+            b.selection,
+            b.sweep.len(),
+            b.seconds
+        );
+        if !b.skipped_alphas.is_empty() {
+            println!(
+                "  {} weaker strengths skipped: the fit had stalled before them",
+                b.skipped_alphas.len()
+            );
+        }
+        println!("saved {}", b.path.display());
+    }
+    Ok(())
+}
+
+fn print_eval(s: &EvalSummary, show_mistakes: usize, json: bool) -> Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(s)?);
+        return Ok(());
+    }
+    println!(
+        "{} split, {} images\n",
+        s.split,
+        s.models.first().map_or(0, |m| m.evaluation.n)
+    );
+    let rows: Vec<(&str, &headstart::metrics::Evaluation)> =
+        s.models.iter().map(|m| (m.model.as_str(), &m.evaluation)).collect();
+    println!("{}", comparison_table(&rows));
+    for m in &s.models {
+        println!("confusion matrix, {} (rows: true, columns: predicted)", m.model);
+        println!("{}", confusion_table(&m.evaluation, &s.classes));
+        if !m.misclassified.is_empty() && show_mistakes > 0 {
+            println!(
+                "{} misclassified by the {}, most confident first:",
+                m.misclassified.len(),
+                m.model
+            );
+            for x in m.misclassified.iter().take(show_mistakes) {
+                println!(
+                    "  {}  {} -> {} ({:.2})",
+                    x.path, x.true_label, x.predicted_label, x.confidence
+                );
+            }
+            println!();
+        }
+    }
+    for f in &s.files {
+        println!("wrote {}", f.display());
+    }
+    Ok(())
+}
+
+fn print_predict(s: &PredictSummary, json: bool, csv: bool) -> Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(s)?);
+    } else if csv {
+        println!("path,rank,label,probability");
+        for p in &s.predictions {
+            for (rank, (label, prob)) in p.top.iter().enumerate() {
+                println!(
+                    "{},{},{},{prob:.6}",
+                    csv_field(&p.path.display().to_string()),
+                    rank + 1,
+                    csv_field(label)
+                );
+            }
+        }
+    } else {
+        for p in &s.predictions {
+            let top: Vec<String> = p.top.iter().map(|(l, prob)| format!("{l} {prob:.3}")).collect();
+            println!("{}  {}", p.path.display(), top.join("  "));
+        }
+    }
+    for f in &s.skipped {
+        eprintln!("skipped {}: {}", f.path, f.reason);
+    }
+    Ok(())
+}
+
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+fn print_export(s: &ExportSummary, json: bool) -> Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(s)?);
+    } else {
+        println!(
+            "wrote {} (output `{}`, probabilities of {} classes)",
+            s.model.display(),
+            s.output,
+            s.classes
+        );
+        let p = &s.preprocessing;
+        println!(
+            "input: {}x{} {:?}, preset {}, shorter side to {} then centre crop",
+            p.size,
+            p.size,
+            p.layout,
+            p.preset.name(),
+            p.resize
+        );
+        println!("wrote {}", s.labels.display());
+    }
     Ok(())
 }

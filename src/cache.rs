@@ -64,6 +64,8 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), CacheError> {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BackboneRecord {
     pub name: String,
+    /// The ONNX file, so that `predict` and `export` can run the same network later.
+    pub model_path: PathBuf,
     pub key: String,
     pub model_sha256: String,
     pub output: String,

@@ -40,8 +40,90 @@ pub struct Global {
 pub enum Command {
     /// Embed a folder of images (one sub-folder per class) into the workspace's cache.
     Extract(ExtractArgs),
-    /// The whole job on the bundled demo images: extract, train, evaluate.
+    /// Train the classifier head (and with --baseline the linear baseline) on the cached embeddings.
+    TrainHead(TrainArgs),
+    /// Accuracy, per-class metrics, confusion matrix and mistakes of the head and baseline.
+    Eval(EvalArgs),
+    /// Labels for new images or folders of images.
+    Predict(PredictArgs),
+    /// One ONNX file with backbone and head (image in, probabilities out) plus a labels file.
+    Export(ExportArgs),
+    /// The whole job on the bundled demo images: extract, train head and baseline, evaluate.
     Demo(DemoArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    #[arg(long, default_value_t = 5)]
+    pub epochs: usize,
+    #[arg(long, default_value_t = 32)]
+    pub batch_size: usize,
+    /// Adam learning rate.
+    #[arg(long, default_value_t = 1e-3)]
+    pub lr: f32,
+    /// Hidden layer sizes, comma-separated; `none` for a linear head.
+    #[arg(long, default_value = "512")]
+    pub hidden: String,
+    #[arg(long, default_value_t = 0.5)]
+    pub dropout: f32,
+    /// Decoupled weight decay (AdamW) on the dense kernels.
+    #[arg(long, default_value_t = 0.0)]
+    pub weight_decay: f32,
+    #[arg(long, default_value_t = 0.0)]
+    pub label_smoothing: f32,
+    /// `none`, `auto` (balanced: n / (classes * count)) or one weight per class, comma-separated.
+    #[arg(long, default_value = "none")]
+    pub class_weights: String,
+    /// Stop when the validation loss has not improved for this many epochs; keep the best epoch.
+    #[arg(long, value_name = "PATIENCE")]
+    pub early_stopping: Option<usize>,
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Also fit the linear baseline (logistic regression), choosing its strength on validation.
+    #[arg(long)]
+    pub baseline: bool,
+    /// Where to write the head [default: <workspace>/head.safetensors].
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// The split to evaluate on.
+    #[arg(long, default_value = "test")]
+    pub split: String,
+    /// The head file [default: the workspace's latest].
+    #[arg(long)]
+    pub head: Option<PathBuf>,
+    /// How many misclassified files to list (all are in eval.json).
+    #[arg(long, default_value_t = 10)]
+    pub show_mistakes: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct PredictArgs {
+    /// Image files or folders (searched recursively).
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+    #[arg(long)]
+    pub head: Option<PathBuf>,
+    /// Labels to show per image.
+    #[arg(long, default_value_t = 3)]
+    pub top_k: usize,
+    #[arg(long, default_value_t = 32)]
+    pub batch_size: usize,
+    /// Print CSV (path, label, probability per rank) instead of a table.
+    #[arg(long)]
+    pub csv: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    #[arg(long)]
+    pub head: Option<PathBuf>,
+    /// Output folder [default: <workspace>/export].
+    #[arg(long)]
+    pub out: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -86,4 +168,8 @@ pub struct DemoArgs {
     /// Image folder to use instead of the bundled demo images.
     #[arg(long)]
     pub data: Option<PathBuf>,
+    #[arg(long, default_value_t = 5)]
+    pub epochs: usize,
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
 }

@@ -45,7 +45,9 @@ pub enum ExportError {
     NoGraph,
     #[error("the backbone imports no standard ONNX operator set (only custom domains), so the head's Gemm and Softmax cannot be added: export the backbone with an ONNX opset import")]
     NoOpset,
-    #[error("the backbone imports ONNX opset {0}; the head needs opset 7 or later: convert it with onnx.version_converter")]
+    #[error(
+        "the backbone imports ONNX opset {0}; the head needs opset 7 or later: convert it with onnx.version_converter"
+    )]
     OldOpset(i64),
     #[error("backbone initializer `{0}` keeps its data in an external file, which a single exported file cannot carry: load the model with onnx and save it with save_as_external_data=False")]
     ExternalData(String),
@@ -208,23 +210,31 @@ fn check_layers(layers: &[DenseLayer]) -> Result<(), ExportError> {
     for (i, layer) in layers.iter().enumerate() {
         let (inputs, outputs) = layer.weight.dim();
         if inputs == 0 || outputs == 0 {
-            return problem(i, format!("its weight is {inputs}x{outputs}; a layer needs at least one input and one output"));
+            return problem(
+                i,
+                format!("its weight is {inputs}x{outputs}; a layer needs at least one input and one output"),
+            );
         }
         if layer.bias.len() != outputs {
             return problem(i, format!("its weight is {inputs}x{outputs} ([in, out]) but its bias has {} values; they must match the {outputs} outputs", layer.bias.len()));
         }
         if let Some(previous) = i.checked_sub(1).map(|p| layers[p].weight.ncols()) {
             if previous != inputs {
-                return problem(i, format!("it takes {inputs} inputs but layer {} gives {previous}: the layers do not chain", i - 1));
+                return problem(
+                    i,
+                    format!(
+                        "it takes {inputs} inputs but layer {} gives {previous}: the layers do not chain",
+                        i - 1
+                    ),
+                );
             }
         }
-        if !layer
-            .weight
-            .iter()
-            .chain(&layer.bias)
-            .all(|v| v.is_finite())
-        {
-            return problem(i, "it has NaN or infinite weights: training diverged; retrain, e.g. with a lower learning rate".to_string());
+        if !layer.weight.iter().chain(&layer.bias).all(|v| v.is_finite()) {
+            return problem(
+                i,
+                "it has NaN or infinite weights: training diverged; retrain, e.g. with a lower learning rate"
+                    .to_string(),
+            );
         }
     }
     Ok(())
@@ -235,10 +245,7 @@ fn check_layers(layers: &[DenseLayer]) -> Result<(), ExportError> {
 fn find_feature<'g>(graph: &'g Graph, name: &str) -> Result<Option<&'g TensorType>, ExportError> {
     let exists = graph.input.iter().any(|v| v.name == name)
         || graph.initializer.iter().any(|t| t.name == name)
-        || graph
-            .node
-            .iter()
-            .any(|n| n.output.iter().any(|o| o == name));
+        || graph.node.iter().any(|n| n.output.iter().any(|o| o == name));
     if !exists {
         let outputs: Vec<&str> = graph.output.iter().map(|v| v.name.as_str()).collect();
         return Err(ExportError::FeatureNotFound {
@@ -313,10 +320,7 @@ fn shape_text(shape: &Shape) -> String {
 /// standing in for the batch when the feature tensor's shape is not declared.
 fn image_batch(graph: &Graph) -> Option<DimValue> {
     let weights: HashSet<&str> = graph.initializer.iter().map(|t| t.name.as_str()).collect();
-    let input = graph
-        .input
-        .iter()
-        .find(|v| !weights.contains(v.name.as_str()))?;
+    let input = graph.input.iter().find(|v| !weights.contains(v.name.as_str()))?;
     let tensor = input.r#type.as_ref()?.tensor_type.as_ref()?;
     tensor.shape.as_ref()?.dim.first()?.value.clone()
 }
@@ -331,12 +335,7 @@ struct Names<'g> {
 
 impl<'g> Names<'g> {
     fn collect(&mut self, graph: &'g Graph) -> Result<(), ExportError> {
-        for info in graph
-            .input
-            .iter()
-            .chain(&graph.output)
-            .chain(&graph.value_info)
-        {
+        for info in graph.input.iter().chain(&graph.output).chain(&graph.value_info) {
             self.tensors.insert(&info.name);
         }
         for tensor in &graph.initializer {
@@ -370,11 +369,7 @@ impl<'g> Names<'g> {
             })
             .find(|prefix| {
                 let taken = format!("{prefix}/");
-                !self
-                    .tensors
-                    .iter()
-                    .chain(&self.nodes)
-                    .any(|n| n.starts_with(&taken))
+                !self.tensors.iter().chain(&self.nodes).any(|n| n.starts_with(&taken))
             })
             .expect("some prefix is free")
     }
@@ -388,22 +383,21 @@ fn head_graph(
     batch: DimValue,
     list_weights_as_inputs: bool,
 ) -> GraphTail {
-    let node =
-        |op: &str, name: String, input: Vec<String>, output: String, axis: Option<i64>| NodeProto {
-            input,
-            output: vec![output],
-            name,
-            op_type: op.to_string(),
-            attribute: axis
-                .map(|i| AttributeProto {
-                    name: "axis".to_string(),
-                    r#type: ATTRIBUTE_INT,
-                    i: Some(i),
-                    ..Default::default()
-                })
-                .into_iter()
-                .collect(),
-        };
+    let node = |op: &str, name: String, input: Vec<String>, output: String, axis: Option<i64>| NodeProto {
+        input,
+        output: vec![output],
+        name,
+        op_type: op.to_string(),
+        attribute: axis
+            .map(|i| AttributeProto {
+                name: "axis".to_string(),
+                r#type: ATTRIBUTE_INT,
+                i: Some(i),
+                ..Default::default()
+            })
+            .into_iter()
+            .collect(),
+    };
     let mut tail = GraphTail::default();
     let mut current = format!("{prefix}/flatten");
     tail.node.push(node(
@@ -438,13 +432,8 @@ fn head_graph(
         current = gemm;
         if layer.relu {
             let relu = format!("{prefix}/dense{i}/relu");
-            tail.node.push(node(
-                "Relu",
-                relu.clone(),
-                vec![current],
-                relu.clone(),
-                None,
-            ));
+            tail.node
+                .push(node("Relu", relu.clone(), vec![current], relu.clone(), None));
             current = relu;
         }
         if list_weights_as_inputs {
@@ -463,18 +452,13 @@ fn head_graph(
         probabilities.to_string(),
         Some(1),
     ));
-    tail.output.push(value_info(
-        probabilities,
-        vec![batch, DimValue::Value(classes)],
-    ));
+    tail.output
+        .push(value_info(probabilities, vec![batch, DimValue::Value(classes)]));
     tail
 }
 
 fn value_info(name: &str, dims: Vec<DimValue>) -> ValueInfo {
-    let dim = dims
-        .into_iter()
-        .map(|d| Dimension { value: Some(d) })
-        .collect();
+    let dim = dims.into_iter().map(|d| Dimension { value: Some(d) }).collect();
     ValueInfo {
         name: name.to_string(),
         r#type: Some(TypeProto {
@@ -811,11 +795,7 @@ mod tests {
 
     fn backbone(ir_version: i64, opset: i64) -> ModelProto {
         let classifier = [
-            tensor(
-                "classifier.weight",
-                &[3, 2],
-                (0..6).map(|i| i as f32 * 0.25 - 0.5),
-            ),
+            tensor("classifier.weight", &[3, 2], (0..6).map(|i| i as f32 * 0.25 - 0.5)),
             tensor("classifier.bias", &[2], [0.1, -0.1].into_iter()),
         ];
         let mut input = vec![value_info(
@@ -828,12 +808,11 @@ mod tests {
             ],
         )];
         if ir_version < 4 {
-            input.extend(classifier.iter().map(|t| {
-                value_info(
-                    &t.name,
-                    t.dims.iter().map(|&d| DimValue::Value(d)).collect(),
-                )
-            }));
+            input.extend(
+                classifier
+                    .iter()
+                    .map(|t| value_info(&t.name, t.dims.iter().map(|&d| DimValue::Value(d)).collect())),
+            );
         }
         ModelProto {
             ir_version,
@@ -856,12 +835,7 @@ mod tests {
                 output: vec![
                     value_info(
                         "pooled",
-                        vec![
-                            param("N"),
-                            DimValue::Value(3),
-                            DimValue::Value(1),
-                            DimValue::Value(1),
-                        ],
+                        vec![param("N"), DimValue::Value(3), DimValue::Value(1), DimValue::Value(1)],
                     ),
                     value_info("features", vec![param("N"), DimValue::Value(3)]),
                     value_info("logits", vec![param("N"), DimValue::Value(2)]),
@@ -920,8 +894,7 @@ mod tests {
 
     fn write_npy(path: std::path::PathBuf, descr: &str, shape: &[usize], data: Vec<u8>) {
         let dims: String = shape.iter().map(|d| format!("{d},")).collect();
-        let mut header =
-            format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': ({dims}), }}");
+        let mut header = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': ({dims}), }}");
         while (10 + header.len() + 1) % 64 != 0 {
             header.push(' ');
         }
@@ -934,9 +907,7 @@ mod tests {
     }
 
     fn dump_for_python(case: &str, composed: &[u8], feature: &str, layers: &[DenseLayer]) {
-        let Some(dir) =
-            std::env::var_os("HEADSTART_EXPORT_CHECK_DIR").map(std::path::PathBuf::from)
-        else {
+        let Some(dir) = std::env::var_os("HEADSTART_EXPORT_CHECK_DIR").map(std::path::PathBuf::from) else {
             return;
         };
         std::fs::create_dir_all(&dir).unwrap();
@@ -961,18 +932,12 @@ mod tests {
     fn check_composed(backbone: &[u8], composed: &[u8], layers: &[DenseLayer], batch: DimValue) {
         let before = ModelProto::decode(backbone).unwrap();
         let after = ModelProto::decode(composed).unwrap();
-        let (old, new) = (
-            before.graph.as_ref().unwrap(),
-            after.graph.as_ref().unwrap(),
-        );
+        let (old, new) = (before.graph.as_ref().unwrap(), after.graph.as_ref().unwrap());
 
         let classes = layers.last().unwrap().weight.ncols() as i64;
         assert_eq!(
             new.output,
-            vec![value_info(
-                "probabilities",
-                vec![batch, DimValue::Value(classes)]
-            )]
+            vec![value_info("probabilities", vec![batch, DimValue::Value(classes)])]
         );
         let mut head_ops = vec!["Flatten"];
         for layer in layers {
@@ -982,20 +947,11 @@ mod tests {
             }
         }
         head_ops.push("Softmax");
-        let added: Vec<&str> = new.node[old.node.len()..]
-            .iter()
-            .map(|n| n.op_type.as_str())
-            .collect();
+        let added: Vec<&str> = new.node[old.node.len()..].iter().map(|n| n.op_type.as_str()).collect();
         assert_eq!(added, head_ops);
         assert_eq!(new.node[..old.node.len()], old.node[..]);
-        assert_eq!(
-            new.initializer[..old.initializer.len()],
-            old.initializer[..]
-        );
-        assert_eq!(
-            new.initializer.len(),
-            old.initializer.len() + 2 * layers.len()
-        );
+        assert_eq!(new.initializer[..old.initializer.len()], old.initializer[..]);
+        assert_eq!(new.initializer.len(), old.initializer.len() + 2 * layers.len());
         assert_eq!(new.value_info, old.value_info);
 
         // Byte for byte: the model's other fields, then the graph's fields other than outputs.
@@ -1034,13 +990,7 @@ mod tests {
         assert_eq!(after.metadata_props, expected_metadata);
     }
 
-    fn compose_case(
-        case: &str,
-        model: &ModelProto,
-        feature: &str,
-        width: usize,
-        batch: DimValue,
-    ) -> Vec<u8> {
+    fn compose_case(case: &str, model: &ModelProto, feature: &str, width: usize, batch: DimValue) -> Vec<u8> {
         let backbone = model.encode_to_vec();
         let layers = head(width);
         let composed = compose(&backbone, feature, &layers, "probabilities", &metadata()).unwrap();
@@ -1069,10 +1019,7 @@ mod tests {
         let composed = compose_case("ir3", &backbone(3, 9), "features", 3, param("N"));
         let graph = ModelProto::decode(&*composed).unwrap().graph.unwrap();
         let inputs: HashSet<&str> = graph.input.iter().map(|v| v.name.as_str()).collect();
-        assert!(graph
-            .initializer
-            .iter()
-            .all(|t| inputs.contains(t.name.as_str())));
+        assert!(graph.initializer.iter().all(|t| inputs.contains(t.name.as_str())));
     }
 
     #[test]
@@ -1082,8 +1029,7 @@ mod tests {
         graph.output[1] = value_info("features", vec![DimValue::Value(1), DimValue::Value(3)]);
         let backbone = model.encode_to_vec();
         let layers = head(3);
-        let composed =
-            compose(&backbone, "features", &layers, "probabilities", &metadata()).unwrap();
+        let composed = compose(&backbone, "features", &layers, "probabilities", &metadata()).unwrap();
         check_composed(&backbone, &composed, &layers, DimValue::Value(1));
     }
 
@@ -1108,8 +1054,7 @@ mod tests {
             2
         );
         let layers = head(3);
-        let composed =
-            compose(&backbone, "features", &layers, "probabilities", &metadata()).unwrap();
+        let composed = compose(&backbone, "features", &layers, "probabilities", &metadata()).unwrap();
         check_composed(&backbone, &composed, &layers, param("N"));
         dump_for_python("split", &composed, "features", &layers);
     }
@@ -1121,11 +1066,7 @@ mod tests {
         let again = compose(&first, "headstart/dense0/relu", &layers, "species", &[]).unwrap();
         let graph = ModelProto::decode(&*again).unwrap().graph.unwrap();
         assert_eq!(
-            graph
-                .output
-                .iter()
-                .map(|v| v.name.as_str())
-                .collect::<Vec<_>>(),
+            graph.output.iter().map(|v| v.name.as_str()).collect::<Vec<_>>(),
             ["species"]
         );
         assert!(graph
@@ -1166,9 +1107,7 @@ mod tests {
         name: &str,
         metadata: &[(String, String)],
     ) -> String {
-        compose(model, feature, layers, name, metadata)
-            .unwrap_err()
-            .to_string()
+        compose(model, feature, layers, name, metadata).unwrap_err().to_string()
     }
 
     #[test]
@@ -1191,9 +1130,7 @@ mod tests {
         let model = backbone(8, 13).encode_to_vec();
         let message = compose_err(&model, "pooled", &head(5), "probabilities", &[]);
         assert!(
-            message.contains(
-                "shape [N, 3, 1, 1], 3 values per image, but the head's first layer takes 5"
-            ),
+            message.contains("shape [N, 3, 1, 1], 3 values per image, but the head's first layer takes 5"),
             "{message}"
         );
     }
@@ -1223,10 +1160,7 @@ mod tests {
         let mut diverged = head(3);
         diverged[0].weight[[1, 1]] = f32::NAN;
         let message = compose_err(&model, "features", &diverged, "probabilities", &[]);
-        assert!(
-            message.contains("layer 0: it has NaN or infinite weights"),
-            "{message}"
-        );
+        assert!(message.contains("layer 0: it has NaN or infinite weights"), "{message}");
     }
 
     #[test]
@@ -1251,13 +1185,7 @@ mod tests {
         ] {
             let mut model = backbone(8, 13);
             model.graph.as_mut().unwrap().value_info.push(declared);
-            let message = compose_err(
-                &model.encode_to_vec(),
-                "act",
-                &head(12),
-                "probabilities",
-                &[],
-            );
+            let message = compose_err(&model.encode_to_vec(), "act", &head(12), "probabilities", &[]);
             assert!(message.contains(wanted), "{message}");
         }
     }
@@ -1266,17 +1194,11 @@ mod tests {
     fn rejects_what_a_single_file_cannot_hold() {
         let model = backbone(8, 13).encode_to_vec();
         let message = compose_err(&model, "features", &head(3), "logits", &[]);
-        assert!(
-            message.contains("already has a tensor named `logits`"),
-            "{message}"
-        );
+        assert!(message.contains("already has a tensor named `logits`"), "{message}");
 
         let twice = [metadata(), metadata()].concat();
         let message = compose_err(&model, "features", &head(3), "probabilities", &twice);
-        assert!(
-            message.contains("metadata key `labels` is given twice"),
-            "{message}"
-        );
+        assert!(message.contains("metadata key `labels` is given twice"), "{message}");
 
         let external = InitializerName {
             name: "big.weight".to_string(),
@@ -1302,13 +1224,7 @@ mod tests {
 
     #[test]
     fn rejects_models_it_cannot_extend() {
-        let message = compose_err(
-            b"not an onnx file",
-            "features",
-            &head(3),
-            "probabilities",
-            &[],
-        );
+        let message = compose_err(b"not an onnx file", "features", &head(3), "probabilities", &[]);
         assert!(
             message.starts_with("the backbone is not a readable ONNX model"),
             "{message}"
@@ -1328,29 +1244,14 @@ mod tests {
 
         let mut custom = backbone(8, 13);
         custom.opset_import[0].domain = "com.example".to_string();
-        let message = compose_err(
-            &custom.encode_to_vec(),
-            "features",
-            &head(3),
-            "probabilities",
-            &[],
-        );
-        assert!(
-            message.contains("imports no standard ONNX operator set"),
-            "{message}"
-        );
+        let message = compose_err(&custom.encode_to_vec(), "features", &head(3), "probabilities", &[]);
+        assert!(message.contains("imports no standard ONNX operator set"), "{message}");
 
         let no_graph = ModelProto {
             graph: None,
             ..backbone(8, 13)
         };
-        let message = compose_err(
-            &no_graph.encode_to_vec(),
-            "features",
-            &head(3),
-            "probabilities",
-            &[],
-        );
+        let message = compose_err(&no_graph.encode_to_vec(), "features", &head(3), "probabilities", &[]);
         assert!(message.contains("has no graph"), "{message}");
     }
 
@@ -1363,13 +1264,94 @@ mod tests {
         let numbers: Vec<u32> = scanned.iter().map(|f| f.number).collect();
         assert_eq!(numbers, [1, 2, 3, 4]);
         assert_eq!(scanned[2].payload, b"hi");
-        assert_eq!(
-            scanned.iter().map(|f| f.raw.len()).sum::<usize>(),
-            message.len()
-        );
+        assert_eq!(scanned.iter().map(|f| f.raw.len()).sum::<usize>(), message.len());
         for truncated in [&message[..2], &message[..6], &message[..15]] {
             assert!(fields(truncated).is_err());
         }
         assert!(fields(&[0x80; 11]).is_err());
     }
+}
+
+/// What `headstart export` needs: a saved head and where to write.
+#[derive(Debug, Clone)]
+pub struct ExportOptions {
+    pub head: std::path::PathBuf,
+    pub out_dir: std::path::PathBuf,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ExportSummary {
+    pub model: std::path::PathBuf,
+    pub labels: std::path::PathBuf,
+    pub output: String,
+    pub classes: usize,
+    /// How images must be prepared for the exported model (it takes the backbone's input).
+    pub preprocessing: crate::preprocess::Preprocessing,
+}
+
+/// Why `headstart export` failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ExportCommandError {
+    #[error(transparent)]
+    Compose(#[from] ExportError),
+    #[error(transparent)]
+    Head(#[from] crate::head::HeadError),
+    #[error(transparent)]
+    Card(#[from] crate::train::TrainError),
+    #[error(transparent)]
+    Model(#[from] crate::predict::PredictError),
+    #[error(transparent)]
+    Write(#[from] crate::cache::CacheError),
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("no head at {0}: run `headstart train-head` first, or pass --head FILE")]
+    NoHead(std::path::PathBuf),
+}
+
+/// The name of the exported model's output.
+pub const PROBABILITIES: &str = "probabilities";
+
+/// Writes `model.onnx` (backbone + head, softmax output) and `labels.txt` (one class per line,
+/// in output order) into `out_dir`. The preprocessing is recorded in the model's metadata.
+pub fn export(opts: &ExportOptions) -> Result<ExportSummary, ExportCommandError> {
+    if !opts.head.is_file() {
+        return Err(ExportCommandError::NoHead(opts.head.clone()));
+    }
+    let (head, metadata) = crate::head::Head::load(&opts.head)?;
+    let card = crate::train::Card::from_metadata(&opts.head, &metadata)?;
+    let info = crate::predict::checked_model(&card.backbone)?;
+    let bytes = std::fs::read(&info.path).map_err(|source| ExportCommandError::Read {
+        path: info.path.clone(),
+        source,
+    })?;
+    let p = card.backbone.preprocessing;
+    let meta = vec![
+        ("headstart.labels".to_string(), card.classes.join("\n")),
+        (
+            "headstart.preprocessing".to_string(),
+            serde_json::to_string(&p).expect("plain data"),
+        ),
+        ("headstart.backbone".to_string(), card.backbone.name.clone()),
+    ];
+    let model = compose(
+        &bytes,
+        &card.backbone.output,
+        &head.folded_layers(),
+        PROBABILITIES,
+        &meta,
+    )?;
+    let model_path = opts.out_dir.join("model.onnx");
+    let labels_path = opts.out_dir.join("labels.txt");
+    crate::cache::write_atomic(&model_path, &model)?;
+    crate::cache::write_atomic(&labels_path, format!("{}\n", card.classes.join("\n")).as_bytes())?;
+    Ok(ExportSummary {
+        model: model_path,
+        labels: labels_path,
+        output: PROBABILITIES.to_string(),
+        classes: card.classes.len(),
+        preprocessing: p,
+    })
 }

@@ -173,6 +173,7 @@ pub fn extract(opts: &ExtractOptions, progress: &dyn Progress) -> Result<Extract
 
     let record = BackboneRecord {
         name: backbone.info.name.clone(),
+        model_path: std::fs::canonicalize(&backbone.info.path).unwrap_or_else(|_| backbone.info.path.clone()),
         key,
         model_sha256: backbone.info.sha256.clone(),
         output: backbone.output_name().to_string(),

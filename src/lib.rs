@@ -2,11 +2,21 @@
 //!
 //! Data flows one way through the stages, one module each:
 //! [`dataset`] (which files) -> [`preprocess`] (pixels) -> [`backbone`] (features) ->
-//! [`cache`] (embeddings on disk), orchestrated by [`extract`]. [`runtime`] finds ONNX Runtime.
+//! [`cache`] (embeddings on disk) -> [`head`] / [`baseline`] (classifiers) -> [`metrics`] ->
+//! [`report`]. The commands orchestrate them: [`extract`], [`train`], [`evaluate`], [`predict`]
+//! and [`export`]. [`runtime`] finds and loads ONNX Runtime.
 
 pub mod backbone;
+pub mod baseline;
 pub mod cache;
 pub mod dataset;
+pub mod evaluate;
+pub mod export;
 pub mod extract;
+pub mod head;
+pub mod metrics;
+pub mod predict;
 pub mod preprocess;
+pub mod report;
 pub mod runtime;
+pub mod train;

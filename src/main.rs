@@ -11,7 +11,8 @@ fn main() -> ExitCode {
     match app::run(cli::Cli::parse()) {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            // Library errors already carry their causes in their messages.
+            eprintln!("error: {err}");
             ExitCode::FAILURE
         }
     }

@@ -3,10 +3,16 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::cli::{BackboneArgs, ExtractArgs, Global};
+use crate::cli::{BackboneArgs, DemoArgs, EvalArgs, ExportArgs, ExtractArgs, Global, PredictArgs, TrainArgs};
 use headstart::backbone::BackboneChoice;
-use headstart::dataset::SplitPercentages;
+use headstart::baseline::BaselineParams;
+use headstart::dataset::{Split, SplitPercentages};
+use headstart::evaluate::EvalOptions;
+use headstart::export::ExportOptions;
 use headstart::extract::ExtractOptions;
+use headstart::head::{ClassWeights, HeadParams};
+use headstart::predict::PredictOptions;
+use headstart::train::{TrainOptions, HEAD_FILE};
 
 #[derive(Debug, thiserror::Error)]
 pub enum OptionsError {
@@ -105,4 +111,108 @@ pub fn extract_from(
         threads: threads(global)?,
         ort_lib: global.ort_lib.clone(),
     })
+}
+
+pub fn train(global: &Global, args: &TrainArgs) -> Result<TrainOptions, OptionsError> {
+    let hidden = match args.hidden.trim() {
+        "none" | "" => Vec::new(),
+        list => list
+            .split(',')
+            .map(|h| h.trim().parse::<usize>().ok().filter(|&n| n > 0))
+            .collect::<Option<Vec<usize>>>()
+            .ok_or_else(|| {
+                invalid(
+                    "hidden",
+                    format!("`{list}` is not a comma-separated list of positive sizes or `none`"),
+                )
+            })?,
+    };
+    let class_weights = match args.class_weights.trim() {
+        "none" => ClassWeights::None,
+        "auto" | "balanced" => ClassWeights::Balanced,
+        list => ClassWeights::Given(
+            list.split(',')
+                .map(|w| w.trim().parse::<f32>().ok())
+                .collect::<Option<Vec<f32>>>()
+                .ok_or_else(|| {
+                    invalid(
+                        "class-weights",
+                        format!("`{list}` is not `none`, `auto` or a list of numbers"),
+                    )
+                })?,
+        ),
+    };
+    // Values are range-checked by HeadParams at fit time, with messages that name these flags.
+    let head = HeadParams::default()
+        .epochs(args.epochs)
+        .batch_size(args.batch_size)
+        .learning_rate(args.lr)
+        .hidden(hidden)
+        .dropout(args.dropout)
+        .weight_decay(args.weight_decay)
+        .label_smoothing(args.label_smoothing)
+        .class_weights(class_weights)
+        .early_stopping(args.early_stopping)
+        .seed(args.seed);
+    Ok(TrainOptions {
+        workspace: global.workspace.clone(),
+        head,
+        baseline: args.baseline.then(BaselineParams::default),
+        out: args.out.clone(),
+    })
+}
+
+pub fn demo_train(global: &Global, args: &DemoArgs) -> TrainOptions {
+    TrainOptions {
+        workspace: global.workspace.clone(),
+        head: HeadParams::default().epochs(args.epochs).seed(args.seed),
+        baseline: Some(BaselineParams::default()),
+        out: None,
+    }
+}
+
+fn head_file(global: &Global, head: &Option<PathBuf>) -> PathBuf {
+    head.clone().unwrap_or_else(|| global.workspace.join(HEAD_FILE))
+}
+
+pub fn eval(global: &Global, args: &EvalArgs) -> Result<EvalOptions, OptionsError> {
+    Ok(EvalOptions {
+        workspace: global.workspace.clone(),
+        split: args.split.parse().map_err(|e: String| invalid("split", e))?,
+        head: Some(head_file(global, &args.head)),
+        report_dir: None,
+    })
+}
+
+pub fn demo_eval(global: &Global) -> EvalOptions {
+    EvalOptions {
+        workspace: global.workspace.clone(),
+        split: Split::Test,
+        head: None,
+        report_dir: None,
+    }
+}
+
+pub fn predict(global: &Global, args: &PredictArgs) -> Result<PredictOptions, OptionsError> {
+    if args.top_k == 0 {
+        return Err(invalid("top-k", "must be at least 1"));
+    }
+    if args.batch_size == 0 {
+        return Err(invalid("batch-size", "must be at least 1"));
+    }
+    Ok(PredictOptions {
+        head: head_file(global, &args.head),
+        inputs: args.paths.clone(),
+        top_k: args.top_k,
+        batch_size: args.batch_size,
+        threads: threads(global)?,
+        ort_lib: global.ort_lib.clone(),
+    })
+}
+
+pub fn export(global: &Global, args: &ExportArgs) -> ExportOptions {
+    ExportOptions {
+        head: head_file(global, &args.head),
+        out_dir: args.out.clone().unwrap_or_else(|| global.workspace.join("export")),
+    }
 }

@@ -86,7 +86,9 @@ fn resolve(explicit: Option<&Path>) -> Result<PathBuf, RuntimeError> {
             // A library the user names is the one they want: if it is missing, say so rather
             // than quietly loading another.
             tried.push(format!("  {origin}: {} (no such file)", path.display()));
-            return Err(RuntimeError::NotFound { tried: tried.join("\n") });
+            return Err(RuntimeError::NotFound {
+                tried: tried.join("\n"),
+            });
         }
     }
     if let Some(dir) = std::env::current_exe()

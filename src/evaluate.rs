@@ -1,0 +1,187 @@
+//! `eval`: the saved head and baseline on a held-out split, side by side, with pictures.
+
+use std::path::{Path, PathBuf};
+
+use ndarray::Array2;
+use serde::Serialize;
+
+use crate::baseline::{Baseline, BaselineError};
+use crate::cache::{CacheError, Manifest, Store};
+use crate::dataset::Split;
+use crate::head::{Head, HeadError};
+use crate::metrics::{evaluate, Evaluation};
+use crate::report::{confusion_svg, training_curves_svg, EpochRecord, ReportError};
+use crate::train::{Card, TrainError, BASELINE_FILE, HEAD_FILE};
+
+#[derive(Debug, thiserror::Error)]
+pub enum EvalError {
+    #[error(transparent)]
+    Cache(#[from] CacheError),
+    #[error(transparent)]
+    Head(#[from] HeadError),
+    #[error(transparent)]
+    Baseline(#[from] BaselineError),
+    #[error(transparent)]
+    Card(#[from] TrainError),
+    #[error(transparent)]
+    Report(#[from] ReportError),
+    #[error("no head at {0}: run `headstart train-head` first, or pass --head FILE")]
+    NoHead(PathBuf),
+    #[error("the {split} split has no images: pass --split with one that has (train, val or test)")]
+    EmptySplit { split: Split },
+    #[error("{path} was trained on embeddings `{trained}` ({name}), but the workspace holds `{cached}`: re-run train-head, or extract with the backbone the head was trained on")]
+    WrongBackbone {
+        path: PathBuf,
+        name: String,
+        trained: String,
+        cached: String,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct EvalOptions {
+    pub workspace: PathBuf,
+    pub split: Split,
+    pub head: Option<PathBuf>,
+    /// Where eval.json and the pictures go; `<workspace>/report` by default.
+    pub report_dir: Option<PathBuf>,
+}
+
+/// A misclassified image, named by its path.
+#[derive(Debug, Clone, Serialize)]
+pub struct Misclassified {
+    pub path: String,
+    pub true_label: String,
+    pub predicted_label: String,
+    pub confidence: f32,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ModelEvaluation {
+    pub model: String,
+    pub file: PathBuf,
+    pub evaluation: Evaluation,
+    pub misclassified: Vec<Misclassified>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct EvalSummary {
+    pub split: Split,
+    pub classes: Vec<String>,
+    pub models: Vec<ModelEvaluation>,
+    /// eval.json and the SVG pictures.
+    pub files: Vec<PathBuf>,
+}
+
+/// Evaluates the head (and the baseline beside it, if there is one) and writes the report.
+pub fn run_eval(opts: &EvalOptions) -> Result<EvalSummary, EvalError> {
+    let manifest = Manifest::load(&opts.workspace)?;
+    let store = Store::open(&Store::dir_for(&opts.workspace, &manifest.backbone.key))?;
+    let (x, y, entries) = manifest.split(&store, opts.split)?;
+    if x.nrows() == 0 {
+        return Err(EvalError::EmptySplit { split: opts.split });
+    }
+    let head_path = opts.head.clone().unwrap_or_else(|| opts.workspace.join(HEAD_FILE));
+    if !head_path.is_file() {
+        return Err(EvalError::NoHead(head_path));
+    }
+    let (head, metadata) = Head::load(&head_path)?;
+    let head_card = checked_card(&head_path, &metadata, &manifest)?;
+    let mut scored = vec![("head", head_path.clone(), head.predict_proba(x.view()))];
+    let baseline_path = head_path.with_file_name(BASELINE_FILE);
+    if baseline_path.is_file() {
+        let (baseline, metadata) = Baseline::load(&baseline_path)?;
+        checked_card(&baseline_path, &metadata, &manifest)?;
+        scored.push(("baseline", baseline_path, baseline.predict_proba(x.view())));
+    }
+
+    let report_dir = opts.report_dir.clone().unwrap_or_else(|| opts.workspace.join("report"));
+    std::fs::create_dir_all(&report_dir).map_err(|source| CacheError::Write {
+        path: report_dir.clone(),
+        source,
+    })?;
+    let mut files = Vec::new();
+    let mut models = Vec::new();
+    for (name, file, probs) in scored {
+        let models_eval = score(name, file, &probs, &y, &entries, &manifest.classes);
+        let svg = report_dir.join(format!("confusion_{name}.svg"));
+        confusion_svg(
+            &models_eval.evaluation,
+            &manifest.classes,
+            &format!("{name}, {} split", opts.split),
+            &svg,
+        )?;
+        files.push(svg);
+        models.push(models_eval);
+    }
+    if !head_card.history.is_empty() {
+        let curves = report_dir.join("training_curves.svg");
+        let history: Vec<EpochRecord> = head_card
+            .history
+            .iter()
+            .map(|h| EpochRecord {
+                epoch: h.epoch,
+                train_loss: h.train_loss,
+                train_accuracy: h.train_accuracy,
+                val_loss: h.val_loss,
+                val_accuracy: h.val_accuracy,
+            })
+            .collect();
+        training_curves_svg(&history, &curves)?;
+        files.push(curves);
+    }
+    let mut summary = EvalSummary {
+        split: opts.split,
+        classes: manifest.classes.clone(),
+        models,
+        files,
+    };
+    let json_path = report_dir.join("eval.json");
+    summary.files.push(json_path.clone());
+    crate::cache::write_atomic(&json_path, &serde_json::to_vec_pretty(&summary).expect("plain data"))?;
+    Ok(summary)
+}
+
+fn checked_card(
+    path: &Path,
+    metadata: &std::collections::BTreeMap<String, String>,
+    manifest: &Manifest,
+) -> Result<Card, EvalError> {
+    let card = Card::from_metadata(path, metadata)?;
+    if card.backbone.key != manifest.backbone.key {
+        return Err(EvalError::WrongBackbone {
+            path: path.to_path_buf(),
+            name: card.backbone.name,
+            trained: card.backbone.key,
+            cached: manifest.backbone.key.clone(),
+        });
+    }
+    Ok(card)
+}
+
+fn score(
+    name: &str,
+    file: PathBuf,
+    probs: &Array2<f32>,
+    y: &[usize],
+    entries: &[crate::cache::Entry],
+    classes: &[String],
+) -> ModelEvaluation {
+    let evaluation = evaluate(probs.view(), y, classes);
+    let misclassified = evaluation
+        .mistakes
+        .iter()
+        .map(|m| Misclassified {
+            path: entries[m.index].sample.path.clone(),
+            true_label: classes[m.true_class].clone(),
+            predicted_label: classes[m.predicted_class].clone(),
+            confidence: m.confidence,
+        })
+        .collect();
+    ModelEvaluation {
+        model: name.to_string(),
+        file,
+        evaluation,
+        misclassified,
+    }
+}

@@ -19,8 +19,8 @@ use crate::options;
 use crate::progress::Reporter;
 
 /// Some images could not be used: the run finished, but the exit code says so (as ripgrep does
-/// for files it could not search).
-const EXIT_SKIPPED: u8 = 2;
+/// for files it could not search). 1 is a fatal error, 2 a command-line usage error (clap).
+const EXIT_SKIPPED: u8 = 3;
 
 pub fn run(cli: Cli) -> Result<ExitCode> {
     let global = &cli.global;

@@ -122,7 +122,7 @@ impl Manifest {
     }
 
     /// The embeddings and labels of one split, rows in manifest order, with the entries used.
-    pub fn split(&self, store: &Store, split: Split) -> Result<(Array2<f32>, Vec<usize>, Vec<Entry>), CacheError> {
+    pub fn split(&self, store: &Store, split: Split) -> Result<SplitData, CacheError> {
         let entries: Vec<Entry> = self
             .entries
             .iter()
@@ -140,8 +140,15 @@ impl Manifest {
             row.assign(&ndarray::ArrayView1::from(v));
         }
         let y = entries.iter().map(|e| e.sample.class).collect();
-        Ok((x, y, entries))
+        Ok(SplitData { x, y, entries })
     }
+}
+
+/// One split's embeddings (`x`, one row per entry), class indices and entries.
+pub struct SplitData {
+    pub x: Array2<f32>,
+    pub y: Vec<usize>,
+    pub entries: Vec<Entry>,
 }
 
 pub fn key_hex(key: &ContentKey) -> String {

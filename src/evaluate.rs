@@ -6,7 +6,7 @@ use ndarray::Array2;
 use serde::Serialize;
 
 use crate::baseline::{Baseline, BaselineError};
-use crate::cache::{CacheError, Manifest, Store};
+use crate::cache::{CacheError, Manifest, SplitData, Store};
 use crate::dataset::Split;
 use crate::head::{Head, HeadError};
 use crate::metrics::{evaluate, Evaluation};
@@ -77,7 +77,7 @@ pub struct EvalSummary {
 pub fn run_eval(opts: &EvalOptions) -> Result<EvalSummary, EvalError> {
     let manifest = Manifest::load(&opts.workspace)?;
     let store = Store::open(&Store::dir_for(&opts.workspace, &manifest.backbone.key))?;
-    let (x, y, entries) = manifest.split(&store, opts.split)?;
+    let SplitData { x, y, entries } = manifest.split(&store, opts.split)?;
     if x.nrows() == 0 {
         return Err(EvalError::EmptySplit { split: opts.split });
     }

@@ -21,8 +21,10 @@ pub enum Preset {
     /// Inception / MobileNet style: `x / 127.5 - 1`, values in [-1, 1].
     Inception,
     /// Keras ResNet50 `caffe` mode: RGB to BGR, minus the ImageNet BGR means, no scaling.
+    #[serde(alias = "keras-caffe")]
     Caffe,
     /// torchvision: `x / 255`, then ImageNet mean and standard deviation.
+    #[serde(alias = "torchvision")]
     Torch,
 }
 

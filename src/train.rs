@@ -8,7 +8,7 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 
 use crate::baseline::{AlphaSelection, BaselineError, BaselineParams, SweepPoint};
-use crate::cache::{BackboneRecord, CacheError, Manifest, Store};
+use crate::cache::{BackboneRecord, CacheError, Manifest, SplitData, Store};
 use crate::dataset::Split;
 use crate::head::{EpochStats, HeadError, HeadParams};
 
@@ -104,11 +104,11 @@ pub struct TrainSummary {
 pub fn train(opts: &TrainOptions, on_epoch: &mut dyn FnMut(&EpochStats)) -> Result<TrainSummary, TrainError> {
     let manifest = Manifest::load(&opts.workspace)?;
     let store = Store::open(&Store::dir_for(&opts.workspace, &manifest.backbone.key))?;
-    let (x, y, _) = manifest.split(&store, Split::Train)?;
+    let SplitData { x, y, .. } = manifest.split(&store, Split::Train)?;
     if x.nrows() == 0 {
         return Err(TrainError::NoTrain);
     }
-    let (xv, yv, _) = manifest.split(&store, Split::Val)?;
+    let SplitData { x: xv, y: yv, .. } = manifest.split(&store, Split::Val)?;
     let valid = (xv.nrows() > 0).then(|| (xv.view(), yv.as_slice()));
     let n_classes = manifest.classes.len();
 

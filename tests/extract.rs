@@ -12,10 +12,18 @@ fn extract_embeds_every_format_and_reports_bad_files() {
     let (data, ws) = (tmp.path().join("data"), tmp.path().join("ws"));
     make_dataset(&data, 3, 12);
     let out = headstart(&ws)
-        .args(["--json", "extract", "--model", &tiny_model("tiny_nchw"), "--batch-size", "5", "--data"])
+        .args([
+            "--json",
+            "extract",
+            "--model",
+            &tiny_model("tiny_nchw"),
+            "--batch-size",
+            "5",
+            "--data",
+        ])
         .arg(&data)
         .assert()
-        .code(2)
+        .code(3)
         .get_output()
         .stdout
         .clone();
@@ -55,12 +63,19 @@ fn rerun_reuses_the_cache_and_follows_changes() {
     };
     assert_eq!(run(&[])["computed"], 12);
     let again = run(&[]);
-    assert_eq!((again["computed"].as_u64(), again["reused"].as_u64()), (Some(0), Some(12)));
+    assert_eq!(
+        (again["computed"].as_u64(), again["reused"].as_u64()),
+        (Some(0), Some(12))
+    );
 
     // One image changed, one removed, one added.
-    common::class_image(0, 99, 40).save(data.join("class0/img000.png")).unwrap();
+    common::class_image(0, 99, 40)
+        .save(data.join("class0/img000.png"))
+        .unwrap();
     std::fs::remove_file(data.join("class1/img001.jpg")).unwrap();
-    common::class_image(1, 77, 40).save(data.join("class1/new.png")).unwrap();
+    common::class_image(1, 77, 40)
+        .save(data.join("class1/new.png"))
+        .unwrap();
     let changed = run(&[]);
     assert_eq!(changed["computed"], 2);
     assert_eq!(changed["reused"], 10);
@@ -78,10 +93,18 @@ fn fixed_batch_nhwc_model_gives_the_same_count() {
     let (data, ws) = (tmp.path().join("data"), tmp.path().join("ws"));
     make_dataset(&data, 2, 7);
     let out = headstart(&ws)
-        .args(["--json", "extract", "--model", &tiny_model("tiny_nhwc_b1"), "--batch-size", "4", "--data"])
+        .args([
+            "--json",
+            "extract",
+            "--model",
+            &tiny_model("tiny_nhwc_b1"),
+            "--batch-size",
+            "4",
+            "--data",
+        ])
         .arg(&data)
         .assert()
-        .code(2)
+        .code(3)
         .get_output()
         .stdout
         .clone();
@@ -100,7 +123,7 @@ fn feature_output_of_a_full_classifier_can_be_chosen() {
         .args(["--json", "extract", "--model", &model, "--output", "probs", "--data"])
         .arg(&data)
         .assert()
-        .code(2)
+        .code(3)
         .get_output()
         .stdout
         .clone();
@@ -110,7 +133,11 @@ fn feature_output_of_a_full_classifier_can_be_chosen() {
         .arg(&data)
         .assert()
         .code(1)
-        .stderr(contains("no output `nope`").and(contains("probs, pooled")).and(contains("--output")));
+        .stderr(
+            contains("no output `nope`")
+                .and(contains("probs, pooled"))
+                .and(contains("--output")),
+        );
 }
 
 #[test]
@@ -137,7 +164,14 @@ fn clear_errors_for_bad_input() {
         .code(1)
         .stderr(contains("efficientnet_lite0").and(contains("--model")));
     headstart(&ws)
-        .args(["--ort-lib", "/nonexistent/libonnxruntime.so", "extract", "--model", &tiny_model("tiny_nchw"), "--data"])
+        .args([
+            "--ort-lib",
+            "/nonexistent/libonnxruntime.so",
+            "extract",
+            "--model",
+            &tiny_model("tiny_nchw"),
+            "--data",
+        ])
         .arg(&data)
         .assert()
         .code(1)

@@ -17,19 +17,37 @@ fn load_store(ws: &Path) -> (serde_json::Value, std::collections::HashMap<String
     let st = SafeTensors::deserialize(&bytes).unwrap();
     let emb = st.tensor("embeddings").unwrap();
     let dim = emb.shape()[1];
-    let values: Vec<f32> = emb.data().chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect();
+    let values: Vec<f32> = emb
+        .data()
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+        .collect();
     let keys = st.tensor("sha256").unwrap();
     let map = keys
         .data()
         .chunks_exact(32)
         .enumerate()
-        .map(|(i, k)| (k.iter().map(|b| format!("{b:02x}")).collect(), values[i * dim..(i + 1) * dim].to_vec()))
+        .map(|(i, k)| {
+            (
+                k.iter().map(|b| format!("{b:02x}")).collect(),
+                values[i * dim..(i + 1) * dim].to_vec(),
+            )
+        })
         .collect();
     (manifest, map)
 }
 
-fn embedding_of(manifest: &serde_json::Value, store: &std::collections::HashMap<String, Vec<f32>>, path: &str) -> Vec<f32> {
-    let entry = manifest["entries"].as_array().unwrap().iter().find(|e| e["path"] == path).expect(path);
+fn embedding_of(
+    manifest: &serde_json::Value,
+    store: &std::collections::HashMap<String, Vec<f32>>,
+    path: &str,
+) -> Vec<f32> {
+    let entry = manifest["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["path"] == path)
+        .expect(path);
     store[entry["sha256"].as_str().unwrap()].clone()
 }
 
@@ -45,7 +63,15 @@ fn hymenoptera_matches_the_python_reference_and_reuses_the_cache() {
     let Some(data) = shared_data("hymenoptera") else { return };
     let tmp = tempfile::tempdir().unwrap();
     let ws = tmp.path().join("ws");
-    let first = json(&headstart(&ws).args(["--json", "extract", "--data"]).arg(&data).assert().success().get_output().stdout);
+    let first = json(
+        &headstart(&ws)
+            .args(["--json", "extract", "--data"])
+            .arg(&data)
+            .assert()
+            .success()
+            .get_output()
+            .stdout,
+    );
     // 397 photos, the .jpeg and the .gif among them: nothing skipped.
     assert_eq!(first["images"], 398);
     assert_eq!(first["skipped"].as_array().unwrap().len(), 0);
@@ -53,19 +79,33 @@ fn hymenoptera_matches_the_python_reference_and_reuses_the_cache() {
     assert_eq!(first["counts"]["bees"], serde_json::json!([121, 83, 0]));
 
     // Golden vectors from tests/golden/make_golden.py (PIL + onnxruntime, same preset).
-    let golden: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(repo().join("tests/golden/efficientnet_lite0_hymenoptera.json")).unwrap())
-            .unwrap();
+    let golden: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(repo().join("tests/golden/efficientnet_lite0_hymenoptera.json")).unwrap(),
+    )
+    .unwrap();
     let (manifest, store) = load_store(&ws);
     assert_eq!(golden["model_sha256"], manifest["backbone"]["model_sha256"]);
     for image in golden["images"].as_array().unwrap() {
-        let want: Vec<f32> = image["embedding"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect();
+        let want: Vec<f32> = image["embedding"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap() as f32)
+            .collect();
         let got = embedding_of(&manifest, &store, image["path"].as_str().unwrap());
         let c = cosine(&got, &want);
         assert!(c >= 0.999, "{}: cosine {c}", image["path"]);
     }
 
-    let again = json(&headstart(&ws).args(["--json", "extract", "--data"]).arg(&data).assert().success().get_output().stdout);
+    let again = json(
+        &headstart(&ws)
+            .args(["--json", "extract", "--data"])
+            .arg(&data)
+            .assert()
+            .success()
+            .get_output()
+            .stdout,
+    );
     assert_eq!(again["computed"], 0);
     assert_eq!(again["reused"], 398);
 }
@@ -75,7 +115,11 @@ fn a_killed_run_resumes_to_the_same_cache() {
     let Some(data) = shared_data("hymenoptera") else { return };
     let tmp = tempfile::tempdir().unwrap();
     let (clean, killed) = (tmp.path().join("clean"), tmp.path().join("killed"));
-    headstart(&clean).args(["extract", "--data"]).arg(&data).assert().success();
+    headstart(&clean)
+        .args(["extract", "--data"])
+        .arg(&data)
+        .assert()
+        .success();
 
     let bin = assert_cmd::cargo::cargo_bin("headstart");
     let mut child = std::process::Command::new(bin)
@@ -99,10 +143,20 @@ fn a_killed_run_resumes_to_the_same_cache() {
     }
     child.kill().unwrap();
     child.wait().unwrap();
-    assert!(!killed.join("dataset.json").exists(), "the run finished before it was killed");
+    assert!(
+        !killed.join("dataset.json").exists(),
+        "the run finished before it was killed"
+    );
 
-    let resumed =
-        json(&headstart(&killed).args(["--json", "extract", "--data"]).arg(&data).assert().success().get_output().stdout);
+    let resumed = json(
+        &headstart(&killed)
+            .args(["--json", "extract", "--data"])
+            .arg(&data)
+            .assert()
+            .success()
+            .get_output()
+            .stdout,
+    );
     assert!(resumed["reused"].as_u64().unwrap() >= 48, "{resumed}");
     assert_eq!(resumed["images"], 398);
 
@@ -119,6 +173,19 @@ fn a_killed_run_resumes_to_the_same_cache() {
 }
 
 fn glob_pending(ws: &Path) -> Option<usize> {
-    let dir = std::fs::read_dir(ws.join("embeddings")).ok()?.next()?.ok()?.path().join("pending");
-    Some(std::fs::read_dir(dir).ok()?.filter(|e| e.as_ref().is_ok_and(|e| e.path().extension().is_some_and(|x| x == "safetensors"))).count())
+    let dir = std::fs::read_dir(ws.join("embeddings"))
+        .ok()?
+        .next()?
+        .ok()?
+        .path()
+        .join("pending");
+    Some(
+        std::fs::read_dir(dir)
+            .ok()?
+            .filter(|e| {
+                e.as_ref()
+                    .is_ok_and(|e| e.path().extension().is_some_and(|x| x == "safetensors"))
+            })
+            .count(),
+    )
 }

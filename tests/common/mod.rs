@@ -11,7 +11,11 @@ pub fn repo() -> PathBuf {
 }
 
 pub fn tiny_model(name: &str) -> String {
-    repo().join("tests/models").join(format!("{name}.onnx")).display().to_string()
+    repo()
+        .join("tests/models")
+        .join(format!("{name}.onnx"))
+        .display()
+        .to_string()
 }
 
 /// The binary with its workspace in `dir`.
@@ -27,7 +31,11 @@ pub fn class_image(class: usize, i: usize, size: u32) -> RgbImage {
     let base = [[200u8, 40, 40], [40, 200, 40], [40, 40, 200], [200, 200, 40]][class % 4];
     RgbImage::from_fn(size, size, |x, y| {
         let n = ((x * 31 + y * 17 + i as u32 * 101) % 41) as u8;
-        Rgb([base[0].saturating_add(n), base[1].saturating_add(n / 2), base[2].saturating_sub(n / 3)])
+        Rgb([
+            base[0].saturating_add(n),
+            base[1].saturating_add(n / 2),
+            base[2].saturating_sub(n / 3),
+        ])
     })
 }
 
@@ -48,7 +56,8 @@ pub fn make_dataset(root: &Path, classes: usize, per_class: usize) {
         for i in 0..per_class {
             let (format, ext) = formats[i % formats.len()];
             let img = DynamicImage::ImageRgb8(class_image(c, i, 40 + (i as u32 % 3) * 8));
-            img.save_with_format(dir.join(format!("img{i:03}.{ext}")), format).unwrap();
+            img.save_with_format(dir.join(format!("img{i:03}.{ext}")), format)
+                .unwrap();
         }
     }
     std::fs::write(root.join("class0/notes.txt"), "not an image").unwrap();

@@ -1,0 +1,269 @@
+//! train-head, eval, predict and export on generated images with the tiny test model: the four
+//! commands must agree with each other, and the exported ONNX file must agree with `predict`
+//! both through headstart's ONNX Runtime and through Python onnxruntime alone.
+
+mod common;
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+
+use common::{headstart, json, make_dataset, tiny_model};
+use predicates::prelude::*;
+use predicates::str::contains;
+
+fn prepared() -> (tempfile::TempDir, PathBuf, PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, ws) = (tmp.path().join("data"), tmp.path().join("ws"));
+    make_dataset(&data, 3, 30);
+    std::fs::remove_file(data.join("class1/broken.jpg")).unwrap();
+    headstart(&ws)
+        .args([
+            "extract",
+            "--val-percent",
+            "20",
+            "--test-percent",
+            "20",
+            "--model",
+            &tiny_model("tiny_nchw"),
+            "--data",
+        ])
+        .arg(&data)
+        .assert()
+        .success();
+    (tmp, data, ws)
+}
+
+fn run_json(ws: &Path, args: &[&str]) -> serde_json::Value {
+    json(
+        &headstart(ws)
+            .arg("--json")
+            .args(args)
+            .assert()
+            .success()
+            .get_output()
+            .stdout,
+    )
+}
+
+/// The tensors of a saved head, by name.
+fn tensors(path: &Path) -> BTreeMap<String, Vec<u8>> {
+    let bytes = std::fs::read(path).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    st.tensors()
+        .into_iter()
+        .map(|(name, view)| (name, view.data().to_vec()))
+        .collect()
+}
+
+#[test]
+fn eval_predict_and_export_agree() {
+    let (_tmp, data, ws) = prepared();
+    let trained = run_json(&ws, &["train-head", "--epochs", "30", "--seed", "7", "--baseline"]);
+    assert_eq!(trained["history"].as_array().unwrap().len(), 30);
+    assert!(ws.join("head.safetensors").is_file() && ws.join("baseline.safetensors").is_file());
+    // Colours separate the classes: the head must learn them.
+    let val_acc = trained["history"][29]["val_accuracy"].as_f64().unwrap();
+    assert!(val_acc >= 0.8, "validation accuracy {val_acc}");
+
+    let eval = run_json(&ws, &["eval", "--split", "test"]);
+    assert_eq!(eval["models"][0]["model"], "head");
+    assert_eq!(eval["models"][1]["model"], "baseline");
+    for file in [
+        "eval.json",
+        "confusion_head.svg",
+        "confusion_baseline.svg",
+        "training_curves.svg",
+    ] {
+        assert!(ws.join("report").join(file).is_file(), "{file}");
+    }
+
+    // predict on the test split's files must reproduce eval's mistakes exactly.
+    let manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(ws.join("dataset.json")).unwrap()).unwrap();
+    let classes: Vec<String> = serde_json::from_value(manifest["classes"].clone()).unwrap();
+    let test: Vec<(String, String)> = manifest["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["split"] == "test")
+        .map(|e| {
+            (
+                e["path"].as_str().unwrap().to_string(),
+                classes[e["class"].as_u64().unwrap() as usize].clone(),
+            )
+        })
+        .collect();
+    assert!(test.len() >= 5);
+    let files: Vec<String> = test.iter().map(|(p, _)| data.join(p).display().to_string()).collect();
+    let mut args = vec!["predict", "--top-k", "1"];
+    args.extend(files.iter().map(String::as_str));
+    let predicted = run_json(&ws, &args);
+    let predictions = predicted["predictions"].as_array().unwrap();
+    assert_eq!(predictions.len(), test.len());
+    let wrong: HashSet<String> = predictions
+        .iter()
+        .zip(&test)
+        .filter(|(p, (_, truth))| p["top"][0][0].as_str().unwrap() != truth)
+        .map(|(_, (path, _))| path.clone())
+        .collect();
+    let eval_wrong: HashSet<String> = eval["models"][0]["misclassified"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["path"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(wrong, eval_wrong);
+    let accuracy = 1.0 - wrong.len() as f64 / test.len() as f64;
+    assert!((eval["models"][0]["evaluation"]["accuracy"].as_f64().unwrap() - accuracy).abs() < 1e-9);
+
+    // The exported model, run by ONNX Runtime with no head code, gives predict's probabilities.
+    let exported = run_json(&ws, &["export"]);
+    let model = PathBuf::from(exported["model"].as_str().unwrap());
+    let labels = std::fs::read_to_string(ws.join("export/labels.txt")).unwrap();
+    assert_eq!(labels.lines().collect::<Vec<_>>(), classes);
+    let want: Vec<Vec<f64>> = predictions
+        .iter()
+        .map(|p| {
+            p["probabilities"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_f64().unwrap())
+                .collect()
+        })
+        .collect();
+    let from_ort = run_exported(&model, &files);
+    for (got, want) in from_ort.iter().zip(&want) {
+        for (g, w) in got.iter().zip(want) {
+            assert!((*g as f64 - w).abs() < 1e-5, "{got:?} vs {want:?}");
+        }
+    }
+
+    // And from Python onnxruntime with PIL preprocessing (PNG files: lossless, so the same pixels).
+    let png: Vec<usize> = (0..files.len()).filter(|&i| files[i].ends_with(".png")).collect();
+    assert!(!png.is_empty());
+    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
+    let out = std::process::Command::new(python)
+        .arg(common::repo().join("tests/predict_onnx.py"))
+        .arg(&model)
+        .args(png.iter().map(|&i| &files[i]))
+        .output()
+        .expect("python3 with onnxruntime, numpy and pillow (installed by .ci/run)");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let py = json(&out.stdout);
+    assert_eq!(py["labels"], serde_json::json!(classes));
+    for (row, &i) in py["probabilities"].as_array().unwrap().iter().zip(&png) {
+        for (g, w) in row.as_array().unwrap().iter().zip(&want[i]) {
+            assert!(
+                (g.as_f64().unwrap() - w).abs() < 1e-3,
+                "{}: {row} vs {:?}",
+                files[i],
+                want[i]
+            );
+        }
+    }
+}
+
+/// Runs the exported model through headstart's own pipeline as if it were a backbone whose
+/// "features" are the probabilities.
+fn run_exported(model: &Path, files: &[String]) -> Vec<Vec<f32>> {
+    use headstart::backbone::{Backbone, BackboneChoice};
+    let runtime = headstart::runtime::init(None).unwrap();
+    let info = BackboneChoice {
+        model: Some(model.display().to_string()),
+        output: Some("probabilities".into()),
+        preset: Some(headstart::preprocess::Preset::Inception),
+        input_size: Some(32),
+        resize: Some(32),
+    }
+    .resolve()
+    .unwrap();
+    let mut backbone = Backbone::open(&runtime, info, 1).unwrap();
+    let paths: Vec<PathBuf> = files.iter().map(PathBuf::from).collect();
+    let mut rows = vec![Vec::new(); files.len()];
+    let failed = headstart::extract::embed_files::<headstart::backbone::BackboneError>(
+        &mut backbone,
+        &paths,
+        8,
+        &headstart::extract::Silent,
+        |indices, dim, out| {
+            for (k, &i) in indices.iter().enumerate() {
+                rows[i] = out[k * dim..(k + 1) * dim].to_vec();
+            }
+            Ok(())
+        },
+    )
+    .unwrap();
+    assert!(failed.is_empty());
+    rows
+}
+
+#[test]
+fn the_same_seed_gives_the_same_head() {
+    let (_tmp, _data, ws) = prepared();
+    let train = |seed: &str, out: &str| {
+        let s = run_json(
+            &ws,
+            &[
+                "train-head",
+                "--epochs",
+                "3",
+                "--seed",
+                seed,
+                "--out",
+                ws.join(out).to_str().unwrap(),
+            ],
+        );
+        let history: Vec<serde_json::Value> = s["history"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                let mut e = e.clone();
+                e.as_object_mut().unwrap().remove("seconds");
+                e
+            })
+            .collect();
+        (tensors(&ws.join(out)), history)
+    };
+    let a = train("11", "a.safetensors");
+    let b = train("11", "b.safetensors");
+    let c = train("12", "c.safetensors");
+    assert_eq!(a, b);
+    assert_ne!(a.0, c.0);
+}
+
+#[test]
+fn bad_settings_name_their_flag() {
+    let (_tmp, _data, ws) = prepared();
+    headstart(&ws)
+        .args(["train-head", "--lr=-1"])
+        .assert()
+        .code(1)
+        .stderr(contains("--lr"));
+    headstart(&ws)
+        .args(["train-head", "--hidden", "a,b"])
+        .assert()
+        .code(1)
+        .stderr(contains("--hidden"));
+    headstart(&ws)
+        .args(["train-head", "--class-weights", "1,x"])
+        .assert()
+        .code(1)
+        .stderr(contains("--class-weights"));
+    headstart(&ws)
+        .args(["eval"])
+        .assert()
+        .code(1)
+        .stderr(contains("train-head"));
+    headstart(&ws)
+        .args(["eval", "--split", "nope"])
+        .assert()
+        .code(1)
+        .stderr(contains("--split"));
+    let empty = tempfile::tempdir().unwrap();
+    headstart(empty.path())
+        .args(["train-head"])
+        .assert()
+        .code(1)
+        .stderr(contains("headstart extract").and(contains("--workspace")));
+}

@@ -122,6 +122,14 @@ pub fn known_models(dir: &Path) -> Vec<String> {
     names
 }
 
+/// Identifies the vectors a backbone produces: the model bytes, the feature output and the
+/// preprocessing. Any change gives a new key, so stale vectors are never reused.
+pub fn cache_key(model_sha256: &str, output: &str, preprocessing: &Preprocessing) -> String {
+    let settings = serde_json::to_string(preprocessing).expect("plain struct");
+    let digest = Sha256::digest(format!("{model_sha256}|{output}|{settings}").as_bytes());
+    hex(&digest[..8])
+}
+
 /// A backbone resolved to a file, its checksum and its preprocessing, before opening it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct BackboneInfo {
@@ -313,12 +321,9 @@ impl Backbone {
         })
     }
 
-    /// Identifies the vectors this backbone produces: the model bytes, the feature output and
-    /// the preprocessing. Any change gives a new key, so stale vectors are never reused.
+    /// The cache key of this backbone's vectors; see [`cache_key`].
     pub fn key(&self) -> String {
-        let settings = serde_json::to_string(&self.preprocessing).expect("plain struct");
-        let digest = Sha256::digest(format!("{}|{}|{}", self.info.sha256, self.output, settings).as_bytes());
-        hex(&digest[..8])
+        cache_key(&self.info.sha256, &self.output, &self.preprocessing)
     }
 
     pub fn output_name(&self) -> &str {
@@ -387,5 +392,48 @@ impl Backbone {
             });
         }
         Ok((dims[1] as usize, data.to_vec()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cache_key_changes_with_every_input_and_only_then() {
+        let p = Preprocessing {
+            preset: Preset::Tflite,
+            resize: 256,
+            size: 224,
+            layout: Layout::Nchw,
+        };
+        let base = cache_key("abc", "features", &p);
+        assert_eq!(base.len(), 16);
+        assert_eq!(base, cache_key("abc", "features", &p));
+        let variants = [
+            cache_key("abd", "features", &p),
+            cache_key("abc", "logits", &p),
+            cache_key(
+                "abc",
+                "features",
+                &Preprocessing {
+                    preset: Preset::Torch,
+                    ..p
+                },
+            ),
+            cache_key("abc", "features", &Preprocessing { resize: 224, ..p }),
+            cache_key("abc", "features", &Preprocessing { size: 192, ..p }),
+            cache_key(
+                "abc",
+                "features",
+                &Preprocessing {
+                    layout: Layout::Nhwc,
+                    ..p
+                },
+            ),
+        ];
+        for (i, v) in variants.iter().enumerate() {
+            assert_ne!(*v, base, "variant {i}");
+        }
     }
 }

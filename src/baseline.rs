@@ -38,7 +38,6 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -701,30 +700,8 @@ impl Baseline {
 }
 
 fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), BaselineError> {
-    let write_error = |source| BaselineError::Write {
-        path: path.to_owned(),
-        source,
-    };
-    let file_name = path.file_name().ok_or_else(|| {
-        write_error(std::io::Error::new(
-            std::io::ErrorKind::InvalidInput,
-            "the path names no file",
-        ))
-    })?;
-    let mut tmp_name = std::ffi::OsString::from(".");
-    tmp_name.push(file_name);
-    tmp_name.push(format!(".tmp-{}", std::process::id()));
-    let tmp = path.with_file_name(tmp_name);
-    let result = (|| {
-        let mut file = fs::File::create(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result.map_err(write_error)
+    crate::cache::write_file_atomically(path, bytes)
+        .map_err(|source| BaselineError::Write { path: path.to_owned(), source })
 }
 
 fn check_set(set: &'static str, x: ArrayView2<f32>, y: &[usize], n_classes: usize) -> Result<(), BaselineError> {

@@ -44,20 +44,27 @@ pub enum CacheError {
 }
 
 /// Writes `bytes` so that `path` holds either its old content or all of the new: a temporary
-/// file in the same folder, flushed to disk, then renamed over the target.
+/// file in the same folder, flushed to disk, then renamed over the target (removed on failure).
+/// Every file headstart writes goes through here.
+pub fn write_file_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let name = path
+        .file_name()
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "the path names no file"))?;
+    let tmp = dir.join(format!(".{}.{}.tmp", name.to_string_lossy(), std::process::id()));
+    let result = std::fs::File::create(&tmp)
+        .and_then(|mut file| file.write_all(bytes).and_then(|_| file.sync_all()))
+        .and_then(|_| std::fs::rename(&tmp, path));
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// [`write_file_atomically`] with the path in the error.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), CacheError> {
-    let err = |source| CacheError::Write {
-        path: path.to_path_buf(),
-        source,
-    };
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(err)?;
-    let name = path.file_name().unwrap_or_default().to_string_lossy();
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    let mut file = std::fs::File::create(&tmp).map_err(err)?;
-    file.write_all(bytes).map_err(err)?;
-    file.sync_all().map_err(err)?;
-    std::fs::rename(&tmp, path).map_err(err)
+    write_file_atomically(path, bytes).map_err(|source| CacheError::Write { path: path.to_path_buf(), source })
 }
 
 /// The backbone that produced a set of vectors, as recorded in the manifest and cache files.

@@ -56,7 +56,7 @@
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -956,7 +956,7 @@ impl Head {
                 source: io::Error::new(io::ErrorKind::InvalidData, e.to_string()),
             }
         })?;
-        write_atomically(path, &bytes).map_err(|source| HeadError::Write {
+        crate::cache::write_file_atomically(path, &bytes).map_err(|source| HeadError::Write {
             path: path.to_path_buf(),
             source,
         })
@@ -1247,21 +1247,6 @@ impl View for &F32Tensor {
     }
 }
 
-/// Writes `bytes` to a temporary file beside `path`, flushes it to disk and renames it over
-/// `path`; on failure the temporary file is removed.
-fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let name = path
-        .file_name()
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "the path does not name a file"))?;
-    let tmp = path.with_file_name(format!(".{}.tmp{}", name.to_string_lossy(), std::process::id()));
-    let result = fs::File::create(&tmp)
-        .and_then(|mut f| f.write_all(bytes).and_then(|_| f.sync_all()))
-        .and_then(|_| fs::rename(&tmp, path));
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
-}
 
 #[cfg(test)]
 mod tests {

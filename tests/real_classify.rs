@@ -1,10 +1,13 @@
 //! Acceptance on real photos with the default backbone: the head must match the peers' accuracy
 //! on the same embeddings and split, and eval, predict and export must agree.
 //!
-//! Floors come from peers measured on these EfficientNet-Lite0 embeddings (BENCHMARKS.md,
-//! `benches/head_reference.py`): hymenoptera val, best peer (PyTorch head) 0.954; flowers5 test
-//! (80/10/10 file-name hash split), best peer (scikit-learn logistic regression) 0.921. The head,
-//! averaged over three seeds, must reach the best peer minus one point.
+//! Floors come from peers measured on these same EfficientNet-Lite0 embeddings and splits
+//! (BENCHMARKS.md, `python benches/head_reference.py WORKSPACE`): the head, averaged over seeds,
+//! must reach the best peer minus one point.
+//! - hymenoptera val (153 images): best peer the PyTorch head, 0.955 mean over seeds 0-9
+//!   (0.961 over seeds 0-2 alone: one image is 0.65 points here); scikit-learn 0.948.
+//! - flowers5 test (410 images, 80/10/10 file-name hash split): best peer scikit-learn's
+//!   logistic regression, 0.929; PyTorch head 0.922, Keras head 0.920 (seeds 0-2).
 
 mod common;
 
@@ -45,8 +48,8 @@ fn hymenoptera_head_matches_peers_and_commands_agree() {
     let ws = tmp.path().join("ws");
     headstart(&ws).args(["extract", "--data"]).arg(&data).assert().success();
     let (head, baseline) = head_and_baseline(&ws, "val");
-    assert!(head >= 0.954 - 0.01, "head mean accuracy {head}");
-    assert!(baseline >= 0.941 - 0.01, "baseline accuracy {baseline}");
+    assert!(head >= 0.955 - 0.01, "head mean accuracy {head}");
+    assert!(baseline >= 0.948 - 0.01, "baseline accuracy {baseline}");
 
     // The same seed gives the same evaluation, to the last digit.
     run_json(&ws, &["train-head", "--seed", "5"]);
@@ -134,6 +137,6 @@ fn flowers5_head_matches_peers() {
     let extracted = run_json(&ws, &["extract", "--data", data.to_str().unwrap()]);
     assert_eq!(extracted["images"], 4064);
     let (head, baseline) = head_and_baseline(&ws, "test");
-    assert!(head >= 0.921 - 0.01, "head mean accuracy {head}");
-    assert!(baseline >= 0.921 - 0.01, "baseline accuracy {baseline}");
+    assert!(head >= 0.929 - 0.01, "head mean accuracy {head}");
+    assert!(baseline >= 0.929 - 0.01, "baseline accuracy {baseline}");
 }

@@ -700,8 +700,10 @@ impl Baseline {
 }
 
 fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), BaselineError> {
-    crate::cache::write_file_atomically(path, bytes)
-        .map_err(|source| BaselineError::Write { path: path.to_owned(), source })
+    crate::cache::write_file_atomically(path, bytes).map_err(|source| BaselineError::Write {
+        path: path.to_owned(),
+        source,
+    })
 }
 
 fn check_set(set: &'static str, x: ArrayView2<f32>, y: &[usize], n_classes: usize) -> Result<(), BaselineError> {

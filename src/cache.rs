@@ -47,7 +47,10 @@ pub enum CacheError {
 /// file in the same folder, flushed to disk, then renamed over the target (removed on failure).
 /// Every file headstart writes goes through here.
 pub fn write_file_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir)?;
     let name = path
         .file_name()
@@ -64,7 +67,10 @@ pub fn write_file_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 
 /// [`write_file_atomically`] with the path in the error.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), CacheError> {
-    write_file_atomically(path, bytes).map_err(|source| CacheError::Write { path: path.to_path_buf(), source })
+    write_file_atomically(path, bytes).map_err(|source| CacheError::Write {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 /// The backbone that produced a set of vectors, as recorded in the manifest and cache files.

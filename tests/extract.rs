@@ -164,14 +164,9 @@ fn clear_errors_for_bad_input() {
         .code(1)
         .stderr(contains("efficientnet_lite0").and(contains("--model")));
     headstart(&ws)
-        .args([
-            "--ort-lib",
-            "/nonexistent/libonnxruntime.so",
-            "extract",
-            "--model",
-            &tiny_model("tiny_nchw"),
-            "--data",
-        ])
+        .arg("--ort-lib")
+        .arg(tmp.path().join("missing/libonnxruntime.so"))
+        .args(["extract", "--model", &tiny_model("tiny_nchw"), "--data"])
         .arg(&data)
         .assert()
         .code(1)

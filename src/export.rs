@@ -696,12 +696,11 @@ mod tests {
     //! A tiny backbone is built here rather than shipped: image [batch, 3, 2, 2] → Relu (`act`,
     //! undeclared) → GlobalAveragePool (`pooled`, [N, 3, 1, 1]) → Flatten (`features`, [N, 3])
     //! → Gemm (`logits`, [N, 2]), so that every kind of feature tensor is there and the expected
-    //! probabilities are easy to work out by hand. With `HEADSTART_EXPORT_CHECK_DIR` set, each
-    //! composed model is written there with an input and its expected probabilities for
-    //! `tests/check_export.py` to run through ONNX Runtime.
+    //! probabilities are easy to work out by hand. Running exported models through ONNX Runtime,
+    //! from Rust and from Python, is tested end to end in `tests/classify.rs`.
 
     use super::*;
-    use ndarray::{Array1, Array2, Array4, Axis};
+    use ndarray::{Array1, Array2};
 
     #[derive(Clone, PartialEq, Message)]
     struct ModelProto {
@@ -745,8 +744,6 @@ mod tests {
         #[prost(message, repeated, tag = "5")]
         initializer: Vec<InitializerName>,
     }
-
-    const BATCH: usize = 2;
 
     fn param(name: &str) -> DimValue {
         DimValue::Param(name.to_string())
@@ -864,70 +861,6 @@ mod tests {
         ]
     }
 
-    fn image() -> Array4<f32> {
-        Array4::from_shape_fn((BATCH, 3, 2, 2), |(n, c, y, x)| {
-            ((n * 12 + c * 4 + y * 2 + x) as f32 * 1.3).sin() * 2.0
-        })
-    }
-
-    /// What the composed model must output, worked out in f64 from the backbone's definition.
-    fn expected(feature: &str, layers: &[DenseLayer]) -> Array2<f64> {
-        let act = image().mapv(|v| f64::from(v.max(0.0)));
-        let mut x = match feature {
-            "act" => act.into_shape_with_order((BATCH, 12)).unwrap(),
-            _ => act.mean_axis(Axis(3)).unwrap().mean_axis(Axis(2)).unwrap(),
-        };
-        for layer in layers {
-            x = x.dot(&layer.weight.mapv(f64::from)) + layer.bias.mapv(f64::from);
-            if layer.relu {
-                x.mapv_inplace(|v| v.max(0.0));
-            }
-        }
-        for mut row in x.rows_mut() {
-            let max = row.fold(f64::MIN, |m, &v| m.max(v));
-            row.mapv_inplace(|v| (v - max).exp());
-            let sum = row.sum();
-            row.mapv_inplace(|v| v / sum);
-        }
-        x
-    }
-
-    fn write_npy(path: std::path::PathBuf, descr: &str, shape: &[usize], data: Vec<u8>) {
-        let dims: String = shape.iter().map(|d| format!("{d},")).collect();
-        let mut header = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': ({dims}), }}");
-        while (10 + header.len() + 1) % 64 != 0 {
-            header.push(' ');
-        }
-        header.push('\n');
-        let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
-        bytes.extend((header.len() as u16).to_le_bytes());
-        bytes.extend(header.as_bytes());
-        bytes.extend(data);
-        std::fs::write(path, bytes).unwrap();
-    }
-
-    fn dump_for_python(case: &str, composed: &[u8], feature: &str, layers: &[DenseLayer]) {
-        let Some(dir) = std::env::var_os("HEADSTART_EXPORT_CHECK_DIR").map(std::path::PathBuf::from) else {
-            return;
-        };
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join(format!("{case}.onnx")), composed).unwrap();
-        let input = image();
-        write_npy(
-            dir.join(format!("{case}.input.npy")),
-            "<f4",
-            input.shape(),
-            input.iter().flat_map(|v| v.to_le_bytes()).collect(),
-        );
-        let probabilities = expected(feature, layers);
-        write_npy(
-            dir.join(format!("{case}.expected.npy")),
-            "<f8",
-            probabilities.shape(),
-            probabilities.iter().flat_map(|v| v.to_le_bytes()).collect(),
-        );
-    }
-
     /// Checks what every composed model must satisfy.
     fn check_composed(backbone: &[u8], composed: &[u8], layers: &[DenseLayer], batch: DimValue) {
         let before = ModelProto::decode(backbone).unwrap();
@@ -990,33 +923,32 @@ mod tests {
         assert_eq!(after.metadata_props, expected_metadata);
     }
 
-    fn compose_case(case: &str, model: &ModelProto, feature: &str, width: usize, batch: DimValue) -> Vec<u8> {
+    fn compose_case(model: &ModelProto, feature: &str, width: usize, batch: DimValue) -> Vec<u8> {
         let backbone = model.encode_to_vec();
         let layers = head(width);
         let composed = compose(&backbone, feature, &layers, "probabilities", &metadata()).unwrap();
         check_composed(&backbone, &composed, &layers, batch);
-        dump_for_python(case, &composed, feature, &layers);
         composed
     }
 
     #[test]
     fn composes_on_a_features_output() {
-        compose_case("features", &backbone(8, 13), "features", 3, param("N"));
+        compose_case(&backbone(8, 13), "features", 3, param("N"));
     }
 
     #[test]
     fn composes_on_an_nchw_embedding_output() {
-        compose_case("pooled", &backbone(8, 13), "pooled", 3, param("N"));
+        compose_case(&backbone(8, 13), "pooled", 3, param("N"));
     }
 
     #[test]
     fn composes_on_an_undeclared_intermediate_tensor_with_the_image_batch() {
-        compose_case("intermediate", &backbone(8, 13), "act", 12, param("batch"));
+        compose_case(&backbone(8, 13), "act", 12, param("batch"));
     }
 
     #[test]
     fn lists_weights_as_inputs_for_ir_version_3() {
-        let composed = compose_case("ir3", &backbone(3, 9), "features", 3, param("N"));
+        let composed = compose_case(&backbone(3, 9), "features", 3, param("N"));
         let graph = ModelProto::decode(&*composed).unwrap().graph.unwrap();
         let inputs: HashSet<&str> = graph.input.iter().map(|v| v.name.as_str()).collect();
         assert!(graph.initializer.iter().all(|t| inputs.contains(t.name.as_str())));
@@ -1056,12 +988,11 @@ mod tests {
         let layers = head(3);
         let composed = compose(&backbone, "features", &layers, "probabilities", &metadata()).unwrap();
         check_composed(&backbone, &composed, &layers, param("N"));
-        dump_for_python("split", &composed, "features", &layers);
     }
 
     #[test]
     fn composes_again_on_an_exported_model_under_a_new_prefix() {
-        let first = compose_case("twice_first", &backbone(8, 13), "features", 3, param("N"));
+        let first = compose_case(&backbone(8, 13), "features", 3, param("N"));
         let layers = vec![layer(4, 2, false)];
         let again = compose(&first, "headstart/dense0/relu", &layers, "species", &[]).unwrap();
         let graph = ModelProto::decode(&*again).unwrap().graph.unwrap();

@@ -41,6 +41,7 @@ fn main() {
         percentages: SplitPercentages::default(),
         threads,
         ort_lib: None,
+        max_pixels: headstart::preprocess::DEFAULT_MAX_PIXELS,
     };
 
     let started = Instant::now();
@@ -62,7 +63,15 @@ fn main() {
     let mut resizer = fast_image_resize::Resizer::new();
     for (out, s) in pixels.chunks_exact_mut(spec.len()).zip(&dataset.samples) {
         let bytes = std::fs::read(dataset.root.join(&s.path)).unwrap();
-        if preprocess(&bytes, &spec, &mut resizer, out).is_err() {
+        if preprocess(
+            &bytes,
+            &spec,
+            headstart::preprocess::DEFAULT_MAX_PIXELS,
+            &mut resizer,
+            out,
+        )
+        .is_err()
+        {
             out.fill(0.0);
         }
     }

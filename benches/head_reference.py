@@ -33,7 +33,7 @@ with a message:
         [--frameworks torch keras sklearn] [--json-out results.json]
 
 WORKSPACE is a folder written by `headstart extract` (dataset.json plus
-embeddings/<backbone key>/store.safetensors). Prints a table of (framework, seed, accuracy on the
+embeddings/<backbone key>/<the store file dataset.json names>). Prints a table of (framework, seed, accuracy on the
 evaluation split, seconds), then per framework the mean accuracy over seeds and the median time.
 """
 
@@ -62,7 +62,7 @@ def load_workspace(folder):
         manifest = json.load(f)
     classes = list(manifest["classes"])
     backbone = manifest["backbone"]
-    store = load_file(os.path.join(folder, "embeddings", backbone["key"], "store.safetensors"))
+    store = load_file(os.path.join(folder, "embeddings", backbone["key"], manifest["store"]))
     emb, sha = store["embeddings"], store["sha256"]
     if emb.shape[0] != sha.shape[0]:
         sys.exit(f"store has {emb.shape[0]} embeddings but {sha.shape[0]} hashes")

@@ -113,6 +113,12 @@ fn print_extract(s: &ExtractSummary, json: bool) -> Result<()> {
     for (class, n) in &s.small_classes {
         eprintln!("warning: class `{class}` has only {n} images; results for it will be unreliable");
     }
+    for class in &s.empty_classes {
+        eprintln!("warning: class folder `{class}` has no images; it is left out of the classes");
+    }
+    if s.classes.len() < 2 {
+        eprintln!("warning: only one class; train-head needs at least two");
+    }
     if json {
         println!("{}", serde_json::to_string_pretty(s)?);
         return Ok(());

@@ -65,9 +65,9 @@ pub enum BackboneError {
         found: String,
         expected: String,
     },
-    #[error("ONNX Runtime cannot load {path}: {message}")]
+    #[error("ONNX Runtime cannot load {path}: {message}. Is it an ONNX model? Pass --model with an .onnx file (models/export_resnet50.py shows how to export one)")]
     Session { path: PathBuf, message: String },
-    #[error("{path}: input `{input}` has shape {shape:?}; expected an image tensor [N,3,H,W] or [N,H,W,3] of float32")]
+    #[error("{path}: input `{input}` has shape {shape:?}; expected an image tensor [N,3,H,W] or [N,H,W,3] of float32: pass --model with an image model (a CNN backbone)")]
     Input {
         path: PathBuf,
         input: String,

@@ -639,29 +639,33 @@ impl Baseline {
             path: path.to_owned(),
             source,
         })?;
-        let invalid = |reason: String| BaselineError::InvalidFile {
+        Baseline::from_bytes(&bytes).map_err(|reason| BaselineError::InvalidFile {
             path: path.to_owned(),
             reason,
-        };
-        let (_, header) = SafeTensors::read_metadata(&bytes).map_err(|e| invalid(e.to_string()))?;
+        })
+    }
+
+    /// Parses the bytes of a baseline file; the error says what is wrong with them.
+    pub fn from_bytes(bytes: &[u8]) -> Result<(Baseline, BTreeMap<String, String>), String> {
+        let (_, header) = SafeTensors::read_metadata(bytes).map_err(|e| e.to_string())?;
         let mut metadata: BTreeMap<String, String> =
             header.metadata().clone().unwrap_or_default().into_iter().collect();
         match metadata.remove(FORMAT_KEY).as_deref() {
             Some(FORMAT_VALUE) => {}
             Some(other) => {
-                return Err(invalid(format!(
+                return Err(format!(
                     "format {other:?} is not {FORMAT_VALUE:?}; it was written by another headstart version"
-                )))
+                ))
             }
-            None => return Err(invalid(format!("metadata has no {FORMAT_KEY:?} entry"))),
+            None => return Err(format!("metadata has no {FORMAT_KEY:?} entry")),
         }
-        let tensors = SafeTensors::deserialize(&bytes).map_err(|e| invalid(e.to_string()))?;
-        let read = |name: &str| -> Result<(Vec<usize>, Vec<f32>), BaselineError> {
+        let tensors = SafeTensors::deserialize(bytes).map_err(|e| e.to_string())?;
+        let read = |name: &str| -> Result<(Vec<usize>, Vec<f32>), String> {
             let view = tensors
                 .tensor(name)
-                .map_err(|_| invalid(format!("tensor {name:?} is missing")))?;
+                .map_err(|_| format!("tensor {name:?} is missing"))?;
             if view.dtype() != Dtype::F32 {
-                return Err(invalid(format!("tensor {name:?} is {:?}, expected F32", view.dtype())));
+                return Err(format!("tensor {name:?} is {:?}, expected F32", view.dtype()));
             }
             let values: Vec<f32> = view
                 .data()
@@ -669,20 +673,18 @@ impl Baseline {
                 .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
                 .collect();
             if values.iter().any(|v| !v.is_finite()) {
-                return Err(invalid(format!("tensor {name:?} contains non-finite values")));
+                return Err(format!("tensor {name:?} contains non-finite values"));
             }
             Ok((view.shape().to_vec(), values))
         };
         let (w_shape, w) = read("weights")?;
         let [n_features, n_classes] = w_shape[..] else {
-            return Err(invalid(format!(
-                "weights have shape {w_shape:?}, expected 2 dimensions"
-            )));
+            return Err(format!("weights have shape {w_shape:?}, expected 2 dimensions"));
         };
-        let vector = |name: &str, len: usize| -> Result<Array1<f32>, BaselineError> {
+        let vector = |name: &str, len: usize| -> Result<Array1<f32>, String> {
             let (shape, values) = read(name)?;
             if shape != [len] {
-                return Err(invalid(format!("{name} has shape {shape:?}, expected [{len}]")));
+                return Err(format!("{name} has shape {shape:?}, expected [{len}]"));
             }
             Ok(Array1::from(values))
         };
@@ -693,7 +695,7 @@ impl Baseline {
             intercept: vector("intercept", n_classes)?,
         };
         if model.std.iter().any(|&s| s <= 0.0) {
-            return Err(invalid("std contains values <= 0".to_owned()));
+            return Err("std contains values <= 0".to_owned());
         }
         Ok((model, metadata))
     }

@@ -3,18 +3,24 @@
 //! Layout inside the workspace (all files readable with Python's `safetensors` and `json`):
 //!
 //! ```text
-//! dataset.json                          the last extract: data folder, classes, samples, backbone
-//! embeddings/<key>/store.safetensors    "embeddings" f32 [N, D], "sha256" u8 [N, 32]
-//! embeddings/<key>/pending/*.safetensors  the same, one file per batch not yet merged
+//! dataset.json                                  the last extract: data folder, classes, samples,
+//!                                               backbone, the store file it uses, a checksum
+//! extract.lock                                  held by the running `extract`
+//! embeddings/<key>/store-<crc32>.safetensors    "embeddings" f32 [N, D], "sha256" u8 [N, 32]
+//! embeddings/<key>/pending/*.safetensors        the same, one file per batch not yet merged
+//! embeddings/<key>/damaged/                     files that failed their checks, set aside
 //! ```
 //!
 //! Each batch is written to `pending/` as soon as the network has produced it, with a temporary
 //! file and a rename, so a run killed at any moment loses at most the batch in flight and never
-//! leaves a half-written file under a real name. At the end of a run the store is rewritten in
-//! the data set's order, without vectors of images that are gone, and the pending files are
-//! removed; if that is interrupted, the next run reads both and nothing is lost.
+//! leaves a half-written file under a real name. At the end of a run a new store file is written
+//! in the data set's order, without vectors of images that are gone, then the manifest is
+//! pointed at it; the store before it is kept, so a reader that loaded the old manifest a moment
+//! earlier still finds its file. Every cache file carries a CRC-32 of its tensors in its
+//! metadata: a flipped byte or a truncated file is never read as vectors.
 
 use std::collections::HashMap;
+use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -23,24 +29,44 @@ use safetensors::tensor::{Dtype, TensorView};
 use safetensors::SafeTensors;
 use serde::{Deserialize, Serialize};
 
-use crate::dataset::{Sample, Split};
+use crate::dataset::{Sample, Skipped, Split};
 use crate::preprocess::Preprocessing;
 
 /// A sha256 of an image file's bytes.
 pub type ContentKey = [u8; 32];
 
+/// Written into every cache file's metadata; files without it are not read as vectors.
+pub const FORMAT: &str = "headstart-embeddings-1";
+/// The metadata key of a cache file's seal: `{"format": FORMAT, "crc32": "<8 hex digits>"}`.
+pub const SEAL_KEY: &str = "headstart";
+
 #[derive(Debug, thiserror::Error)]
 pub enum CacheError {
-    #[error("cannot write {path}: {source}")]
+    #[error("cannot write {path}: {source}{}", storage_hint(source))]
     Write { path: PathBuf, source: std::io::Error },
     #[error("cannot read {path}: {source}")]
     Read { path: PathBuf, source: std::io::Error },
-    #[error("{path} is not a valid cache file ({message}); delete it and re-run `headstart extract`")]
+    #[error("{path} is damaged or not a headstart cache file ({message}): re-run `headstart extract` to recompute it")]
     Corrupt { path: PathBuf, message: String },
     #[error("no extracted data set in {0}: run `headstart extract --data DIR` first (or pass --workspace)")]
     NoManifest(PathBuf),
     #[error("the cache in {dir} lacks the vector of {path}: re-run `headstart extract`")]
     Missing { dir: PathBuf, path: String },
+    #[error("cannot lock {path}: {source}")]
+    Lock { path: PathBuf, source: std::io::Error },
+    #[error("{0} is gone, though dataset.json names it: re-run `headstart extract` to recompute it")]
+    StoreGone(PathBuf),
+}
+
+/// What to do when the disk is full, added to write errors that say so.
+pub fn storage_hint(error: &std::io::Error) -> &'static str {
+    use std::io::ErrorKind::{FileTooLarge, QuotaExceeded, StorageFull};
+    match error.kind() {
+        StorageFull | FileTooLarge | QuotaExceeded => {
+            " (the disk is full: free some space or pass --workspace on another disk; what was written before is intact)"
+        }
+        _ => "",
+    }
 }
 
 /// Writes `bytes` so that `path` holds either its old content or all of the new: a temporary
@@ -56,13 +82,19 @@ pub fn write_file_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         .file_name()
         .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "the path names no file"))?;
     let tmp = dir.join(format!(".{}.{}.tmp", name.to_string_lossy(), std::process::id()));
-    let result = std::fs::File::create(&tmp)
+    let result = File::create(&tmp)
         .and_then(|mut file| file.write_all(bytes).and_then(|_| file.sync_all()))
         .and_then(|_| std::fs::rename(&tmp, path));
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
+        return result;
     }
-    result
+    // The rename is durable only once the folder is flushed too. Some file systems refuse to
+    // open or sync a folder; the data itself is already on disk then, so that is no error.
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
 }
 
 /// [`write_file_atomically`] with the path in the error.
@@ -71,6 +103,45 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), CacheError> {
         path: path.to_path_buf(),
         source,
     })
+}
+
+/// Held while `extract` writes a workspace, so two runs never write one cache at once. The
+/// operating system releases it when the process ends, however it ends.
+pub struct WorkspaceLock {
+    _file: File,
+}
+
+impl WorkspaceLock {
+    pub const FILE: &'static str = "extract.lock";
+
+    /// Takes the lock. If another process holds it, `waiting` is told once and the call blocks
+    /// until that process is done.
+    pub fn acquire(workspace: &Path, waiting: impl FnOnce(&Path)) -> Result<WorkspaceLock, CacheError> {
+        let path = workspace.join(Self::FILE);
+        let lock_err = |source| CacheError::Lock {
+            path: path.clone(),
+            source,
+        };
+        std::fs::create_dir_all(workspace).map_err(|source| CacheError::Write {
+            path: workspace.to_path_buf(),
+            source,
+        })?;
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(lock_err)?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                waiting(&path);
+                file.lock().map_err(lock_err)?;
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(lock_err(e)),
+        }
+        Ok(WorkspaceLock { _file: file })
+    }
 }
 
 /// The backbone that produced a set of vectors, as recorded in the manifest and cache files.
@@ -94,29 +165,59 @@ pub struct Entry {
     pub sha256: String,
 }
 
-/// A file that was not embedded, and why.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Skipped {
-    pub path: String,
-    pub reason: String,
-}
-
 /// `dataset.json`: what the last `extract` produced, so later commands need no `--data`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Manifest {
     pub data_root: PathBuf,
     pub classes: Vec<String>,
     pub backbone: BackboneRecord,
+    /// The store file, in `embeddings/<key>/`, that holds every entry's vector.
+    pub store: String,
     pub entries: Vec<Entry>,
     pub skipped: Vec<Skipped>,
+    /// CRC-32 of this JSON written with an empty checksum; filled in by [`Manifest::save`].
+    #[serde(default)]
+    pub checksum: String,
 }
 
 impl Manifest {
     pub const FILE: &'static str = "dataset.json";
 
+    fn canonical_checksum(&self) -> String {
+        let unsealed = Manifest {
+            checksum: String::new(),
+            ..self.clone()
+        };
+        format!(
+            "{:08x}",
+            crc32fast::hash(&serde_json::to_vec_pretty(&unsealed).expect("plain data"))
+        )
+    }
+
+    /// The JSON bytes of the manifest with its checksum filled in.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let sealed = Manifest {
+            checksum: self.canonical_checksum(),
+            ..self.clone()
+        };
+        serde_json::to_vec_pretty(&sealed).expect("plain data")
+    }
+
     pub fn save(&self, workspace: &Path) -> Result<(), CacheError> {
-        let json = serde_json::to_vec_pretty(self).expect("plain data");
-        write_atomic(&workspace.join(Self::FILE), &json)
+        write_atomic(&workspace.join(Self::FILE), &self.to_bytes())
+    }
+
+    /// Parses and checks a manifest's bytes; the error says what is wrong.
+    pub fn from_slice(bytes: &[u8]) -> Result<Manifest, String> {
+        let manifest: Manifest = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+        let expected = manifest.canonical_checksum();
+        if manifest.checksum != expected {
+            return Err(format!(
+                "checksum {:?} does not match its content ({expected})",
+                manifest.checksum
+            ));
+        }
+        Ok(manifest)
     }
 
     pub fn load(workspace: &Path) -> Result<Manifest, CacheError> {
@@ -128,10 +229,7 @@ impl Manifest {
             path: path.clone(),
             source,
         })?;
-        serde_json::from_slice(&bytes).map_err(|e| CacheError::Corrupt {
-            path,
-            message: e.to_string(),
-        })
+        Manifest::from_slice(&bytes).map_err(|message| CacheError::Corrupt { path, message })
     }
 
     /// The embeddings and labels of one split, rows in manifest order, with the entries used.
@@ -157,6 +255,27 @@ impl Manifest {
     }
 }
 
+/// The workspace's manifest and the store it names, as one consistent snapshot. Needs no lock:
+/// `extract` never changes a store file in place and keeps the previous one, so the file a
+/// manifest names exists when the manifest is read; should a reader be slower than two whole
+/// runs of `extract`, it reads the manifest again.
+pub fn load_snapshot(workspace: &Path) -> Result<(Manifest, Store), CacheError> {
+    let mut attempts = 0;
+    loop {
+        let manifest = Manifest::load(workspace)?;
+        let dir = Store::dir_for(workspace, &manifest.backbone.key);
+        match Store::read_snapshot(&dir, &manifest.store) {
+            Err(CacheError::Read { path, source }) if source.kind() == std::io::ErrorKind::NotFound => {
+                attempts += 1;
+                if attempts == 3 {
+                    return Err(CacheError::StoreGone(path));
+                }
+            }
+            result => return result.map(|store| (manifest, store)),
+        }
+    }
+}
+
 /// One split's embeddings (`x`, one row per entry), class indices and entries.
 pub struct SplitData {
     pub x: Array2<f32>,
@@ -169,7 +288,7 @@ pub fn key_hex(key: &ContentKey) -> String {
 }
 
 pub fn parse_key(hex: &str) -> Option<ContentKey> {
-    if hex.len() != 64 {
+    if hex.len() != 64 || !hex.is_ascii() {
         return None;
     }
     let mut key = [0u8; 32];
@@ -179,6 +298,106 @@ pub fn parse_key(hex: &str) -> Option<ContentKey> {
     Some(key)
 }
 
+/// The content of one cache file: `keys[i]` is the image whose vector is row `i` of `rows`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Vectors {
+    pub dim: usize,
+    pub keys: Vec<ContentKey>,
+    pub rows: Vec<f32>,
+}
+
+/// CRC-32 over the tensors' names, lengths and bytes, in name order: it does not depend on the
+/// file's layout, so it is computed before serialising and checked after parsing.
+fn tensors_crc<'a>(tensors: impl IntoIterator<Item = (&'a str, &'a [u8])>) -> String {
+    let mut sorted: Vec<(&str, &[u8])> = tensors.into_iter().collect();
+    sorted.sort_by_key(|(name, _)| *name);
+    let mut crc = crc32fast::Hasher::new();
+    for (name, data) in sorted {
+        crc.update(name.as_bytes());
+        crc.update(&(data.len() as u64).to_le_bytes());
+        crc.update(data);
+    }
+    format!("{:08x}", crc.finalize())
+}
+
+impl Vectors {
+    /// The safetensors bytes of a cache file, and the checksum they carry.
+    pub fn encode(&self) -> (Vec<u8>, String) {
+        let key_bytes: Vec<u8> = self.keys.iter().flatten().copied().collect();
+        let row_bytes: &[u8] = bytemuck::cast_slice(&self.rows);
+        let crc = tensors_crc([("embeddings", row_bytes), ("sha256", key_bytes.as_slice())]);
+        let n = self.keys.len();
+        let tensors = [
+            (
+                "embeddings",
+                TensorView::new(Dtype::F32, vec![n, self.dim], row_bytes).expect("sizes match"),
+            ),
+            (
+                "sha256",
+                TensorView::new(Dtype::U8, vec![n, 32], &key_bytes).expect("sizes match"),
+            ),
+        ];
+        // One entry: safetensors writes its metadata map in hash order, and two entries would
+        // make equal content give different bytes from run to run.
+        let seal = serde_json::json!({ "format": FORMAT, "crc32": crc }).to_string();
+        let metadata = HashMap::from([(SEAL_KEY.to_string(), seal)]);
+        let bytes = safetensors::serialize(tensors, &Some(metadata)).expect("in-memory serialisation");
+        (bytes, crc)
+    }
+
+    /// Parses and checks a cache file's bytes; the error says what is wrong.
+    pub fn decode(bytes: &[u8]) -> Result<Vectors, String> {
+        let (_, header) = SafeTensors::read_metadata(bytes).map_err(|e| e.to_string())?;
+        let tensors = SafeTensors::deserialize(bytes).map_err(|e| e.to_string())?;
+        let seal: serde_json::Value = header
+            .metadata()
+            .as_ref()
+            .and_then(|m| m.get(SEAL_KEY))
+            .and_then(|v| serde_json::from_str(v).ok())
+            .unwrap_or_default();
+        if seal["format"] != FORMAT {
+            return Err(format!("its metadata does not name the format {FORMAT}"));
+        }
+        let emb = tensors.tensor("embeddings").map_err(|e| e.to_string())?;
+        let keys = tensors.tensor("sha256").map_err(|e| e.to_string())?;
+        let (n, dim) = match emb.shape() {
+            [n, d] if emb.dtype() == Dtype::F32 && *d > 0 => (*n, *d),
+            s => return Err(format!("embeddings has shape {s:?}, expected [N, D] f32")),
+        };
+        if keys.shape() != [n, 32] || keys.dtype() != Dtype::U8 {
+            return Err(format!("sha256 has shape {:?}, expected [{n}, 32] u8", keys.shape()));
+        }
+        let crc = tensors_crc([("embeddings", emb.data()), ("sha256", keys.data())]);
+        if seal["crc32"] != crc.as_str() {
+            return Err(format!(
+                "checksum mismatch: the file says {}, its tensors give {crc:?}",
+                seal["crc32"]
+            ));
+        }
+        let rows: Vec<f32> = emb
+            .data()
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes(b.try_into().expect("4 bytes")))
+            .collect();
+        if rows.iter().any(|v| !v.is_finite()) {
+            return Err("it holds a NaN or infinite value".into());
+        }
+        let keys = keys
+            .data()
+            .chunks_exact(32)
+            .map(|k| k.try_into().expect("32 bytes"))
+            .collect();
+        Ok(Vectors { dim, keys, rows })
+    }
+}
+
+/// A cache file that failed its checks and was moved to `damaged/`; its images are recomputed.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Damaged {
+    pub path: PathBuf,
+    pub reason: String,
+}
+
 /// All vectors of one backbone key, in memory: rows in one buffer, indexed by content key.
 pub struct Store {
     pub dir: PathBuf,
@@ -186,9 +405,30 @@ pub struct Store {
     rows: Vec<f32>,
     index: HashMap<ContentKey, usize>,
     pending: Vec<PathBuf>,
-    /// The content keys of `store.safetensors` in file order, to skip rewriting an unchanged store.
-    stored_order: Vec<ContentKey>,
+    /// The store file loaded or last written and its keys in file order, so an unchanged store
+    /// is not rewritten.
+    stored: Option<(String, Vec<ContentKey>)>,
     batch_seq: usize,
+}
+
+fn is_store_file(name: &str) -> bool {
+    name.starts_with("store-") && name.ends_with(".safetensors")
+}
+
+fn list_dir(dir: &Path) -> Result<Vec<PathBuf>, CacheError> {
+    if !dir.is_dir() {
+        return Ok(Vec::new());
+    }
+    let read = |source| CacheError::Read {
+        path: dir.to_path_buf(),
+        source,
+    };
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(read)? {
+        files.push(entry.map_err(read)?.path());
+    }
+    files.sort();
+    Ok(files)
 }
 
 impl Store {
@@ -196,42 +436,80 @@ impl Store {
         workspace.join("embeddings").join(backbone_key)
     }
 
-    /// Loads the store and any pending batches. Leftover temporary files of killed runs are
-    /// removed; they never hold anything a finished write does not.
-    pub fn open(dir: &Path) -> Result<Store, CacheError> {
-        let mut store = Store {
+    fn empty(dir: &Path) -> Store {
+        Store {
             dir: dir.to_path_buf(),
             dim: None,
             rows: Vec::new(),
             index: HashMap::new(),
             pending: Vec::new(),
-            stored_order: Vec::new(),
+            stored: None,
             batch_seq: 0,
-        };
-        let main = dir.join("store.safetensors");
-        if main.is_file() {
-            store.stored_order = store.read_file(&main)?;
         }
-        let pending_dir = dir.join("pending");
-        if pending_dir.is_dir() {
-            let mut files: Vec<PathBuf> = std::fs::read_dir(&pending_dir)
-                .map_err(|source| CacheError::Read {
-                    path: pending_dir.clone(),
-                    source,
-                })?
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .collect();
-            files.sort();
-            for file in files {
-                if file.extension().is_some_and(|e| e == "safetensors") {
-                    store.read_file(&file)?;
-                    store.pending.push(file);
-                } else if file.extension().is_some_and(|e| e == "tmp") {
-                    let _ = std::fs::remove_file(&file);
-                }
+    }
+
+    /// For `extract`, which must hold the [`WorkspaceLock`]: loads the newest intact store file
+    /// and every pending batch. Files that fail their checks are moved to `damaged/` and
+    /// returned, so their images are recomputed instead of read as wrong vectors; leftover
+    /// temporary files of killed runs are removed, as they never hold anything a finished write
+    /// does not.
+    pub fn open(dir: &Path) -> Result<(Store, Vec<Damaged>), CacheError> {
+        let mut store = Store::empty(dir);
+        let mut damaged = Vec::new();
+        let mut stores: Vec<(std::time::SystemTime, PathBuf)> = Vec::new();
+        for path in list_dir(dir)? {
+            let name = path.file_name().unwrap_or_default().to_string_lossy().into_owned();
+            if is_store_file(&name) {
+                let modified = path
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .map_err(|source| CacheError::Read {
+                        path: path.clone(),
+                        source,
+                    })?;
+                stores.push((modified, path));
+            } else if name.ends_with(".tmp") {
+                let _ = std::fs::remove_file(&path);
             }
         }
+        stores.sort_by(|a, b| b.cmp(a));
+        for (_, path) in stores {
+            match store.read_file(&path) {
+                Ok(keys) => {
+                    let name = path.file_name().unwrap_or_default().to_string_lossy().into_owned();
+                    store.stored = Some((name, keys));
+                    break;
+                }
+                Err(CacheError::Corrupt { message, .. }) => damaged.push(set_aside(dir, &path, message)?),
+                Err(e) => return Err(e),
+            }
+        }
+        for path in list_dir(&dir.join("pending"))? {
+            if path.extension().is_some_and(|e| e == "safetensors") {
+                match store.read_file(&path) {
+                    Ok(_) => store.pending.push(path),
+                    Err(CacheError::Corrupt { message, .. }) => damaged.push(set_aside(dir, &path, message)?),
+                    Err(e) => return Err(e),
+                }
+            } else if path.extension().is_some_and(|e| e == "tmp") {
+                let _ = std::fs::remove_file(&path);
+            }
+        }
+        Ok((store, damaged))
+    }
+
+    /// For readers: exactly the store file `name` (as a manifest gives it), nothing pending.
+    /// Never writes, so it needs no lock; a damaged file is an error.
+    pub fn read_snapshot(dir: &Path, name: &str) -> Result<Store, CacheError> {
+        let mut store = Store::empty(dir);
+        let keys = store.read_file(&dir.join(name))?;
+        store.stored = Some((name.to_string(), keys));
         Ok(store)
+    }
+
+    /// The store file loaded or last written, if any.
+    pub fn file_name(&self) -> Option<&str> {
+        self.stored.as_ref().map(|(name, _)| name.as_str())
     }
 
     pub fn len(&self) -> usize {
@@ -267,38 +545,19 @@ impl Store {
             path: path.to_path_buf(),
             source,
         })?;
-        let tensors = SafeTensors::deserialize(&bytes).map_err(|e| corrupt(e.to_string()))?;
-        let emb = tensors.tensor("embeddings").map_err(|e| corrupt(e.to_string()))?;
-        let keys = tensors.tensor("sha256").map_err(|e| corrupt(e.to_string()))?;
-        let (n, dim) = match emb.shape() {
-            [n, d] if emb.dtype() == Dtype::F32 => (*n, *d),
-            s => return Err(corrupt(format!("embeddings has shape {s:?}, expected [N, D] f32"))),
-        };
-        if keys.shape() != [n, 32] || keys.dtype() != Dtype::U8 {
+        let vectors = Vectors::decode(&bytes).map_err(corrupt)?;
+        if self.dim.is_some_and(|d| d != vectors.dim) {
             return Err(corrupt(format!(
-                "sha256 has shape {:?}, expected [{n}, 32] u8",
-                keys.shape()
-            )));
-        }
-        if self.dim.is_some_and(|d| d != dim) {
-            return Err(corrupt(format!(
-                "vectors have {dim} values, others in this cache {}",
+                "vectors have {} values, others in this cache {}",
+                vectors.dim,
                 self.dim.unwrap_or(0)
             )));
         }
-        self.dim = Some(dim);
-        let values: Vec<f32> = emb
-            .data()
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes(b.try_into().expect("4 bytes")))
-            .collect();
-        let mut order = Vec::with_capacity(n);
-        for (i, key) in keys.data().chunks_exact(32).enumerate() {
-            let key: ContentKey = key.try_into().expect("32 bytes");
-            self.insert(key, &values[i * dim..(i + 1) * dim]);
-            order.push(key);
+        self.dim = Some(vectors.dim);
+        for (key, row) in vectors.keys.iter().zip(vectors.rows.chunks_exact(vectors.dim)) {
+            self.insert(*key, row);
         }
-        Ok(order)
+        Ok(vectors.keys)
     }
 
     /// Saves one batch of vectors at once, so a crash later loses none of them.
@@ -322,7 +581,12 @@ impl Store {
             .join("pending")
             .join(format!("{}-{:06}.safetensors", std::process::id(), self.batch_seq));
         self.batch_seq += 1;
-        write_atomic(&path, &encode(keys, dim, rows))?;
+        let vectors = Vectors {
+            dim,
+            keys: keys.to_vec(),
+            rows: rows.to_vec(),
+        };
+        write_atomic(&path, &vectors.encode().0)?;
         for (key, row) in keys.iter().zip(rows.chunks_exact(dim)) {
             self.insert(*key, row);
         }
@@ -330,8 +594,9 @@ impl Store {
         Ok(())
     }
 
-    /// Rewrites the store with exactly `keep` (in that order, first occurrence wins) and removes
-    /// the pending batches. Returns how many stored vectors were dropped.
+    /// Writes a new store file with exactly `keep` (in that order, first occurrence wins) and
+    /// removes the pending batches. The file is named by its checksum, so equal content gets an
+    /// equal name. Returns how many vectors were dropped.
     pub fn compact(&mut self, keep: &[ContentKey]) -> Result<usize, CacheError> {
         let mut seen = std::collections::HashSet::new();
         let order: Vec<ContentKey> = keep
@@ -340,7 +605,7 @@ impl Store {
             .copied()
             .collect();
         let dropped = self.len() - order.len();
-        if order == self.stored_order && self.pending.is_empty() {
+        if self.stored.as_ref().is_some_and(|(_, keys)| *keys == order) && self.pending.is_empty() {
             return Ok(0);
         }
         let dim = self.dim.unwrap_or(0);
@@ -348,31 +613,46 @@ impl Store {
         for key in &order {
             rows.extend_from_slice(self.get(key).expect("filtered above"));
         }
-        write_atomic(&self.dir.join("store.safetensors"), &encode(&order, dim, &rows))?;
+        let vectors = Vectors { dim, keys: order, rows };
+        let (bytes, crc) = vectors.encode();
+        let name = format!("store-{crc}.safetensors");
+        write_atomic(&self.dir.join(&name), &bytes)?;
         for file in self.pending.drain(..) {
             let _ = std::fs::remove_file(file);
         }
-        self.index = order.iter().enumerate().map(|(i, k)| (*k, i)).collect();
-        self.rows = rows;
-        self.stored_order = order;
+        self.index = vectors.keys.iter().enumerate().map(|(i, k)| (*k, i)).collect();
+        self.rows = vectors.rows;
+        self.stored = Some((name, vectors.keys));
         Ok(dropped)
+    }
+
+    /// Removes store files other than the current one and `previous` (the one the manifest named
+    /// before this run, which a reader may still be loading). Call after saving the manifest.
+    pub fn prune(&self, previous: Option<&str>) -> Result<(), CacheError> {
+        for path in list_dir(&self.dir)? {
+            let name = path.file_name().unwrap_or_default().to_string_lossy().into_owned();
+            let is_store = is_store_file(&name);
+            if is_store && Some(name.as_str()) != self.file_name() && Some(name.as_str()) != previous {
+                let _ = std::fs::remove_file(&path);
+            }
+        }
+        Ok(())
     }
 }
 
-fn encode(keys: &[ContentKey], dim: usize, rows: &[f32]) -> Vec<u8> {
-    let key_bytes: Vec<u8> = keys.iter().flatten().copied().collect();
-    let row_bytes: &[u8] = bytemuck::cast_slice(rows);
-    let tensors = [
-        (
-            "embeddings",
-            TensorView::new(Dtype::F32, vec![keys.len(), dim], row_bytes).expect("sizes match"),
-        ),
-        (
-            "sha256",
-            TensorView::new(Dtype::U8, vec![keys.len(), 32], &key_bytes).expect("sizes match"),
-        ),
-    ];
-    safetensors::serialize(tensors, &None).expect("in-memory serialisation")
+/// Moves a damaged cache file into `damaged/` (kept for inspection, never read again).
+fn set_aside(dir: &Path, path: &Path, reason: String) -> Result<Damaged, CacheError> {
+    let target = dir.join("damaged").join(path.file_name().unwrap_or_default());
+    std::fs::create_dir_all(dir.join("damaged"))
+        .and_then(|_| std::fs::rename(path, &target))
+        .map_err(|source| CacheError::Write {
+            path: target.clone(),
+            source,
+        })?;
+    Ok(Damaged {
+        path: path.to_path_buf(),
+        reason,
+    })
 }
 
 #[cfg(test)]
@@ -383,23 +663,66 @@ mod tests {
         [i; 32]
     }
 
+    fn flip_byte_near_end(path: &Path) {
+        let mut bytes = std::fs::read(path).unwrap();
+        let at = bytes.len() - 3;
+        bytes[at] ^= 0x10;
+        std::fs::write(path, bytes).unwrap();
+    }
+
     #[test]
     fn batches_survive_reopening_and_compaction_keeps_order() {
         let dir = tempfile::tempdir().unwrap();
-        let mut store = Store::open(dir.path()).unwrap();
+        let (mut store, _) = Store::open(dir.path()).unwrap();
         store.append(&[key(1), key(2)], 3, &[1., 2., 3., 4., 5., 6.]).unwrap();
         store.append(&[key(3)], 3, &[7., 8., 9.]).unwrap();
         // As if killed here: a fresh open sees both pending batches.
-        let mut store = Store::open(dir.path()).unwrap();
+        let (mut store, damaged) = Store::open(dir.path()).unwrap();
+        assert!(damaged.is_empty());
         assert_eq!(store.len(), 3);
         assert_eq!(store.get(&key(2)).unwrap(), &[4., 5., 6.]);
         let dropped = store.compact(&[key(3), key(1)]).unwrap();
         assert_eq!(dropped, 1);
-        let store = Store::open(dir.path()).unwrap();
+        let name = store.file_name().unwrap().to_string();
+        let (store, _) = Store::open(dir.path()).unwrap();
         assert_eq!(store.len(), 2);
         assert!(!store.contains(&key(2)));
-        assert_eq!(store.stored_order, vec![key(3), key(1)]);
+        assert_eq!(store.stored, Some((name.clone(), vec![key(3), key(1)])));
         assert!(std::fs::read_dir(dir.path().join("pending")).unwrap().next().is_none());
+        let snapshot = Store::read_snapshot(dir.path(), &name).unwrap();
+        assert_eq!(snapshot.get(&key(1)).unwrap(), &[1., 2., 3.]);
+    }
+
+    #[test]
+    fn equal_content_gets_an_equal_store_name_and_prune_keeps_the_previous_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut store, _) = Store::open(dir.path()).unwrap();
+        store.append(&[key(1), key(2)], 2, &[1., 2., 3., 4.]).unwrap();
+        store.compact(&[key(1), key(2)]).unwrap();
+        let first = store.file_name().unwrap().to_string();
+        store.compact(&[key(2)]).unwrap();
+        let second = store.file_name().unwrap().to_string();
+        store.append(&[key(3)], 2, &[5., 6.]).unwrap();
+        store.compact(&[key(3)]).unwrap();
+        let third = store.file_name().unwrap().to_string();
+        assert_eq!(first.len(), "store-01234567.safetensors".len());
+        assert!(first != second && second != third);
+        store.prune(Some(&second)).unwrap();
+        let mut left: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| is_store_file(n))
+            .collect();
+        left.sort();
+        let mut want = vec![second, third];
+        want.sort();
+        assert_eq!(left, want);
+
+        let other = tempfile::tempdir().unwrap();
+        let (mut again, _) = Store::open(other.path()).unwrap();
+        again.append(&[key(1), key(2)], 2, &[1., 2., 3., 4.]).unwrap();
+        again.compact(&[key(1), key(2)]).unwrap();
+        assert_eq!(again.file_name().unwrap(), first);
     }
 
     #[test]
@@ -408,17 +731,119 @@ mod tests {
         std::fs::create_dir_all(dir.path().join("pending")).unwrap();
         let tmp = dir.path().join("pending/.x.safetensors.1.tmp");
         std::fs::write(&tmp, b"half a file").unwrap();
-        let store = Store::open(dir.path()).unwrap();
-        assert!(store.is_empty());
+        let (store, damaged) = Store::open(dir.path()).unwrap();
+        assert!(store.is_empty() && damaged.is_empty());
         assert!(!tmp.exists());
     }
 
     #[test]
-    fn a_damaged_file_is_reported_with_its_path() {
+    fn a_flipped_byte_in_a_batch_sets_it_aside_and_its_images_are_missing() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("store.safetensors"), b"garbage").unwrap();
-        let err = Store::open(dir.path()).err().unwrap();
-        assert!(err.to_string().contains("store.safetensors"), "{err}");
+        let (mut store, _) = Store::open(dir.path()).unwrap();
+        store.append(&[key(1)], 2, &[1., 2.]).unwrap();
+        store.append(&[key(2)], 2, &[3., 4.]).unwrap();
+        let second = store.pending[1].clone();
+        flip_byte_near_end(&second);
+        let (store, damaged) = Store::open(dir.path()).unwrap();
+        assert_eq!(damaged.len(), 1);
+        assert_eq!(damaged[0].path, second);
+        assert!(damaged[0].reason.contains("checksum"), "{}", damaged[0].reason);
+        assert!(store.contains(&key(1)) && !store.contains(&key(2)));
+        assert!(!second.exists());
+        assert!(dir.path().join("damaged").join(second.file_name().unwrap()).is_file());
+    }
+
+    #[test]
+    fn a_truncated_store_falls_back_to_the_previous_one_and_readers_get_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut store, _) = Store::open(dir.path()).unwrap();
+        store.append(&[key(1)], 2, &[1., 2.]).unwrap();
+        store.compact(&[key(1)]).unwrap();
+        let old = store.file_name().unwrap().to_string();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        store.append(&[key(2)], 2, &[3., 4.]).unwrap();
+        store.compact(&[key(1), key(2)]).unwrap();
+        let new = dir.path().join(store.file_name().unwrap());
+        let bytes = std::fs::read(&new).unwrap();
+        std::fs::write(&new, &bytes[..bytes.len() - 5]).unwrap();
+
+        let err = Store::read_snapshot(dir.path(), store.file_name().unwrap())
+            .err()
+            .unwrap();
+        assert!(matches!(err, CacheError::Corrupt { .. }));
+        assert!(err.to_string().contains(&*new.to_string_lossy()), "{err}");
+
+        let (reopened, damaged) = Store::open(dir.path()).unwrap();
+        assert_eq!(damaged.len(), 1);
+        assert_eq!(reopened.file_name(), Some(old.as_str()));
+        assert!(reopened.contains(&key(1)) && !reopened.contains(&key(2)));
+    }
+
+    #[test]
+    fn decode_refuses_foreign_and_non_finite_files() {
+        let good = Vectors {
+            dim: 2,
+            keys: vec![key(7)],
+            rows: vec![0.5, -1.0],
+        };
+        assert_eq!(Vectors::decode(&good.encode().0).unwrap(), good);
+        let plain = safetensors::serialize(
+            [(
+                "embeddings",
+                TensorView::new(Dtype::F32, vec![1, 1], &[0u8; 4]).unwrap(),
+            )],
+            &None,
+        )
+        .unwrap();
+        assert!(Vectors::decode(&plain).unwrap_err().contains("format"));
+        let nan = Vectors {
+            rows: vec![f32::NAN, 1.0],
+            ..good
+        };
+        assert!(Vectors::decode(&nan.encode().0).unwrap_err().contains("NaN"));
+    }
+
+    #[test]
+    fn the_manifest_checksum_catches_a_changed_value() {
+        let dir = tempfile::tempdir().unwrap();
+        let manifest = Manifest {
+            data_root: "data".into(),
+            classes: vec!["a".into(), "b".into()],
+            backbone: BackboneRecord {
+                name: "m".into(),
+                model_path: "m.onnx".into(),
+                key: "k".into(),
+                model_sha256: "00".into(),
+                output: "out".into(),
+                preprocessing: Preprocessing {
+                    preset: crate::preprocess::Preset::Tflite,
+                    resize: 2,
+                    size: 2,
+                    layout: crate::preprocess::Layout::Nchw,
+                },
+                dim: 4,
+            },
+            store: "store-00000000.safetensors".into(),
+            entries: vec![Entry {
+                sample: Sample {
+                    path: "a/x.jpg".into(),
+                    class: 0,
+                    split: Split::Train,
+                },
+                sha256: key_hex(&key(1)),
+            }],
+            skipped: Vec::new(),
+            checksum: String::new(),
+        };
+        manifest.save(dir.path()).unwrap();
+        let loaded = Manifest::load(dir.path()).unwrap();
+        assert_eq!(loaded.entries, manifest.entries);
+        let path = dir.path().join(Manifest::FILE);
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(&path, text.replace("\"class\": 0", "\"class\": 1")).unwrap();
+        let err = Manifest::load(dir.path()).unwrap_err();
+        assert!(err.to_string().contains("checksum"), "{err}");
+        assert!(err.to_string().contains("dataset.json"), "{err}");
     }
 
     #[test]
@@ -426,5 +851,22 @@ mod tests {
         let k: ContentKey = std::array::from_fn(|i| i as u8 * 7);
         assert_eq!(parse_key(&key_hex(&k)), Some(k));
         assert_eq!(parse_key("zz"), None);
+        assert_eq!(parse_key(&"é".repeat(32)), None);
+    }
+
+    #[test]
+    fn a_second_lock_waits_for_the_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = WorkspaceLock::acquire(dir.path(), |_| panic!("free at first")).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let ws = dir.path().to_path_buf();
+        let second = std::thread::spawn(move || {
+            let _lock = WorkspaceLock::acquire(&ws, |p| tx.send(p.to_path_buf()).unwrap()).unwrap();
+        });
+        let told = rx.recv_timeout(std::time::Duration::from_secs(10)).unwrap();
+        assert_eq!(told, dir.path().join(WorkspaceLock::FILE));
+        assert!(!second.is_finished());
+        drop(first);
+        second.join().unwrap();
     }
 }

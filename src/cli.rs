@@ -25,6 +25,9 @@ pub struct Global {
     /// The ONNX Runtime shared library (libonnxruntime.so); found or fetched automatically if absent.
     #[arg(long, global = true, value_name = "PATH")]
     pub ort_lib: Option<PathBuf>,
+    /// Images with more pixels are skipped without being decoded (guards against decompression bombs).
+    #[arg(long, global = true, default_value_t = headstart::preprocess::DEFAULT_MAX_PIXELS)]
+    pub max_pixels: u64,
     /// Threads for ONNX Runtime [default: all cores].
     #[arg(long, global = true)]
     pub threads: Option<usize>,

@@ -71,6 +71,13 @@ impl Default for SplitPercentages {
     }
 }
 
+/// A file that was not used, and why.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Skipped {
+    pub path: String,
+    pub reason: String,
+}
+
 /// One image file of the data set.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Sample {
@@ -85,8 +92,13 @@ pub struct Dataset {
     pub root: PathBuf,
     pub classes: Vec<String>,
     pub samples: Vec<Sample>,
-    /// Files in class folders that are not images by their extension.
+    /// Files in class folders that are not images by their extension, and folders inside them.
     pub ignored: Vec<String>,
+    /// Entries that look like images or class folders but cannot be used: unreadable, broken
+    /// links, pipes and devices, names that are not UTF-8.
+    pub skipped: Vec<Skipped>,
+    /// Class folders without a single image; they are left out of the class list.
+    pub empty_classes: Vec<String>,
     /// True when the splits came from split folders rather than file-name hashes.
     pub split_folders: bool,
 }
@@ -116,7 +128,8 @@ impl Dataset {
         if !(0.0..100.0).contains(&val) || !(0.0..100.0).contains(&test) || val + test >= 100.0 {
             return Err(DatasetError::Percentages { val, test });
         }
-        let top = subfolders(root)?;
+        let mut skipped = Vec::new();
+        let top = subfolders(root, "", &mut skipped)?;
         let split_dirs: Vec<(Split, String)> = top
             .iter()
             .filter_map(|name| Split::from_folder(name).map(|s| (s, name.clone())))
@@ -126,7 +139,7 @@ impl Dataset {
             let classes = top;
             let mut samples = Vec::new();
             for (class, name) in classes.iter().enumerate() {
-                for file in files_in(root, name, &mut ignored)? {
+                for file in files_in(root, "", name, &mut ignored, &mut skipped)? {
                     let split = hashed_split(&file, percentages);
                     samples.push(Sample {
                         path: format!("{name}/{file}"),
@@ -140,12 +153,14 @@ impl Dataset {
                 classes,
                 samples,
                 ignored,
+                skipped,
+                empty_classes: Vec::new(),
                 split_folders: false,
             }
         } else {
             let mut classes: Vec<String> = Vec::new();
             for (_, dir) in &split_dirs {
-                for class in subfolders(&root.join(dir))? {
+                for class in subfolders(&root.join(dir), &format!("{dir}/"), &mut skipped)? {
                     if !classes.contains(&class) {
                         classes.push(class);
                     }
@@ -155,9 +170,9 @@ impl Dataset {
             let mut samples = Vec::new();
             for (split, dir) in &split_dirs {
                 let split_root = root.join(dir);
-                for class_name in subfolders(&split_root)? {
+                for class_name in subfolders(&split_root, "", &mut Vec::new())? {
                     let class = classes.iter().position(|c| *c == class_name).expect("collected above");
-                    for file in files_in(&split_root, &class_name, &mut ignored)? {
+                    for file in files_in(&split_root, &format!("{dir}/"), &class_name, &mut ignored, &mut skipped)? {
                         samples.push(Sample {
                             path: format!("{dir}/{class_name}/{file}"),
                             class,
@@ -171,14 +186,41 @@ impl Dataset {
                 classes,
                 samples,
                 ignored,
+                skipped,
+                empty_classes: Vec::new(),
                 split_folders: true,
             }
         };
         if dataset.samples.is_empty() {
             return Err(DatasetError::Empty(root.to_path_buf()));
         }
+        dataset.drop_empty_classes();
         dataset.samples.sort_by(|a, b| a.path.cmp(&b.path));
+        dataset.skipped.sort_by(|a, b| a.path.cmp(&b.path));
         Ok(dataset)
+    }
+
+    /// A class with no images cannot be learned or evaluated; keeping it would give every head
+    /// an output that is never right.
+    fn drop_empty_classes(&mut self) {
+        let mut used = vec![false; self.classes.len()];
+        for s in &self.samples {
+            used[s.class] = true;
+        }
+        let mut new_index = Vec::with_capacity(self.classes.len());
+        let mut kept = Vec::new();
+        for (class, name) in self.classes.drain(..).enumerate() {
+            new_index.push(kept.len());
+            if used[class] {
+                kept.push(name);
+            } else {
+                self.empty_classes.push(name);
+            }
+        }
+        self.classes = kept;
+        for s in &mut self.samples {
+            s.class = new_index[s.class];
+        }
     }
 
     /// Images per class and split, as `counts[class][split]`.
@@ -224,7 +266,16 @@ pub fn hashed_split(file_name: &str, percentages: SplitPercentages) -> Split {
     }
 }
 
-fn read_dir_sorted(dir: &Path) -> Result<Vec<(String, bool)>, DatasetError> {
+enum Kind {
+    Dir,
+    File,
+    /// Cannot be used, for this reason.
+    Unusable(String),
+}
+
+/// The entries of `dir` by name, hidden ones (`.DS_Store`, `.git`) left out as every file tool
+/// does. Symlinks are followed, so linked class folders and images count like real ones.
+fn read_dir_sorted(dir: &Path) -> Result<Vec<(String, Kind)>, DatasetError> {
     let io = |source| DatasetError::Io {
         path: dir.to_path_buf(),
         source,
@@ -232,34 +283,63 @@ fn read_dir_sorted(dir: &Path) -> Result<Vec<(String, bool)>, DatasetError> {
     let mut entries = Vec::new();
     for entry in std::fs::read_dir(dir).map_err(io)? {
         let entry = entry.map_err(io)?;
-        let name = entry.file_name().to_string_lossy().into_owned();
+        let (name, utf8) = match entry.file_name().into_string() {
+            Ok(name) => (name, true),
+            Err(raw) => (raw.to_string_lossy().into_owned(), false),
+        };
         if name.starts_with('.') {
             continue;
         }
-        // Follows symlinks, so linked class folders and images count like real ones.
-        let is_dir = entry.path().is_dir();
-        entries.push((name, is_dir));
+        let kind = match std::fs::metadata(entry.path()) {
+            _ if !utf8 => Kind::Unusable("its name is not valid UTF-8: rename it to include it".into()),
+            Ok(m) if m.is_dir() => Kind::Dir,
+            Ok(m) if m.is_file() => Kind::File,
+            Ok(_) => Kind::Unusable("not a regular file (a pipe, socket or device)".into()),
+            Err(e) => Kind::Unusable(format!("cannot read: {e}")),
+        };
+        entries.push((name, kind));
     }
-    entries.sort();
+    entries.sort_by(|a, b| a.0.cmp(&b.0));
     Ok(entries)
 }
 
-fn subfolders(dir: &Path) -> Result<Vec<String>, DatasetError> {
-    Ok(read_dir_sorted(dir)?
-        .into_iter()
-        .filter(|(_, d)| *d)
-        .map(|(n, _)| n)
-        .collect())
+/// Folders of `dir`; entries that might be folders but cannot be used go to `skipped`, named
+/// with `prefix` (the path of `dir` inside the data folder).
+fn subfolders(dir: &Path, prefix: &str, skipped: &mut Vec<Skipped>) -> Result<Vec<String>, DatasetError> {
+    let mut folders = Vec::new();
+    for (name, kind) in read_dir_sorted(dir)? {
+        match kind {
+            Kind::Dir => folders.push(name),
+            Kind::File => {}
+            Kind::Unusable(reason) => skipped.push(Skipped {
+                path: format!("{prefix}{name}"),
+                reason,
+            }),
+        }
+    }
+    Ok(folders)
 }
 
-fn files_in(root: &Path, class: &str, ignored: &mut Vec<String>) -> Result<Vec<String>, DatasetError> {
+/// The image files of one class folder, `root/class`. Files that are not images by their
+/// extension, and folders, go to `ignored`; entries that cannot be used go to `skipped`.
+fn files_in(
+    root: &Path,
+    prefix: &str,
+    class: &str,
+    ignored: &mut Vec<String>,
+    skipped: &mut Vec<Skipped>,
+) -> Result<Vec<String>, DatasetError> {
     let mut images = Vec::new();
-    for (name, is_dir) in read_dir_sorted(&root.join(class))? {
+    for (name, kind) in read_dir_sorted(&root.join(class))? {
         let ext = name.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase());
-        if !is_dir && ext.is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.as_str())) {
-            images.push(name);
-        } else {
-            ignored.push(format!("{}/{class}/{name}", root.display()));
+        let is_image = ext.is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.as_str()));
+        match kind {
+            Kind::File if is_image => images.push(name),
+            Kind::Unusable(reason) => skipped.push(Skipped {
+                path: format!("{prefix}{class}/{name}"),
+                reason,
+            }),
+            Kind::File | Kind::Dir => ignored.push(format!("{}/{class}/{name}", root.display())),
         }
     }
     Ok(images)

@@ -6,7 +6,7 @@ use ndarray::Array2;
 use serde::Serialize;
 
 use crate::baseline::{Baseline, BaselineError};
-use crate::cache::{CacheError, Manifest, SplitData, Store};
+use crate::cache::{load_snapshot, CacheError, Manifest, SplitData};
 use crate::dataset::Split;
 use crate::head::{Head, HeadError};
 use crate::metrics::{evaluate, Evaluation};
@@ -75,8 +75,7 @@ pub struct EvalSummary {
 
 /// Evaluates the head (and the baseline beside it, if there is one) and writes the report.
 pub fn run_eval(opts: &EvalOptions) -> Result<EvalSummary, EvalError> {
-    let manifest = Manifest::load(&opts.workspace)?;
-    let store = Store::open(&Store::dir_for(&opts.workspace, &manifest.backbone.key))?;
+    let (manifest, store) = load_snapshot(&opts.workspace)?;
     let SplitData { x, y, entries } = manifest.split(&store, opts.split)?;
     if x.nrows() == 0 {
         return Err(EvalError::EmptySplit { split: opts.split });

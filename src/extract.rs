@@ -14,8 +14,8 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::backbone::{Backbone, BackboneChoice, BackboneError};
-use crate::cache::{key_hex, BackboneRecord, CacheError, ContentKey, Entry, Manifest, Skipped, Store};
-use crate::dataset::{Dataset, DatasetError, SplitPercentages};
+use crate::cache::{key_hex, BackboneRecord, CacheError, ContentKey, Damaged, Entry, Manifest, Store, WorkspaceLock};
+use crate::dataset::{Dataset, DatasetError, Skipped, SplitPercentages};
 use crate::preprocess::preprocess;
 
 #[derive(Debug, Clone)]
@@ -29,6 +29,8 @@ pub struct ExtractOptions {
     pub threads: usize,
     /// `--ort-lib`: where ONNX Runtime is, if not found by the usual search.
     pub ort_lib: Option<PathBuf>,
+    /// Images with more pixels are skipped without being decoded (decompression bombs).
+    pub max_pixels: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -51,6 +53,8 @@ pub trait Progress: Sync {
     fn advance(&self, _images: u64) {}
     /// A file was skipped; called as it happens so a long run shows problems early.
     fn skipped(&self, _file: &Skipped) {}
+    /// Something the user should know that does not stop the run.
+    fn warning(&self, _message: &str) {}
     fn finish(&self) {}
 }
 
@@ -73,6 +77,9 @@ pub struct ExtractSummary {
     pub skipped: Vec<Skipped>,
     pub ignored: Vec<String>,
     pub small_classes: Vec<(String, usize)>,
+    pub empty_classes: Vec<String>,
+    /// Cache files that failed their checks and were set aside; their images were recomputed.
+    pub damaged_cache_files: Vec<Damaged>,
     pub seconds: f64,
     /// Newly computed images per second of the network phase (decode + run + write).
     pub images_per_second: f64,
@@ -92,9 +99,26 @@ pub fn extract(opts: &ExtractOptions, progress: &dyn Progress) -> Result<Extract
     let runtime = crate::runtime::init(opts.ort_lib.as_deref())?;
     let mut backbone = Backbone::open(&runtime, info, opts.threads)?;
     let key = backbone.key();
-    let mut store = Store::open(&Store::dir_for(&opts.workspace, &key))?;
+    let _lock = WorkspaceLock::acquire(&opts.workspace, |path| {
+        progress.warning(&format!(
+            "waiting for another `headstart extract` on this workspace to finish (it holds {})",
+            path.display()
+        ))
+    })?;
+    let (mut store, damaged) = Store::open(&Store::dir_for(&opts.workspace, &key))?;
+    for d in &damaged {
+        progress.warning(&format!(
+            "set aside the damaged cache file {} ({}); its images are recomputed",
+            d.path.display(),
+            d.reason
+        ));
+    }
+    let previous_store = store.file_name().map(str::to_owned);
 
-    let mut skipped = Vec::new();
+    let mut skipped = dataset.skipped.clone();
+    for s in &skipped {
+        progress.skipped(s);
+    }
     let hashed: Vec<Result<ContentKey, Skipped>> = dataset
         .samples
         .par_iter()
@@ -123,7 +147,7 @@ pub fn extract(opts: &ExtractOptions, progress: &dyn Progress) -> Result<Extract
             }
         }
     }
-    let reused = dataset.samples.len() - todo.len() - skipped.len();
+    let reused = dataset.samples.len() - todo.len() - (skipped.len() - dataset.skipped.len());
 
     progress.start(todo.len() as u64);
     let network_started = Instant::now();
@@ -132,6 +156,7 @@ pub fn extract(opts: &ExtractOptions, progress: &dyn Progress) -> Result<Extract
         &mut backbone,
         &files,
         opts.batch_size,
+        opts.max_pixels,
         progress,
         |indices, dim, rows| {
             let keys: Vec<ContentKey> = indices.iter().map(|&i| todo[i].key).collect();
@@ -184,10 +209,13 @@ pub fn extract(opts: &ExtractOptions, progress: &dyn Progress) -> Result<Extract
         data_root: dataset.root.clone(),
         classes: dataset.classes.clone(),
         backbone: record.clone(),
+        store: store.file_name().expect("compacted with entries").to_string(),
         entries,
         skipped: skipped.clone(),
+        checksum: String::new(),
     };
     manifest.save(&opts.workspace)?;
+    store.prune(previous_store.as_deref())?;
 
     let mut counts: BTreeMap<String, [usize; 3]> = dataset.classes.iter().map(|c| (c.clone(), [0; 3])).collect();
     for e in &manifest.entries {
@@ -207,6 +235,8 @@ pub fn extract(opts: &ExtractOptions, progress: &dyn Progress) -> Result<Extract
         skipped,
         ignored: dataset.ignored.clone(),
         small_classes: dataset.small_classes(),
+        empty_classes: dataset.empty_classes.clone(),
+        damaged_cache_files: damaged,
         seconds: started.elapsed().as_secs_f64(),
         images_per_second: if network_seconds > 0.0 {
             computed as f64 / network_seconds
@@ -227,11 +257,13 @@ struct Batch {
 /// Runs `files` through the backbone in batches of `batch_size`, decoding the next batch on the
 /// rayon pool while the network works on the current one. `on_batch(indices, dim, rows)` gets
 /// each batch's features as soon as they exist. Returns the files that could not be decoded,
-/// by index, with the reason; they never stop the run.
+/// or for which the network gave NaN or infinite values, by index, with the reason; they never
+/// stop the run.
 pub fn embed_files<E: From<BackboneError> + Send>(
     backbone: &mut Backbone,
     files: &[PathBuf],
     batch_size: usize,
+    max_pixels: u64,
     progress: &dyn Progress,
     mut on_batch: impl FnMut(&[usize], usize, &[f32]) -> Result<(), E>,
 ) -> Result<Vec<(usize, String)>, E> {
@@ -249,7 +281,7 @@ pub fn embed_files<E: From<BackboneError> + Send>(
                     .zip(chunk.par_iter())
                     .map_init(fast_image_resize::Resizer::new, |resizer, (out, &i)| {
                         let bytes = std::fs::read(&files[i]).map_err(|e| format!("cannot read: {e}"))?;
-                        preprocess(&bytes, &spec, resizer, out).map_err(|e| e.to_string())
+                        preprocess(&bytes, &spec, max_pixels, resizer, out).map_err(|e| e.to_string())
                     })
                     .collect();
                 // Failed images leave a gap; close it so the tensor holds only good ones.
@@ -278,6 +310,9 @@ pub fn embed_files<E: From<BackboneError> + Send>(
                 }
             }
         });
+        // Owned here, the receiver is dropped as soon as an error returns below, which unblocks
+        // the decoding thread that the scope then joins; outside, the two would wait forever.
+        let rx = rx;
         for batch in rx.iter() {
             progress.advance(batch.failed.len() as u64);
             failed.extend(batch.failed);
@@ -285,10 +320,36 @@ pub fn embed_files<E: From<BackboneError> + Send>(
                 continue;
             }
             let (dim, rows) = backbone.embed(&batch.pixels, batch.indices.len())?;
-            on_batch(&batch.indices, dim, &rows)?;
+            let (indices, rows) = finite_rows(&batch.indices, dim, rows, &mut failed);
+            if !indices.is_empty() {
+                on_batch(&indices, dim, &rows)?;
+            }
             progress.advance(batch.indices.len() as u64);
         }
         Ok::<_, E>(())
     })?;
     Ok(failed)
+}
+
+/// Keeps the rows without NaN or infinity; the others go to `failed`, so that a vector that
+/// would poison every head trained on it is never cached or used.
+fn finite_rows(
+    indices: &[usize],
+    dim: usize,
+    rows: Vec<f32>,
+    failed: &mut Vec<(usize, String)>,
+) -> (Vec<usize>, Vec<f32>) {
+    if rows.iter().all(|v| v.is_finite()) {
+        return (indices.to_vec(), rows);
+    }
+    let mut kept = (Vec::new(), Vec::new());
+    for (&i, row) in indices.iter().zip(rows.chunks_exact(dim)) {
+        if row.iter().all(|v| v.is_finite()) {
+            kept.0.push(i);
+            kept.1.extend_from_slice(row);
+        } else {
+            failed.push((i, "the backbone gave NaN or infinite values for this image".into()));
+        }
+    }
+    kept
 }

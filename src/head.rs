@@ -969,16 +969,20 @@ impl Head {
             path: path.to_path_buf(),
             source,
         })?;
-        let invalid = |reason: String| HeadError::Format {
+        Head::from_bytes(&bytes).map_err(|reason| HeadError::Format {
             path: path.to_path_buf(),
             reason,
-        };
-        let (_, header) = SafeTensors::read_metadata(&bytes).map_err(|e| invalid(e.to_string()))?;
-        let file = SafeTensors::deserialize(&bytes).map_err(|e| invalid(e.to_string()))?;
+        })
+    }
+
+    /// Parses the bytes of a head file; the error says what is wrong with them.
+    pub fn from_bytes(bytes: &[u8]) -> Result<(Head, BTreeMap<String, String>), String> {
+        let (_, header) = SafeTensors::read_metadata(bytes).map_err(|e| e.to_string())?;
+        let file = SafeTensors::deserialize(bytes).map_err(|e| e.to_string())?;
         let mut tensors = Vec::new();
         for (name, view) in file.tensors() {
             if view.dtype() != Dtype::F32 {
-                return Err(invalid(format!("`{name}` is {:?}, expected F32", view.dtype())));
+                return Err(format!("`{name}` is {:?}, expected F32", view.dtype()));
             }
             let data = view
                 .data()
@@ -987,7 +991,7 @@ impl Head {
                 .collect();
             tensors.push((name, view.shape().to_vec(), data));
         }
-        let head = Head::from_tensors(tensors).map_err(|e| invalid(e.to_string()))?;
+        let head = Head::from_tensors(tensors).map_err(|e| e.to_string())?;
         let metadata = header.metadata().clone().unwrap_or_default().into_iter().collect();
         Ok((head, metadata))
     }

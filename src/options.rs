@@ -110,7 +110,15 @@ pub fn extract_from(
         percentages: SplitPercentages { val, test },
         threads: threads(global)?,
         ort_lib: global.ort_lib.clone(),
+        max_pixels: max_pixels(global)?,
     })
+}
+
+pub fn max_pixels(global: &Global) -> Result<u64, OptionsError> {
+    match global.max_pixels {
+        0 => Err(invalid("max-pixels", "must be at least 1")),
+        n => Ok(n),
+    }
 }
 
 pub fn train(global: &Global, args: &TrainArgs) -> Result<TrainOptions, OptionsError> {
@@ -207,6 +215,7 @@ pub fn predict(global: &Global, args: &PredictArgs) -> Result<PredictOptions, Op
         batch_size: args.batch_size,
         threads: threads(global)?,
         ort_lib: global.ort_lib.clone(),
+        max_pixels: max_pixels(global)?,
     })
 }
 

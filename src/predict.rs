@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::backbone::{Backbone, BackboneChoice, BackboneError, BackboneInfo};
-use crate::cache::{BackboneRecord, Skipped};
+use crate::cache::BackboneRecord;
+use crate::dataset::Skipped;
 use crate::dataset::IMAGE_EXTENSIONS;
 use crate::extract::{embed_files, Progress};
 use crate::head::{Head, HeadError};
@@ -46,6 +47,8 @@ pub struct PredictOptions {
     pub batch_size: usize,
     pub threads: usize,
     pub ort_lib: Option<PathBuf>,
+    /// Images with more pixels are skipped without being decoded.
+    pub max_pixels: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -111,6 +114,7 @@ pub fn predict(opts: &PredictOptions, progress: &dyn Progress) -> Result<Predict
         &mut backbone,
         &files,
         opts.batch_size,
+        opts.max_pixels,
         progress,
         |indices, dim, rows| {
             if dim != head.n_features() {

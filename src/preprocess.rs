@@ -99,38 +99,77 @@ impl Preprocessing {
     }
 }
 
+/// Above this many pixels an image is refused before it is decoded: a small file can claim a
+/// huge canvas (a decompression bomb) and would take gigabytes. 100 megapixels is beyond any
+/// camera photo in common use.
+pub const DEFAULT_MAX_PIXELS: u64 = 100_000_000;
+
 #[derive(Debug, thiserror::Error)]
 pub enum PreprocessError {
+    #[error("the image is {width}x{height} pixels, above the limit of {limit} pixels; it was not decoded (raise --max-pixels to include it)")]
+    TooLarge { width: u32, height: u32, limit: u64 },
     #[error("cannot decode: {0}")]
     Decode(#[from] image::ImageError),
     #[error("cannot decode: {0}")]
     Io(#[from] std::io::Error),
     #[error("cannot resize: {0}")]
     Resize(String),
+    #[error("cannot decode: the JPEG data is cut short (no end marker after its last scan); copy or download the file again")]
+    TruncatedJpeg,
 }
 
 /// Decodes an image file's bytes to 8-bit RGB, upright.
 ///
 /// The format is sniffed from the bytes, not the extension, since misnamed files are common.
 /// EXIF orientation is applied; grey, alpha (dropped, as PIL's `convert("RGB")` does), CMYK and
-/// 16-bit images all end up as RGB8.
-pub fn decode(bytes: &[u8]) -> Result<image::RgbImage, PreprocessError> {
-    let reader = ImageReader::new(Cursor::new(bytes)).with_guessed_format()?;
+/// 16-bit images all end up as RGB8. Images of more than `max_pixels` pixels are refused from
+/// their header, before anything is allocated for them.
+pub fn decode(bytes: &[u8], max_pixels: u64) -> Result<image::RgbImage, PreprocessError> {
+    let mut reader = ImageReader::new(Cursor::new(bytes)).with_guessed_format()?;
+    // The image crate's own allocation limit (512 MiB by default) would refuse some images
+    // below `max_pixels` with a less helpful message; 8 bytes a pixel fits 16-bit RGBA.
+    let mut limits = image::Limits::default();
+    limits.max_alloc = Some(max_pixels.saturating_mul(8).max(512 << 20));
+    reader.limits(limits);
+    if reader.format() == Some(image::ImageFormat::Jpeg) && !jpeg_is_complete(bytes) {
+        return Err(PreprocessError::TruncatedJpeg);
+    }
     let mut decoder = reader.into_decoder()?;
+    let (width, height) = decoder.dimensions();
+    if width as u64 * height as u64 > max_pixels {
+        return Err(PreprocessError::TooLarge {
+            width,
+            height,
+            limit: max_pixels,
+        });
+    }
     let orientation = decoder.orientation()?;
     let mut img = DynamicImage::from_decoder(decoder)?;
     img.apply_orientation(orientation);
     Ok(img.into_rgb8())
 }
 
+/// zune-jpeg decodes a JPEG that was cut short (a failed download or copy) without an error and
+/// fills the missing part grey. Such a file must be skipped, as PIL does, not embedded half grey:
+/// a complete JPEG has an end-of-image marker after its last start-of-scan. Entropy-coded data
+/// never holds these two bytes unescaped, and an EXIF thumbnail's markers come before the main
+/// image's scans, so looking from the end is enough (and cheap: the marker is at the end).
+fn jpeg_is_complete(bytes: &[u8]) -> bool {
+    match bytes.windows(2).rposition(|w| w == [0xFF, 0xD9]) {
+        Some(end) => !bytes[end..].windows(2).any(|w| w == [0xFF, 0xDA]),
+        None => false,
+    }
+}
+
 /// Decodes `bytes` and writes one normalised input into `out` (`spec.len()` floats).
 pub fn preprocess(
     bytes: &[u8],
     spec: &Preprocessing,
+    max_pixels: u64,
     resizer: &mut Resizer,
     out: &mut [f32],
 ) -> Result<(), PreprocessError> {
-    let rgb = decode(bytes)?;
+    let rgb = decode(bytes, max_pixels)?;
     let pixels = crop_resize(&rgb, spec, resizer)?;
     normalise(&pixels, spec, out);
     Ok(())
@@ -286,7 +325,7 @@ mod tests {
             cases.push((bytes, want));
         }
         for (bytes, want) in cases {
-            let rgb = decode(&bytes).unwrap();
+            let rgb = decode(&bytes, DEFAULT_MAX_PIXELS).unwrap();
             assert_eq!(rgb.dimensions(), (3, 2));
             assert_eq!(rgb.get_pixel(1, 1).0, want);
         }
@@ -294,11 +333,30 @@ mod tests {
 
     #[test]
     fn garbage_is_an_error_not_a_panic() {
-        assert!(decode(b"definitely not an image").is_err());
+        assert!(decode(b"definitely not an image", DEFAULT_MAX_PIXELS).is_err());
         let mut png = Vec::new();
         DynamicImage::new_rgb8(4, 4)
             .write_to(&mut Cursor::new(&mut png), image::ImageFormat::Png)
             .unwrap();
-        assert!(decode(&png[..png.len() / 2]).is_err());
+        assert!(decode(&png[..png.len() / 2], DEFAULT_MAX_PIXELS).is_err());
+    }
+
+    #[test]
+    fn images_above_the_pixel_limit_are_refused_from_their_header() {
+        let mut png = Vec::new();
+        DynamicImage::new_rgb8(3, 2)
+            .write_to(&mut Cursor::new(&mut png), image::ImageFormat::Png)
+            .unwrap();
+        assert!(decode(&png, 6).is_ok());
+        let err = decode(&png, 5).unwrap_err();
+        assert!(matches!(
+            err,
+            PreprocessError::TooLarge {
+                width: 3,
+                height: 2,
+                limit: 5
+            }
+        ));
+        assert!(err.to_string().contains("--max-pixels"), "{err}");
     }
 }

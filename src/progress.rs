@@ -4,7 +4,7 @@
 use std::io::IsTerminal;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use headstart::cache::Skipped;
+use headstart::dataset::Skipped;
 use headstart::extract::Progress;
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -79,6 +79,14 @@ impl Progress for Reporter {
             Reporter::Quiet => {}
             Reporter::Bar(bar) => bar.println(line),
             Reporter::Lines { .. } => eprintln!("{line}"),
+        }
+    }
+
+    fn warning(&self, message: &str) {
+        let line = format!("warning: {message}");
+        match self {
+            Reporter::Bar(bar) => bar.println(line),
+            Reporter::Quiet | Reporter::Lines { .. } => eprintln!("{line}"),
         }
     }
 

@@ -8,7 +8,7 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 
 use crate::baseline::{AlphaSelection, BaselineError, BaselineParams, SweepPoint};
-use crate::cache::{BackboneRecord, CacheError, Manifest, SplitData, Store};
+use crate::cache::{load_snapshot, BackboneRecord, CacheError, SplitData};
 use crate::dataset::Split;
 use crate::head::{EpochStats, HeadError, HeadParams};
 
@@ -102,8 +102,7 @@ pub struct TrainSummary {
 }
 
 pub fn train(opts: &TrainOptions, on_epoch: &mut dyn FnMut(&EpochStats)) -> Result<TrainSummary, TrainError> {
-    let manifest = Manifest::load(&opts.workspace)?;
-    let store = Store::open(&Store::dir_for(&opts.workspace, &manifest.backbone.key))?;
+    let (manifest, store) = load_snapshot(&opts.workspace)?;
     let SplitData { x, y, .. } = manifest.split(&store, Split::Train)?;
     if x.nrows() == 0 {
         return Err(TrainError::NoTrain);

@@ -184,6 +184,7 @@ fn run_exported(model: &Path, files: &[String]) -> Vec<Vec<f32>> {
         &mut backbone,
         &paths,
         8,
+        headstart::preprocess::DEFAULT_MAX_PIXELS,
         &headstart::extract::Silent,
         |indices, dim, out| {
             for (k, &i) in indices.iter().enumerate() {

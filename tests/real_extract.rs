@@ -9,11 +9,12 @@ use std::time::{Duration, Instant};
 use common::{headstart, json, repo, shared_data};
 use safetensors::SafeTensors;
 
-/// Content key -> embedding, from the workspace's store of its last extract.
+/// Content key -> embedding, from the store file the workspace's manifest names.
 fn load_store(ws: &Path) -> (serde_json::Value, std::collections::HashMap<String, Vec<f32>>) {
     let manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(ws.join("dataset.json")).unwrap()).unwrap();
     let key = manifest["backbone"]["key"].as_str().unwrap();
-    let bytes = std::fs::read(ws.join("embeddings").join(key).join("store.safetensors")).unwrap();
+    let file = manifest["store"].as_str().unwrap();
+    let bytes = std::fs::read(ws.join("embeddings").join(key).join(file)).unwrap();
     let st = SafeTensors::deserialize(&bytes).unwrap();
     let emb = st.tensor("embeddings").unwrap();
     let dim = emb.shape()[1];

@@ -140,7 +140,41 @@ def tiny_classifier(rng):
     return finish(graph)
 
 
-def write(model, name, output):
+def tiny_nan(rng):
+    """Square roots of the channel means: NaN for any image darker than mid-grey in a channel
+    (inputs in [-1, 1]), finite for bright ones. The tests use it to check that NaN vectors are
+    refused per image, not cached."""
+    del rng
+    nodes = [
+        helper.make_node("GlobalAveragePool", ["pixels"], ["means"], name="means"),
+        helper.make_node("Flatten", ["means"], ["flat"], name="flat", axis=1),
+        helper.make_node("Sqrt", ["flat"], ["features"], name="features"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "tiny_nan",
+        [helper.make_tensor_value_info("pixels", TensorProto.FLOAT, ["N", 3, SIDE, SIDE])],
+        [helper.make_tensor_value_info("features", TensorProto.FLOAT, ["N", 3])],
+        [],
+    )
+    return finish(graph)
+
+
+def tiny_rank2(rng):
+    """A valid ONNX model that is not an image model: its input is [N, 3072], not an image
+    tensor, so the tool must refuse it with a clear error."""
+    w = (rng.standard_normal((SIDE * SIDE * 3, 4)) / 50).astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["flat_pixels", "w"], ["features"], name="features")],
+        "tiny_rank2",
+        [helper.make_tensor_value_info("flat_pixels", TensorProto.FLOAT, ["N", SIDE * SIDE * 3])],
+        [helper.make_tensor_value_info("features", TensorProto.FLOAT, ["N", 4])],
+        [numpy_helper.from_array(w, "w")],
+    )
+    return finish(graph)
+
+
+def write(model, name, output, dim):
     data = model.SerializeToString(deterministic=True)
     path = HERE / f"{name}.onnx"
     path.write_bytes(data)
@@ -152,7 +186,7 @@ def write(model, name, output):
         "input_size": SIDE,
         "resize": SIDE,
         "output": output,
-        "output_dim": 16,
+        "output_dim": dim,
     }
     (HERE / f"{name}.json").write_text(json.dumps(description, indent=2) + "\n")
     print(f"{path.name}: {len(data)} bytes, sha256 {description['sha256']}")
@@ -181,13 +215,15 @@ def check(names):
 def main():
     # One generator per model, so changing one model leaves the others' bytes alone.
     makers = [
-        ("tiny_nchw", tiny_nchw, "embedding"),
-        ("tiny_nhwc_b1", tiny_nhwc_b1, "features"),
-        ("tiny_classifier", tiny_classifier, "pooled"),
+        ("tiny_nchw", tiny_nchw, "embedding", 16),
+        ("tiny_nhwc_b1", tiny_nhwc_b1, "features", 16),
+        ("tiny_classifier", tiny_classifier, "pooled", 16),
+        ("tiny_nan", tiny_nan, "features", 3),
+        ("tiny_rank2", tiny_rank2, "features", 4),
     ]
-    for i, (name, make, output) in enumerate(makers):
-        write(make(np.random.default_rng([SEED, i])), name, output)
-    check([name for name, _, _ in makers])
+    for i, (name, make, output, dim) in enumerate(makers):
+        write(make(np.random.default_rng([SEED, i])), name, output, dim)
+    check([name for name, _, _, _ in makers])
 
 
 if __name__ == "__main__":

@@ -1,0 +1,459 @@
+//! The bad-input corpus: every kind of broken, odd or hostile file a scraped or synced photo
+//! folder holds, generated here. Each is either decoded correctly (checked on its pixels) or
+//! skipped and named with its reason, and the run goes on; the exit status and the summary say
+//! how many were skipped. Also: models and heads that do not fit, each a clear error.
+
+mod common;
+
+use std::io::Cursor;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+use common::{headstart, json, tiny_model};
+use headstart::preprocess::{decode, DEFAULT_MAX_PIXELS};
+use image::{DynamicImage, ImageFormat, Rgb, RgbImage};
+use predicates::prelude::*;
+use predicates::str::contains;
+
+fn encode(img: &DynamicImage, format: ImageFormat) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    img.write_to(&mut Cursor::new(&mut bytes), format).unwrap();
+    bytes
+}
+
+fn solid(w: u32, h: u32, rgb: [u8; 3]) -> DynamicImage {
+    DynamicImage::ImageRgb8(RgbImage::from_pixel(w, h, Rgb(rgb)))
+}
+
+fn jpeg(
+    pixels: &[u8],
+    w: u16,
+    h: u16,
+    color: jpeg_encoder::ColorType,
+    setup: impl FnOnce(&mut jpeg_encoder::Encoder<&mut Vec<u8>>),
+) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    let mut encoder = jpeg_encoder::Encoder::new(&mut bytes, 95);
+    setup(&mut encoder);
+    encoder.encode(pixels, w, h, color).unwrap();
+    bytes
+}
+
+/// A PNG whose IHDR claims `side` x `side` pixels (with a valid CRC), followed by the data of a
+/// 1x1 image: the shape of a decompression bomb without its gigabytes.
+fn png_claiming(side: u32) -> Vec<u8> {
+    let mut bytes = encode(&solid(1, 1, [9, 9, 9]), ImageFormat::Png);
+    // Signature (8), IHDR length (4), "IHDR" at 12..16, width 16..20, height 20..24.
+    bytes[16..20].copy_from_slice(&side.to_be_bytes());
+    bytes[20..24].copy_from_slice(&side.to_be_bytes());
+    let crc = crc32fast::hash(&bytes[12..29]);
+    bytes[29..33].copy_from_slice(&crc.to_be_bytes());
+    bytes
+}
+
+/// A JPEG whose frame header (SOF0) claims `side` x `side` pixels.
+fn jpeg_claiming(side: u16) -> Vec<u8> {
+    let mut bytes = jpeg(&[128; 16 * 16 * 3], 16, 16, jpeg_encoder::ColorType::Rgb, |_| {});
+    let sof = bytes
+        .windows(2)
+        .position(|w| w == [0xFF, 0xC0])
+        .expect("a baseline frame header");
+    // FF C0, length (2), precision (1), height (2), width (2).
+    bytes[sof + 5..sof + 7].copy_from_slice(&side.to_be_bytes());
+    bytes[sof + 7..sof + 9].copy_from_slice(&side.to_be_bytes());
+    bytes
+}
+
+/// An EXIF APP1 payload holding only the orientation tag.
+fn exif_orientation(value: u16) -> Vec<u8> {
+    let mut exif = b"Exif\0\0MM\0\x2a\0\0\0\x08".to_vec();
+    exif.extend_from_slice(&[0, 1]); // one entry
+    exif.extend_from_slice(&[0x01, 0x12, 0, 3, 0, 0, 0, 1]); // Orientation, SHORT, count 1
+    exif.extend_from_slice(&value.to_be_bytes());
+    exif.extend_from_slice(&[0, 0, 0, 0, 0, 0]); // padding, no next IFD
+    exif
+}
+
+/// A palette PNG: index 0 is red and fully transparent, index 1 green and opaque.
+fn palette_png_with_transparency() -> Vec<u8> {
+    let mut bytes = Vec::new();
+    let mut encoder = png::Encoder::new(&mut bytes, 4, 4);
+    encoder.set_color(png::ColorType::Indexed);
+    encoder.set_depth(png::BitDepth::Eight);
+    encoder.set_palette(vec![255, 0, 0, 0, 255, 0]);
+    encoder.set_trns(vec![0, 255]);
+    let mut writer = encoder.write_header().unwrap();
+    let pixels: Vec<u8> = (0..16).map(|i| u8::from(i >= 8)).collect();
+    writer.write_image_data(&pixels).unwrap();
+    writer.finish().unwrap();
+    bytes
+}
+
+fn animated_gif() -> Vec<u8> {
+    let mut bytes = Vec::new();
+    {
+        let mut encoder = image::codecs::gif::GifEncoder::new(&mut bytes);
+        let frames = [[250u8, 0, 0, 255], [0, 0, 250, 255]]
+            .map(|c| image::Frame::new(image::RgbaImage::from_pixel(8, 8, image::Rgba(c))));
+        encoder.encode_frames(frames).unwrap();
+    }
+    bytes
+}
+
+fn close(a: [u8; 3], b: [u8; 3], tolerance: u8) -> bool {
+    a.iter().zip(&b).all(|(x, y)| x.abs_diff(*y) <= tolerance)
+}
+
+/// Files that decode, each with the check its pixels must pass.
+type Check = fn(&image::RgbImage) -> bool;
+
+fn decodable() -> Vec<(&'static str, Vec<u8>, Check)> {
+    let sixteen = DynamicImage::ImageRgb16(image::ImageBuffer::from_pixel(6, 4, Rgb([65535u16, 0, 257])));
+    // Upright this is 8 wide and 16 tall, top half red and bottom half blue; it is stored
+    // turned a quarter (left red, right blue) with EXIF orientation 6 (rotate 90° clockwise).
+    let stored = RgbImage::from_fn(
+        16,
+        8,
+        |x, _| if x < 8 { Rgb([230, 20, 20]) } else { Rgb([20, 20, 230]) },
+    );
+    vec![
+        (
+            "one_pixel.png",
+            encode(&solid(1, 1, [10, 200, 30]), ImageFormat::Png),
+            |i| i.dimensions() == (1, 1) && i.get_pixel(0, 0).0 == [10, 200, 30],
+        ),
+        ("sixteen_bit.png", encode(&sixteen, ImageFormat::Png), |i| {
+            i.get_pixel(2, 2).0 == [255, 0, 1]
+        }),
+        (
+            "cmyk.jpg",
+            // C=0 M=255 Y=255 K=0 is red, in the plain (not Adobe-inverted) convention.
+            jpeg(
+                &[0, 255, 255, 0].repeat(64),
+                8,
+                8,
+                jpeg_encoder::ColorType::Cmyk,
+                |_| {},
+            ),
+            |i| close(i.get_pixel(4, 4).0, [255, 0, 0], 12),
+        ),
+        (
+            "progressive.jpg",
+            jpeg(&[40, 90, 160].repeat(256), 16, 16, jpeg_encoder::ColorType::Rgb, |e| {
+                e.set_progressive(true)
+            }),
+            |i| close(i.get_pixel(8, 8).0, [40, 90, 160], 6),
+        ),
+        ("animated.gif", animated_gif(), |i| {
+            close(i.get_pixel(3, 3).0, [250, 0, 0], 8)
+        }),
+        ("palette_alpha.png", palette_png_with_transparency(), |i| {
+            // Alpha is dropped and the palette colour kept, as PIL's convert("RGB") does.
+            i.get_pixel(0, 0).0 == [255, 0, 0] && i.get_pixel(0, 3).0 == [0, 255, 0]
+        }),
+        (
+            "exif_rotated.jpg",
+            jpeg(stored.as_raw(), 16, 8, jpeg_encoder::ColorType::Rgb, |e| {
+                e.add_app_segment(1, &exif_orientation(6)).unwrap()
+            }),
+            |i| {
+                i.dimensions() == (8, 16)
+                    && close(i.get_pixel(4, 2).0, [230, 20, 20], 30)
+                    && close(i.get_pixel(4, 13).0, [20, 20, 230], 30)
+            },
+        ),
+    ]
+}
+
+/// Files that must be skipped, each with a word its reason must contain.
+fn undecodable() -> Vec<(&'static str, Vec<u8>, &'static str)> {
+    // A photo-like JPEG cut at 70%, as a failed download or copy leaves it.
+    let noisy = encode(
+        &DynamicImage::ImageRgb8(common::class_image(2, 5, 64)),
+        ImageFormat::Jpeg,
+    );
+    let mut bad_crc = encode(&solid(8, 8, [1, 2, 3]), ImageFormat::Png);
+    // Only the checksum of the image data is wrong; the data itself is intact.
+    let idat = bad_crc.windows(4).position(|w| w == b"IDAT").unwrap();
+    let len = u32::from_be_bytes(bad_crc[idat - 4..idat].try_into().unwrap()) as usize;
+    bad_crc[idat + 4 + len] ^= 0xFF;
+    let mut random = vec![0u8; 4096];
+    let mut state = 0x2545F491u32;
+    for b in &mut random {
+        state ^= state << 13;
+        state ^= state >> 17;
+        state ^= state << 5;
+        *b = state as u8;
+    }
+    vec![
+        ("truncated.jpg", noisy[..noisy.len() * 7 / 10].to_vec(), "cut short"),
+        ("zero_bytes.jpg", Vec::new(), "decode"),
+        ("random_bytes.jpg", random, "decode"),
+        (
+            "saved_page.jpg",
+            b"<!DOCTYPE html><html><head><title>404</title></head><body>Not found</body></html>".to_vec(),
+            "decode",
+        ),
+        ("bad_crc.png", bad_crc, "decode"),
+        ("bomb.png", png_claiming(30_000), "above the limit"),
+        ("bomb.jpg", jpeg_claiming(30_000), "above the limit"),
+    ]
+}
+
+#[test]
+fn decodable_oddities_give_the_right_pixels() {
+    for (name, bytes, check) in decodable() {
+        let rgb = decode(&bytes, DEFAULT_MAX_PIXELS).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(check(&rgb), "{name}: wrong pixels, {:?} at (0,0)", rgb.get_pixel(0, 0));
+    }
+    for (name, bytes, reason) in undecodable() {
+        let err = match decode(&bytes, DEFAULT_MAX_PIXELS) {
+            Ok(rgb) => panic!("{name} decoded to a {:?} image instead of failing", rgb.dimensions()),
+            Err(e) => e.to_string(),
+        };
+        assert!(err.contains(reason), "{name}: {err}");
+    }
+}
+
+/// Creates the whole corpus under `data`: class `good` with ordinary images (so the run has
+/// something to embed), class `odd` with every decodable and undecodable case and the file
+/// system oddities, and an empty class folder. Returns the paths expected to be skipped.
+fn make_corpus(data: &Path) -> Vec<String> {
+    let (good, odd) = (data.join("good"), data.join("odd"));
+    std::fs::create_dir_all(&good).unwrap();
+    std::fs::create_dir_all(&odd).unwrap();
+    std::fs::create_dir_all(data.join("empty")).unwrap();
+    for i in 0..6 {
+        common::class_image(0, i, 40)
+            .save(good.join(format!("img{i}.png")))
+            .unwrap();
+    }
+    for (name, bytes, _) in decodable() {
+        std::fs::write(odd.join(name), bytes).unwrap();
+    }
+    let mut skipped = Vec::new();
+    for (name, bytes, _) in undecodable() {
+        std::fs::write(odd.join(name), bytes).unwrap();
+        skipped.push(format!("odd/{name}"));
+    }
+    // Hidden files are left out silently, as every file tool does.
+    std::fs::write(odd.join(".DS_Store"), b"\0\0\0\x01Bud1").unwrap();
+    common::class_image(1, 0, 40).save(odd.join(".hidden.png")).unwrap();
+    // A folder that looks like an image is listed as ignored.
+    std::fs::create_dir_all(odd.join("folder.jpg")).unwrap();
+    // A link to itself.
+    std::os::unix::fs::symlink("loop.jpg", odd.join("loop.jpg")).unwrap();
+    skipped.push("odd/loop.jpg".into());
+    // A link to nowhere.
+    std::os::unix::fs::symlink("gone.jpg", odd.join("dangling.jpg")).unwrap();
+    skipped.push("odd/dangling.jpg".into());
+    // A named pipe: reading it would block forever.
+    let fifo = std::ffi::CString::new(odd.join("pipe.jpg").as_os_str().as_bytes()).unwrap();
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o644) }, 0);
+    skipped.push("odd/pipe.jpg".into());
+    // A file the process may not read. Root reads any file whatever its mode, so there the
+    // file is a link to /proc/self/mem, whose first page no process can read (EIO).
+    let unreadable = odd.join("unreadable.jpg");
+    if unsafe { libc::geteuid() } == 0 {
+        std::os::unix::fs::symlink("/proc/self/mem", &unreadable).unwrap();
+    } else {
+        std::fs::write(&unreadable, encode(&solid(4, 4, [1, 1, 1]), ImageFormat::Png)).unwrap();
+        std::fs::set_permissions(&unreadable, std::os::unix::fs::PermissionsExt::from_mode(0o000)).unwrap();
+    }
+    skipped.push("odd/unreadable.jpg".into());
+    // A name that is not UTF-8 (Latin-1 "café.jpg").
+    let latin1 = std::ffi::OsStr::from_bytes(b"caf\xe9.jpg");
+    common::class_image(1, 1, 40).save(odd.join(latin1)).unwrap();
+    skipped.push("odd/caf\u{FFFD}.jpg".into());
+    skipped.sort();
+    skipped
+}
+
+#[test]
+fn the_bad_input_corpus_is_decoded_or_skipped_with_reasons_and_the_run_goes_on() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, ws) = (tmp.path().join("data"), tmp.path().join("ws"));
+    let expected_skips = make_corpus(&data);
+    let out = headstart(&ws)
+        .args([
+            "--json",
+            "extract",
+            "--model",
+            &tiny_model("tiny_nchw"),
+            "--batch-size",
+            "4",
+            "--data",
+        ])
+        .arg(&data)
+        .timeout(std::time::Duration::from_secs(120))
+        .assert()
+        .code(3)
+        .stderr(contains("class folder `empty` has no images"))
+        .get_output()
+        .clone();
+    let s = json(&out.stdout);
+
+    let skipped: Vec<String> = s["skipped"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["path"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(skipped, expected_skips);
+    let reason_of = |path: &str| -> String {
+        s["skipped"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["path"] == path)
+            .map(|f| f["reason"].as_str().unwrap().to_string())
+            .unwrap()
+    };
+    for (name, _, word) in undecodable() {
+        let reason = reason_of(&format!("odd/{name}"));
+        assert!(reason.contains(word), "{name}: {reason}");
+    }
+    assert!(reason_of("odd/loop.jpg").contains("symbolic links"));
+    assert!(reason_of("odd/dangling.jpg").contains("No such file"));
+    assert!(reason_of("odd/pipe.jpg").contains("not a regular file"));
+    assert!(reason_of("odd/unreadable.jpg").contains("cannot read"));
+    assert!(reason_of("odd/caf\u{FFFD}.jpg").contains("UTF-8"));
+
+    // Every decodable oddity and every good image was embedded.
+    assert_eq!(s["images"], 6 + decodable().len());
+    assert_eq!(s["classes"], serde_json::json!(["good", "odd"]));
+    assert_eq!(s["empty_classes"], serde_json::json!(["empty"]));
+    let ignored = s["ignored"].as_array().unwrap();
+    assert_eq!(ignored.len(), 1);
+    assert!(ignored[0].as_str().unwrap().ends_with("odd/folder.jpg"));
+    let manifest = headstart::cache::Manifest::load(&ws).unwrap();
+    assert!(manifest.entries.iter().all(|e| !e.sample.path.contains(".hidden")));
+    assert_eq!(manifest.skipped.len(), expected_skips.len());
+
+    // The human summary says the same.
+    let text = headstart(&ws)
+        .args(["extract", "--model", &tiny_model("tiny_nchw"), "--data"])
+        .arg(&data)
+        .assert()
+        .code(3)
+        .get_output()
+        .stdout
+        .clone();
+    let text = String::from_utf8(text).unwrap();
+    assert!(
+        text.contains(&format!("{} files skipped", expected_skips.len())),
+        "{text}"
+    );
+    assert!(text.contains("odd/bomb.png: the image is 30000x30000 pixels"), "{text}");
+}
+
+#[test]
+fn the_pixel_limit_is_a_flag() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, ws) = (tmp.path().join("data"), tmp.path().join("ws"));
+    for c in 0..2 {
+        let dir = data.join(format!("c{c}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        solid(40, 40, [10, 20, 30]).save(dir.join("small.png")).unwrap();
+        solid(100, 100, [10, 20, 30]).save(dir.join("big.png")).unwrap();
+    }
+    let out = headstart(&ws)
+        .args([
+            "--json",
+            "--max-pixels",
+            "2000",
+            "extract",
+            "--model",
+            &tiny_model("tiny_nchw"),
+            "--data",
+        ])
+        .arg(&data)
+        .assert()
+        .code(3)
+        .get_output()
+        .stdout
+        .clone();
+    let s = json(&out);
+    assert_eq!(s["images"], 2);
+    assert!(s["skipped"][0]["reason"].as_str().unwrap().contains("100x100"));
+    headstart(&ws)
+        .args(["--max-pixels", "0", "extract", "--data"])
+        .arg(&data)
+        .assert()
+        .code(1)
+        .stderr(contains("--max-pixels"));
+}
+
+#[test]
+fn a_single_class_extracts_but_train_head_says_why_it_cannot_train() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, ws) = (tmp.path().join("data"), tmp.path().join("ws"));
+    common::make_dataset(&data, 2, 12);
+    std::fs::remove_dir_all(data.join("class1")).unwrap();
+    std::fs::remove_file(data.join("class0/notes.txt")).unwrap();
+    headstart(&ws)
+        .args(["extract", "--model", &tiny_model("tiny_nchw"), "--data"])
+        .arg(&data)
+        .assert()
+        .success()
+        .stderr(contains("only one class"));
+    headstart(&ws)
+        .args(["train-head"])
+        .assert()
+        .code(1)
+        .stderr(contains("at least 2 classes"));
+}
+
+#[test]
+fn models_that_do_not_fit_are_clear_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, ws) = (tmp.path().join("data"), tmp.path().join("ws"));
+    common::make_dataset(&data, 2, 4);
+    let not_onnx = tmp.path().join("weights.onnx");
+    std::fs::write(&not_onnx, b"PK\x03\x04 a zip, not a protobuf").unwrap();
+    headstart(&ws)
+        .args(["extract", "--preset", "inception", "--model"])
+        .arg(&not_onnx)
+        .arg("--data")
+        .arg(&data)
+        .assert()
+        .code(1)
+        .stderr(contains(not_onnx.to_string_lossy()).and(contains("ONNX")));
+    headstart(&ws)
+        .args(["extract", "--model", &tiny_model("tiny_rank2"), "--data"])
+        .arg(&data)
+        .assert()
+        .code(1)
+        .stderr(
+            contains("tiny_rank2.onnx")
+                .and(contains("flat_pixels"))
+                .and(contains("[N,3,H,W]")),
+        );
+}
+
+#[test]
+fn a_head_is_refused_with_another_backbone_or_preset() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, ws) = (tmp.path().join("data"), tmp.path().join("ws"));
+    common::make_dataset(&data, 2, 8);
+    let extract = |extra: &[&str]| {
+        headstart(&ws)
+            .args(["extract", "--model", &tiny_model("tiny_nchw"), "--data"])
+            .arg(&data)
+            .args(extra)
+            .assert()
+            .code(3);
+    };
+    extract(&[]);
+    headstart(&ws).args(["train-head", "--epochs", "1"]).assert().success();
+    // The same network with another preset gives other vectors: the head must not be used on them.
+    extract(&["--preset", "tflite"]);
+    headstart(&ws)
+        .args(["eval", "--split", "train"])
+        .assert()
+        .code(1)
+        .stderr(contains("head.safetensors").and(contains("re-run train-head")));
+    // Back on the head's own embeddings it works again.
+    extract(&[]);
+    headstart(&ws).args(["eval", "--split", "train"]).assert().success();
+}

@@ -603,8 +603,10 @@ impl Baseline {
     /// truncated model behind.
     pub fn save(&self, path: impl AsRef<Path>, metadata: BTreeMap<String, String>) -> Result<(), BaselineError> {
         let path = path.as_ref();
-        if metadata.contains_key(FORMAT_KEY) {
-            return Err(BaselineError::ReservedMetadataKey(FORMAT_KEY.to_owned()));
+        for key in [FORMAT_KEY, crate::cache::CRC_KEY] {
+            if metadata.contains_key(key) {
+                return Err(BaselineError::ReservedMetadataKey(key.to_owned()));
+            }
         }
         let mut header: HashMap<String, String> = metadata.into_iter().collect();
         header.insert(FORMAT_KEY.to_owned(), FORMAT_VALUE.to_owned());
@@ -622,6 +624,10 @@ impl Baseline {
                 a.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>(),
             )
         });
+        header.insert(
+            crate::cache::CRC_KEY.to_owned(),
+            crate::cache::tensors_crc(tensors.iter().map(|(name, _, bytes)| (*name, bytes.as_slice()))),
+        );
         let views = tensors
             .iter()
             .map(|(name, shape, bytes)| TensorView::new(Dtype::F32, shape.clone(), bytes).map(|v| (*name, v)))
@@ -660,6 +666,8 @@ impl Baseline {
             None => return Err(format!("metadata has no {FORMAT_KEY:?} entry")),
         }
         let tensors = SafeTensors::deserialize(bytes).map_err(|e| e.to_string())?;
+        let views = tensors.tensors();
+        crate::cache::take_and_check_crc(&mut metadata, views.iter().map(|(n, v)| (n.as_str(), v.data())))?;
         let read = |name: &str| -> Result<(Vec<usize>, Vec<f32>), String> {
             let view = tensors
                 .tensor(name)

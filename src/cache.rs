@@ -306,9 +306,30 @@ pub struct Vectors {
     pub rows: Vec<f32>,
 }
 
+/// Metadata key of the CRC-32 that head and baseline files carry over their tensors, as cache
+/// files do, so that a damaged classifier is refused rather than giving wrong predictions.
+pub const CRC_KEY: &str = "headstart.crc32";
+
+/// Removes the [`CRC_KEY`] entry from a file's metadata and checks it against its tensors.
+pub fn take_and_check_crc<'a>(
+    metadata: &mut std::collections::BTreeMap<String, String>,
+    tensors: impl IntoIterator<Item = (&'a str, &'a [u8])>,
+) -> Result<(), String> {
+    let claimed = metadata
+        .remove(CRC_KEY)
+        .ok_or_else(|| format!("its metadata has no {CRC_KEY:?} checksum"))?;
+    let actual = tensors_crc(tensors);
+    if claimed != actual {
+        return Err(format!(
+            "checksum mismatch: the file says {claimed:?}, its tensors give {actual:?}"
+        ));
+    }
+    Ok(())
+}
+
 /// CRC-32 over the tensors' names, lengths and bytes, in name order: it does not depend on the
 /// file's layout, so it is computed before serialising and checked after parsing.
-fn tensors_crc<'a>(tensors: impl IntoIterator<Item = (&'a str, &'a [u8])>) -> String {
+pub fn tensors_crc<'a>(tensors: impl IntoIterator<Item = (&'a str, &'a [u8])>) -> String {
     let mut sorted: Vec<(&str, &[u8])> = tensors.into_iter().collect();
     sorted.sort_by_key(|(name, _)| *name);
     let mut crc = crc32fast::Hasher::new();

@@ -949,7 +949,12 @@ impl Head {
                 (name, F32Tensor { shape, bytes })
             })
             .collect();
-        let metadata = (!metadata.is_empty()).then(|| metadata.into_iter().collect::<HashMap<_, _>>());
+        let mut metadata: HashMap<String, String> = metadata.into_iter().collect();
+        metadata.insert(
+            crate::cache::CRC_KEY.to_string(),
+            crate::cache::tensors_crc(tensors.iter().map(|(n, t)| (n.as_str(), t.bytes.as_slice()))),
+        );
+        let metadata = Some(metadata);
         let bytes = safetensors::serialize(tensors.iter().map(|(n, t)| (n.as_str(), t)), &metadata).map_err(|e| {
             HeadError::Write {
                 path: path.to_path_buf(),
@@ -979,8 +984,12 @@ impl Head {
     pub fn from_bytes(bytes: &[u8]) -> Result<(Head, BTreeMap<String, String>), String> {
         let (_, header) = SafeTensors::read_metadata(bytes).map_err(|e| e.to_string())?;
         let file = SafeTensors::deserialize(bytes).map_err(|e| e.to_string())?;
+        let views = file.tensors();
+        let mut metadata: BTreeMap<String, String> =
+            header.metadata().clone().unwrap_or_default().into_iter().collect();
+        crate::cache::take_and_check_crc(&mut metadata, views.iter().map(|(n, v)| (n.as_str(), v.data())))?;
         let mut tensors = Vec::new();
-        for (name, view) in file.tensors() {
+        for (name, view) in views {
             if view.dtype() != Dtype::F32 {
                 return Err(format!("`{name}` is {:?}, expected F32", view.dtype()));
             }
@@ -992,7 +1001,6 @@ impl Head {
             tensors.push((name, view.shape().to_vec(), data));
         }
         let head = Head::from_tensors(tensors).map_err(|e| e.to_string())?;
-        let metadata = header.metadata().clone().unwrap_or_default().into_iter().collect();
         Ok((head, metadata))
     }
 

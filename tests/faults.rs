@@ -121,9 +121,17 @@ fn kill_9_at_random_moments_never_loses_or_corrupts_the_cache() {
     let tmp = tempfile::tempdir().unwrap();
     let data = dataset(tmp.path(), 40);
     let clean_ws = tmp.path().join("clean");
-    let started = Instant::now();
+    // The fastest of three clean runs: a busy machine only makes later runs slower, so kills
+    // timed against it land inside a run more often, not less.
+    let clean_run = (0..3)
+        .map(|i| {
+            let started = Instant::now();
+            run_extract(&tmp.path().join(format!("clean{i}")), &data);
+            started.elapsed()
+        })
+        .min()
+        .unwrap();
     run_extract(&clean_ws, &data);
-    let clean_run = started.elapsed();
     let clean = cache_bytes(&clean_ws);
 
     // Random kill times, reproducible: a failing seed is printed and can be set again.

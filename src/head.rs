@@ -1074,7 +1074,10 @@ impl Head {
             }
 
             // As outᵀ = Wᵀ·dense_inᵀ, so that the GEMM's row count is the layer width rather than
-            // the batch: matrixmultiply's `threading` feature splits the work along the rows.
+            // the batch: matrixmultiply's `threading` feature (enabled through ndarray's
+            // `matrixmultiply-threading`) splits the work along the rows. On 2 cores it cuts 5
+            // epochs on 3253 x 1280 embeddings from 1.7 s to 1.1 s; the `gemm` crate (rayon) and a
+            // rayon-parallel Adam were both slower.
             let mut out = buf.out.slice_mut(s![..b, ..]);
             out.assign(&dense.bias);
             general_mat_mul(

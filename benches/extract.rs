@@ -1,17 +1,23 @@
-//! Extract throughput: the whole pipeline (read, decode, resize, network, cache writes) against
-//! the network alone on already decoded tensors, same backbone and batch size, in one run.
+//! Extract throughput: the whole pipeline (read, hash, decode, resize, network, cache writes)
+//! against what it cannot beat, measured in one process:
 //!
-//! cargo bench --bench extract -- DATA_DIR [MODEL] [BATCH]
+//! - the network alone on already decoded tensors (same backbone, batch size and threads);
+//! - the CPU time of decoding and resizing the same images, on one core, both the way `extract`
+//!   does it (big JPEGs decoded at reduced size in the DCT domain) and with a full-size decode.
 //!
-//! Prints images/s for both, the cache re-run time and the process's peak memory after the
-//! end-to-end run (before the network-only part allocates its tensors).
+//! With `cores` cores, no idle core and no work done twice means: end to end <= network alone +
+//! decode CPU time / cores. The ratio of the two is printed.
+//!
+//! cargo bench --bench extract -- DATA_DIR [--model M] [--int8] [--batch B] [--sample N]
+//!
+//! Prints a readable summary and one `BENCH_JSON {...}` line for benches/run.py.
 
 use std::time::Instant;
 
 use headstart::backbone::{Backbone, BackboneChoice};
 use headstart::dataset::{Dataset, SplitPercentages};
 use headstart::extract::{extract, ExtractOptions, Silent};
-use headstart::preprocess::preprocess;
+use headstart::preprocess::{crop_resize, decode, normalise, preprocess, DEFAULT_MAX_PIXELS};
 
 fn peak_rss_mib() -> f64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
@@ -22,26 +28,55 @@ fn peak_rss_mib() -> f64 {
         .map_or(f64::NAN, |kb| kb / 1024.0)
 }
 
+struct Args {
+    data: std::path::PathBuf,
+    model: Option<String>,
+    int8: bool,
+    batch: usize,
+    /// Images for the network-alone and decode measurements.
+    sample: usize,
+}
+
+fn args() -> Args {
+    let usage = "usage: extract DATA_DIR [--model M] [--int8] [--batch B] [--sample N]";
+    let mut it = std::env::args().skip(1).filter(|a| a != "--bench");
+    let mut args = Args {
+        data: it.next().expect(usage).into(),
+        model: None,
+        int8: false,
+        batch: 32,
+        sample: 512,
+    };
+    while let Some(flag) = it.next() {
+        match flag.as_str() {
+            "--model" => args.model = Some(it.next().expect(usage)),
+            "--int8" => args.int8 = true,
+            "--batch" => args.batch = it.next().and_then(|b| b.parse().ok()).expect(usage),
+            "--sample" => args.sample = it.next().and_then(|b| b.parse().ok()).expect(usage),
+            _ => panic!("{usage}"),
+        }
+    }
+    args
+}
+
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
-    let data = std::path::PathBuf::from(args.first().expect("usage: extract DATA_DIR [MODEL] [BATCH]"));
-    let model = args.get(1).cloned();
-    let batch: usize = args.get(2).map_or(32, |b| b.parse().expect("batch size"));
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let args = args();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let workspace = tempfile::tempdir().unwrap();
     let choice = BackboneChoice {
-        model: model.clone(),
+        model: args.model.clone(),
+        int8: args.int8,
         ..Default::default()
     };
     let opts = ExtractOptions {
-        data: data.clone(),
+        data: args.data.clone(),
         workspace: workspace.path().to_path_buf(),
         backbone: choice.clone(),
-        batch_size: batch,
+        batch_size: args.batch,
         percentages: SplitPercentages::default(),
-        threads,
+        threads: cores,
         ort_lib: None,
-        max_pixels: headstart::preprocess::DEFAULT_MAX_PIXELS,
+        max_pixels: DEFAULT_MAX_PIXELS,
     };
 
     let started = Instant::now();
@@ -53,55 +88,83 @@ fn main() {
     let rerun = started.elapsed().as_secs_f64();
     assert_eq!(again.computed, 0);
 
-    // The network alone: the same images, decoded beforehand, same batch size.
+    // Decoding and resizing, one core, every image of the sample, both ways.
     let runtime = headstart::runtime::init(None).unwrap();
-    let mut backbone = Backbone::open(&runtime, choice.resolve().unwrap(), threads).unwrap();
+    let mut backbone = Backbone::open(&runtime, choice.resolve().unwrap(), cores).unwrap();
     let spec = backbone.preprocessing;
-    let dataset = Dataset::scan(&data, SplitPercentages::default()).unwrap();
-    let n = dataset.samples.len().min(1024);
+    let dataset = Dataset::scan(&args.data, SplitPercentages::default()).unwrap();
+    let n = dataset.samples.len().min(args.sample);
+    let files: Vec<Vec<u8>> = dataset.samples[..n]
+        .iter()
+        .map(|s| std::fs::read(dataset.root.join(&s.path)).unwrap())
+        .collect();
     let mut pixels = vec![0f32; n * spec.len()];
     let mut resizer = fast_image_resize::Resizer::new();
-    for (out, s) in pixels.chunks_exact_mut(spec.len()).zip(&dataset.samples) {
-        let bytes = std::fs::read(dataset.root.join(&s.path)).unwrap();
-        if preprocess(
-            &bytes,
-            &spec,
-            headstart::preprocess::DEFAULT_MAX_PIXELS,
-            &mut resizer,
-            out,
-        )
-        .is_err()
-        {
+    let started = Instant::now();
+    for (out, bytes) in pixels.chunks_exact_mut(spec.len()).zip(&files) {
+        if preprocess(bytes, &spec, DEFAULT_MAX_PIXELS, &mut resizer, out).is_err() {
             out.fill(0.0);
         }
     }
+    let decode_ms = started.elapsed().as_secs_f64() * 1e3 / n as f64;
+    let mut scratch = vec![0f32; spec.len()];
+    let started = Instant::now();
+    for bytes in &files {
+        if let Ok(rgb) = decode(bytes, DEFAULT_MAX_PIXELS) {
+            normalise(&crop_resize(&rgb, &spec, &mut resizer).unwrap(), &spec, &mut scratch);
+        }
+    }
+    let full_decode_ms = started.elapsed().as_secs_f64() * 1e3 / n as f64;
+
+    // The network alone: the same images, decoded beforehand, same batch size.
     backbone
-        .embed(&pixels[..spec.len() * batch.min(n)], batch.min(n))
+        .embed(&pixels[..spec.len() * args.batch.min(n)], args.batch.min(n))
         .unwrap(); // warm-up
     let started = Instant::now();
-    for chunk in pixels.chunks(batch * spec.len()) {
+    for chunk in pixels.chunks(args.batch * spec.len()) {
         backbone.embed(chunk, chunk.len() / spec.len()).unwrap();
     }
     let network = n as f64 / started.elapsed().as_secs_f64();
 
+    let images = first.computed as f64;
+    let bound = images / network + images * decode_ms / 1e3 / cores as f64;
     println!(
-        "data {} ({} images), backbone {}, batch {batch}, {threads} threads",
-        data.display(),
+        "data {} ({} images), backbone {}, batch {}, {cores} cores",
+        args.data.display(),
         first.images,
-        first.backbone.name
+        first.backbone.name,
+        args.batch
     );
     println!(
-        "end to end : {:.1} images/s ({:.1} s for {} images, {:.1} images/s in the network phase)",
-        first.images as f64 / e2e,
-        e2e,
-        first.computed,
-        first.images_per_second
+        "end to end : {:.1} images/s ({e2e:.1} s for {} images)",
+        images / e2e,
+        first.computed
     );
     println!("network    : {network:.1} images/s on {n} pre-decoded images");
     println!(
-        "ratio      : {:.2} (end-to-end network phase / network alone)",
-        first.images_per_second / network
+        "decode     : {decode_ms:.2} ms per image on one core ({full_decode_ms:.2} ms with full-size JPEG decoding)"
+    );
+    println!(
+        "bound      : {bound:.1} s = network alone + decode / cores; end to end is {:.2}x that",
+        e2e / bound
     );
     println!("cache rerun: {rerun:.2} s");
     println!("peak RSS   : {peak:.0} MiB after the end-to-end run");
+    let json = serde_json::json!({
+        "data": args.data,
+        "backbone": first.backbone.name,
+        "images": first.computed,
+        "skipped": first.images.saturating_sub(first.computed),
+        "cores": cores,
+        "batch": args.batch,
+        "seconds": e2e,
+        "images_per_second": images / e2e,
+        "network_images_per_second": network,
+        "decode_ms": decode_ms,
+        "full_decode_ms": full_decode_ms,
+        "bound_seconds": bound,
+        "rerun_seconds": rerun,
+        "peak_rss_mib": peak,
+    });
+    println!("BENCH_JSON {json}");
 }

@@ -38,6 +38,10 @@ pub struct Description {
     pub output: Option<String>,
     #[serde(default)]
     pub output_dim: Option<usize>,
+    /// Name of this backbone's int8 version in the same folder, for `--int8`
+    /// (`models/quantize.py --register` writes it).
+    #[serde(default)]
+    pub int8: Option<String>,
 }
 
 /// What the user asked for on the command line.
@@ -49,12 +53,16 @@ pub struct BackboneChoice {
     pub preset: Option<Preset>,
     pub input_size: Option<u32>,
     pub resize: Option<u32>,
+    /// Use the backbone's int8 version instead (the description's `int8` entry).
+    pub int8: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum BackboneError {
     #[error("no backbone named `{name}` in {dir} (known: {known}): pass --model with one of those names or a path to an .onnx file")]
     UnknownName { name: String, dir: PathBuf, known: String },
+    #[error("backbone `{name}` has no int8 version ({description} names none): make one with `python models/quantize.py {name} --data DIR --output models/{name}_int8.onnx --register`, or drop --int8")]
+    NoInt8 { name: String, description: String },
     #[error("cannot read {path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
     #[error("backbone description {path} is invalid: {source}")]
@@ -168,6 +176,28 @@ impl BackboneChoice {
             let description = read_description(&json)?;
             (dir.join(&description.file), Some(description))
         };
+        if self.int8 {
+            let int8 = description.as_ref().and_then(|d| d.int8.clone());
+            let Some(int8) = int8 else {
+                return Err(BackboneError::NoInt8 {
+                    name: description.map_or_else(|| model.to_string(), |d| d.name),
+                    description: if as_path.is_file() {
+                        as_path.with_extension("json").display().to_string()
+                    } else {
+                        format!("{model}.json")
+                    },
+                });
+            };
+            // The int8 model lives beside its fp32 description, which may be a user's folder.
+            let folder = path.parent().unwrap_or(Path::new("."));
+            let int8_description = read_description(&folder.join(format!("{int8}.json")))?;
+            return BackboneChoice {
+                model: Some(folder.join(int8_description.file).display().to_string()),
+                int8: false,
+                ..self.clone()
+            }
+            .resolve();
+        }
         let bytes = std::fs::read(&path).map_err(|source| BackboneError::Io {
             path: path.clone(),
             source,
@@ -435,5 +465,44 @@ mod tests {
         for (i, v) in variants.iter().enumerate() {
             assert_ne!(*v, base, "variant {i}");
         }
+    }
+
+    fn describe(dir: &Path, name: &str, extra: &str) {
+        std::fs::write(dir.join(format!("{name}.onnx")), name).unwrap();
+        let json =
+            format!(r#"{{"name": "{name}", "file": "{name}.onnx", "preset": "torch", "input_size": 64 {extra}}}"#);
+        std::fs::write(dir.join(format!("{name}.json")), json).unwrap();
+    }
+
+    #[test]
+    fn int8_follows_the_description_and_keeps_the_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        describe(dir.path(), "net", r#", "int8": "net_q""#);
+        describe(dir.path(), "net_q", r#", "resize": 80"#);
+        let choice = BackboneChoice {
+            model: Some(dir.path().join("net.onnx").display().to_string()),
+            input_size: Some(32),
+            int8: true,
+            ..Default::default()
+        };
+        let info = choice.resolve().unwrap();
+        assert_eq!(info.name, "net_q");
+        assert_eq!(info.path, dir.path().join("net_q.onnx"));
+        assert_eq!(info.sha256, hex(&Sha256::digest(b"net_q")));
+        assert_eq!((info.input_size, info.resize), (Some(32), Some(80)));
+
+        describe(dir.path(), "plain", "");
+        let err = BackboneChoice {
+            model: Some(dir.path().join("plain.onnx").display().to_string()),
+            int8: true,
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("`plain` has no int8 version") && err.contains("models/quantize.py"),
+            "{err}"
+        );
     }
 }

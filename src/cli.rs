@@ -146,6 +146,9 @@ pub struct BackboneArgs {
     /// Shorter side before the centre crop [default: input size * 256 / 224].
     #[arg(long)]
     pub resize: Option<u32>,
+    /// Use the backbone's int8 version (statically quantized, see models/quantize.py).
+    #[arg(long)]
+    pub int8: bool,
 }
 
 #[derive(Debug, Args)]

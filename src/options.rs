@@ -63,6 +63,7 @@ pub fn backbone(args: &BackboneArgs) -> Result<BackboneChoice, OptionsError> {
         preset,
         input_size: args.input_size,
         resize: args.resize,
+        int8: args.int8,
     })
 }
 

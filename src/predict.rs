@@ -87,6 +87,7 @@ pub fn checked_model(record: &BackboneRecord) -> Result<BackboneInfo, PredictErr
         preset: Some(p.preset),
         input_size: Some(p.size),
         resize: Some(p.resize),
+        int8: false,
     }
     .resolve()?;
     if info.sha256 != record.model_sha256 {

@@ -174,6 +174,7 @@ fn run_exported(model: &Path, files: &[String]) -> Vec<Vec<f32>> {
         preset: Some(headstart::preprocess::Preset::Inception),
         input_size: Some(32),
         resize: Some(32),
+        int8: false,
     }
     .resolve()
     .unwrap();

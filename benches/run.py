@@ -1,0 +1,386 @@
+"""The benchmark suite: runs headstart and its peers on the same images and embeddings, and
+writes the tables of BENCHMARKS.md.
+
+Why one script: these machines are shared and drift by 20% between runs, so compared runs must
+be interleaved in one sitting (round 1 of every contender, then round 2, ...) and each figure is
+the median over rounds; a table is only comparable within itself. Each table states the machine
+and the versions it was measured with. Timings live here, never in tests.
+
+    python3 -m venv .venv && .venv/bin/pip install -r benches/peers/requirements.txt
+    .venv/bin/python benches/models.py            # once: the random-weight ResNet-50, fp32 and int8
+    .venv/bin/python benches/run.py [--rounds 3] [--sections extract peers head growth] [--write]
+
+Sections:
+  extract  `cargo bench --bench extract` per backbone and data set: end to end against the network
+           alone plus decode CPU time / cores (target: within 5%), int8 against fp32.
+  peers    ResNet-50 fp32 on the same images: `headstart extract` (whole process) against the plain
+           Python onnxruntime pipeline, PyTorch eager and Keras (benches/peers/).
+  head     `headstart train-head` (whole process, startup included) against the identical PyTorch
+           and Keras heads on the same cached embeddings, and the baseline's regularisation sweep
+           against scikit-learn's (benches/head_reference.py).
+  growth   cifar10, 6000 files against all 60000: scan + fully cached re-run, cache load, training
+           time, peak memory; cold extract with --growth-cold (about 10 minutes for 60000).
+
+--write replaces each section's table in BENCHMARKS.md (between `<!-- bench:NAME -->` markers)
+and always leaves the raw results in target/bench/results.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "data"
+WORK = ROOT / "target" / "bench"
+BIN = ROOT / "target" / "release" / "headstart"
+PY = sys.executable
+RESNET = ROOT / "models" / "resnet50.random.onnx"
+RESNET_INT8 = ROOT / "models" / "resnet50_int8.random.onnx"
+
+
+def log(*args):
+    print(*args, file=sys.stderr, flush=True)
+
+
+def run(cmd, **kw):
+    """Runs a command; returns (wall seconds, stdout). Fails loudly: a broken run is no figure."""
+    start = time.perf_counter()
+    proc = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, cwd=ROOT, **kw)
+    wall = time.perf_counter() - start
+    if proc.returncode != 0:
+        log(proc.stdout[-2000:], proc.stderr[-4000:])
+        raise SystemExit(f"failed ({proc.returncode}): {' '.join(map(str, cmd))}")
+    return wall, proc.stdout
+
+
+def bench_json(stdout):
+    return json.loads(next(l for l in stdout.splitlines() if l.startswith("BENCH_JSON ")).split(" ", 1)[1])
+
+
+def median(values):
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else float("nan")
+
+
+def machine():
+    flags = set()
+    model = "?"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name") and model == "?":
+            model = line.split(":", 1)[1].strip()
+        if line.startswith("flags"):
+            flags = set(line.split(":", 1)[1].split())
+    wanted = ["avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_int8", "amx_bf16"]
+    versions = {"rustc": run(["rustc", "--version"])[1].split()[1]}
+    for module in ("onnxruntime", "torch", "tensorflow", "sklearn", "numpy"):
+        try:
+            versions[module] = __import__(module).__version__
+        except Exception:
+            versions[module] = "absent"
+    try:
+        versions["headstart"] = run(["git", "rev-parse", "--short", "HEAD"])[1].strip()
+    except SystemExit:
+        versions["headstart"] = "?"
+    return {
+        "cpu": model,
+        "cores": len(os.sched_getaffinity(0)),
+        "flags": [f for f in wanted if f in flags],
+        "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30),
+        "versions": versions,
+        "python": platform.python_version(),
+    }
+
+
+def machine_line(m):
+    v = ", ".join(f"{k} {val}" for k, val in m["versions"].items())
+    return f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, flags {' '.join(m['flags'])}. Versions: {v}."
+
+
+def table(header, rows):
+    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------
+# Sections
+
+
+def extract_section(rounds):
+    exe = bench_executable()
+    configs = [
+        ("flowers5", "efficientnet_lite0", []),
+        ("flowers5", "efficientnet_lite0 int8", ["--int8"]),
+        ("hymenoptera", "efficientnet_lite0", []),
+        ("hymenoptera", "efficientnet_lite0 int8", ["--int8"]),
+        ("hymenoptera", "ResNet-50 fp32 (random weights)", ["--model", RESNET]),
+        ("hymenoptera", "ResNet-50 int8 (random weights)", ["--model", RESNET_INT8]),
+    ]
+    results = {i: [] for i in range(len(configs))}
+    for r in range(rounds):
+        for i, (data, name, flags) in enumerate(configs):
+            log(f"extract round {r + 1}/{rounds}: {data} {name}")
+            results[i].append(bench_json(run([exe, SHARED / data, *flags, "--sample", "256"])[1]))
+    rows = []
+    for i, (data, name, _) in enumerate(configs):
+        rs = results[i]
+        m = {k: median([x[k] for x in rs]) for k in rs[0] if isinstance(rs[0][k], (int, float))}
+        rows.append(
+            [
+                f"{data} ({m['images']:.0f})",
+                name,
+                f"{m['images_per_second']:.1f}",
+                f"{m['network_images_per_second']:.1f}",
+                f"{m['decode_ms']:.2f} ({m['full_decode_ms']:.2f})",
+                f"{median([x['seconds'] / x['bound_seconds'] for x in rs]):.2f}",
+                f"{m['rerun_seconds']:.2f}",
+                f"{m['peak_rss_mib']:.0f}",
+            ]
+        )
+    # int8 speed-up, end to end and network alone, per data set and backbone.
+    speedups = []
+    for fp32, int8 in ((0, 1), (2, 3), (4, 5)):
+        e2e = median([b["images_per_second"] for b in results[int8]]) / median(
+            [a["images_per_second"] for a in results[fp32]]
+        )
+        net = median([b["network_images_per_second"] for b in results[int8]]) / median(
+            [a["network_images_per_second"] for a in results[fp32]]
+        )
+        speedups.append([configs[fp32][0], configs[fp32][1].split(" (")[0].replace(" fp32", ""), f"{e2e:.2f}x", f"{net:.2f}x"])
+    text = table(
+        [
+            "data (images)",
+            "backbone",
+            "end to end img/s",
+            "network alone img/s",
+            "decode+resize ms/img, 1 core (full-size JPEG decode)",
+            "end to end / (network + decode/cores)",
+            "cache re-run s",
+            "peak RSS MiB",
+        ],
+        rows,
+    )
+    text += "\n\nint8 against fp32 (same run):\n\n" + table(
+        ["data", "backbone", "end to end", "network alone"], speedups
+    )
+    return text, results
+
+
+def peers_section(rounds):
+    data = SHARED / "hymenoptera" / "val"
+    contenders = {
+        "headstart extract (whole process)": None,
+        "Python: PIL + thread pool + onnxruntime": [PY, "benches/peers/python_ort.py", data, RESNET, "--preset", "torch"],
+        "PyTorch eager (torchvision)": [PY, "benches/peers/torch_resnet50.py", data],
+        "Keras ResNet50(weights=None).predict": [PY, "benches/peers/keras_resnet50.py", data],
+    }
+    results = {k: [] for k in contenders}
+    for r in range(rounds):
+        for name, cmd in contenders.items():
+            log(f"peers round {r + 1}/{rounds}: {name}")
+            if cmd is None:
+                ws = Path(tempfile.mkdtemp(dir=WORK))
+                wall, out = run([BIN, "--workspace", ws, "--json", "--quiet", "extract", "--data", data, "--model", RESNET])
+                summary = json.loads(out)
+                shutil.rmtree(ws)
+                results[name].append({"images_per_second": summary["images"] / wall, "network": summary["images_per_second"]})
+            else:
+                out = bench_json(run(cmd)[1])
+                results[name].append(
+                    {"images_per_second": out["images_per_second"], "network": (out["images"] - out["skipped"]) / out["network_seconds"]}
+                )
+    ours = median([x["images_per_second"] for x in results["headstart extract (whole process)"]])
+    rows = []
+    for name, rs in results.items():
+        e2e = median([x["images_per_second"] for x in rs])
+        rows.append(
+            [
+                name,
+                f"{e2e:.1f}",
+                f"{median([x['network'] for x in rs]):.1f}",
+                f"{ours / e2e:.2f}x",
+                ", ".join(f"{x['images_per_second']:.1f}" for x in rs),
+            ]
+        )
+    text = table(
+        ["pipeline", "end to end img/s (median)", "in the network img/s", "headstart is", "rounds"], rows
+    )
+    return text, results
+
+
+def head_section(rounds):
+    ws = WORK / "flowers5-ws"
+    if not (ws / "dataset.json").is_file():
+        log("head: extracting flowers5 once (not timed)")
+        run([BIN, "--workspace", ws, "--quiet", "extract", "--data", SHARED / "flowers5"])
+    rows_by = {k: [] for k in ("headstart head", "PyTorch head", "Keras head", "headstart baseline sweep", "scikit-learn sweep")}
+    for r in range(rounds):
+        log(f"head round {r + 1}/{rounds}")
+        wall, out = run([BIN, "--workspace", ws, "--json", "--quiet", "train-head", "--seed", r])
+        acc = json.loads(run([BIN, "--workspace", ws, "--json", "--quiet", "eval", "--split", "test"])[1])
+        rows_by["headstart head"].append(
+            {"seconds": wall, "train_seconds": json.loads(out)["seconds"], "accuracy": acc["models"][0]["evaluation"]["accuracy"]}
+        )
+        _, out = run([BIN, "--workspace", ws, "--json", "--quiet", "train-head", "--seed", r, "--baseline"])
+        baseline = json.loads(out)["baseline"]
+        acc = json.loads(run([BIN, "--workspace", ws, "--json", "--quiet", "eval", "--split", "test"])[1])
+        base_acc = next(m for m in acc["models"] if m["model"] != "head")["evaluation"]["accuracy"]
+        rows_by["headstart baseline sweep"].append(
+            {"seconds": baseline["seconds"], "accuracy": base_acc, "fits": len(baseline["sweep"])}
+        )
+        report = WORK / "head_reference.json"
+        wall, _ = run([PY, "benches/head_reference.py", ws, "--frameworks", "torch", "keras", "sklearn", "--seeds", r, "--json-out", report])
+        for res in json.loads(report.read_text())["results"]:
+            name = {"torch": "PyTorch head", "keras": "Keras head", "sklearn": "scikit-learn sweep"}[res["framework"]]
+            rows_by[name].append({"seconds": res["seconds"], "accuracy": res["accuracy"]})
+    ours = median([x["seconds"] for x in rows_by["headstart head"]])
+    ours_base = median([x["seconds"] for x in rows_by["headstart baseline sweep"]])
+    rows = []
+    for name, rs in rows_by.items():
+        s = median([x["seconds"] for x in rs])
+        base = ours_base if "sweep" in name else ours
+        rows.append(
+            [
+                name,
+                f"{s:.2f}",
+                f"{median([x['accuracy'] for x in rs]):.3f}",
+                f"{s / base:.1f}x" if name not in ("headstart head", "headstart baseline sweep") else "1",
+                ", ".join(f"{x['seconds']:.2f}" for x in rs),
+            ]
+        )
+    text = table(["", "seconds (median)", "flowers5 test accuracy (median)", "time / headstart's", "rounds"], rows)
+    text += (
+        "\n\nheadstart's head time is the whole `headstart train-head` process (start, cache load, "
+        "5 epochs, validation, saving); its training loop alone took "
+        f"{median([x['train_seconds'] for x in rows_by['headstart head']]):.2f} s. The PyTorch and "
+        "Keras times are their training loops only (imports and data loading excluded)."
+    )
+    return text, rows_by
+
+
+def subset(src, dst, every):
+    """A class-folder copy of SRC made of symlinks to every `every`-th file of each class."""
+    if dst.exists():
+        shutil.rmtree(dst)
+    for folder in sorted(p for p in src.rglob("*") if p.is_dir()):
+        files = sorted(f for f in folder.iterdir() if f.is_file())
+        if files:
+            out = dst / folder.relative_to(src)
+            out.mkdir(parents=True)
+            for f in files[::every]:
+                (out / f.name).symlink_to(f)
+
+
+def growth_section(cold):
+    cifar = SHARED / "cifar10"
+    small = WORK / "cifar10-6000"
+    subset(cifar, small, 10)
+    rows = []
+    for data, label in ((small, "6000"), (cifar, "60000")):
+        ws = WORK / f"growth-{label}"
+        if cold and ws.exists():
+            shutil.rmtree(ws)
+        if cold or not (ws / "dataset.json").is_file():
+            log(f"growth: cold extract of {label} files")
+            start = time.perf_counter()
+            proc = subprocess.run(
+                ["/usr/bin/time", "-f", "PEAK_KB %M", str(BIN), "--workspace", str(ws), "--quiet", "extract", "--data", str(data)],
+                capture_output=True, text=True, cwd=ROOT, check=True,
+            )
+            cold_s = time.perf_counter() - start
+            peak_cold = int(re.search(r"PEAK_KB (\d+)", proc.stderr).group(1)) / 1024
+        else:
+            cold_s = peak_cold = None
+        # Fully cached re-run (scan, hash, load), with its peak memory.
+        start = time.perf_counter()
+        proc = subprocess.run(
+            ["/usr/bin/time", "-f", "PEAK_KB %M", str(BIN), "--workspace", str(ws), "--quiet", "extract", "--data", str(data)],
+            capture_output=True, text=True, cwd=ROOT, check=True,
+        )
+        rerun = time.perf_counter() - start
+        peak_rerun = int(re.search(r"PEAK_KB (\d+)", proc.stderr).group(1)) / 1024
+        wall, out = run([BIN, "--workspace", ws, "--json", "--quiet", "train-head", "--epochs", "5"])
+        train = json.loads(out)["seconds"]
+        rows.append(
+            [
+                label,
+                f"{cold_s:.1f}" if cold_s else "(cached)",
+                f"{peak_cold:.0f}" if peak_cold else "",
+                f"{rerun:.2f}" + (f" ({rerun / cold_s:.1%} of cold)" if cold_s else ""),
+                f"{peak_rerun:.0f}",
+                f"{wall - train:.2f}",
+                f"{train:.2f}",
+            ]
+        )
+    text = table(
+        ["files", "cold extract s", "peak RSS cold MiB", "fully cached re-run s", "peak RSS re-run MiB", "train-head outside training s (start, cache load, save)", "5 epochs s"],
+        rows,
+    )
+    return text, rows
+
+
+def bench_executable():
+    out = subprocess.run(
+        ["cargo", "bench", "--bench", "extract", "--no-run", "--message-format", "json"],
+        capture_output=True, text=True, cwd=ROOT, check=True,
+    ).stdout
+    for line in out.splitlines():
+        msg = json.loads(line)
+        if msg.get("reason") == "compiler-artifact" and msg["target"]["name"] == "extract" and msg.get("executable"):
+            return msg["executable"]
+    raise SystemExit("cargo bench --bench extract --no-run built no executable")
+
+
+def write(name, text, m):
+    path = ROOT / "BENCHMARKS.md"
+    doc = path.read_text()
+    block = f"<!-- bench:{name} -->\n{machine_line(m)}\nMedian of the rounds shown, run interleaved on {time.strftime('%Y-%m-%d')} by `python benches/run.py --sections {name}`.\n\n{text}\n<!-- /bench:{name} -->"
+    pattern = re.compile(rf"<!-- bench:{name} -->.*?<!-- /bench:{name} -->", re.S)
+    doc = pattern.sub(lambda _: block, doc) if pattern.search(doc) else doc.rstrip() + "\n\n" + block + "\n"
+    path.write_text(doc)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--sections", nargs="+", default=["extract", "peers", "head", "growth"])
+    parser.add_argument("--growth-cold", action="store_true", help="also time cold extraction of 60000 files")
+    parser.add_argument("--write", action="store_true", help="update BENCHMARKS.md")
+    args = parser.parse_args()
+    WORK.mkdir(parents=True, exist_ok=True)
+    if not SHARED.is_dir():
+        raise SystemExit(f"{SHARED} is missing: the benchmarks run on the shared data sets")
+    for model in (RESNET, RESNET_INT8):
+        if not model.is_file():
+            raise SystemExit(f"{model} is missing: run `python benches/models.py` first")
+    run(["cargo", "build", "--release"])
+    m = machine()
+    log(machine_line(m))
+    results = {"machine": m}
+    for name in args.sections:
+        started = time.perf_counter()
+        if name == "growth":
+            text, raw = growth_section(args.growth_cold)
+        else:
+            text, raw = {"extract": extract_section, "peers": peers_section, "head": head_section}[name](args.rounds)
+        log(f"{name}: {time.perf_counter() - started:.0f} s\n{text}\n")
+        print(f"## {name}\n\n{text}\n", flush=True)
+        results[name] = {"table": text, "raw": raw}
+        if args.write:
+            write(name, text, m)
+    (WORK / "results.json").write_text(json.dumps(results, indent=2, default=str))
+
+
+if __name__ == "__main__":
+    main()

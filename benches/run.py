@@ -142,7 +142,7 @@ def extract_section(rounds):
                 name,
                 f"{m['images_per_second']:.1f}",
                 f"{m['network_images_per_second']:.1f}",
-                f"{m['decode_ms']:.2f} ({m['full_decode_ms']:.2f})",
+                f"{m['decode_ms']:.2f} + {m['resize_ms']:.2f}",
                 f"{median([x['seconds'] / x['bound_seconds'] for x in rs]):.2f}",
                 f"{m['rerun_seconds']:.2f}",
                 f"{m['peak_rss_mib']:.0f}",
@@ -164,7 +164,7 @@ def extract_section(rounds):
             "backbone",
             "end to end img/s",
             "network alone img/s",
-            "decode+resize ms/img, 1 core (full-size JPEG decode)",
+            "decode + crop/resize/normalise ms/img, 1 core",
             "end to end / (network + decode/cores)",
             "cache re-run s",
             "peak RSS MiB",
@@ -179,19 +179,22 @@ def extract_section(rounds):
 
 def peers_section(rounds):
     data = SHARED / "hymenoptera" / "val"
+    lite0 = ROOT / "models" / "efficientnet_lite0.onnx"
     contenders = {
-        "headstart extract (whole process)": None,
-        "Python: PIL + thread pool + onnxruntime": [PY, "benches/peers/python_ort.py", data, RESNET, "--preset", "torch"],
-        "PyTorch eager (torchvision)": [PY, "benches/peers/torch_resnet50.py", data],
-        "Keras ResNet50(weights=None).predict": [PY, "benches/peers/keras_resnet50.py", data],
+        "ResNet-50: headstart extract (whole process)": ["--model", RESNET],
+        "ResNet-50: Python, PIL + thread pool + onnxruntime": [PY, "benches/peers/python_ort.py", data, RESNET, "--preset", "torch"],
+        "ResNet-50: PyTorch eager (torchvision)": [PY, "benches/peers/torch_resnet50.py", data],
+        "ResNet-50: Keras ResNet50(weights=None).predict": [PY, "benches/peers/keras_resnet50.py", data],
+        "EfficientNet-Lite0: headstart extract (whole process)": ["--model", "efficientnet_lite0"],
+        "EfficientNet-Lite0: Python, PIL + thread pool + onnxruntime": [PY, "benches/peers/python_ort.py", data, lite0, "--preset", "tflite"],
     }
     results = {k: [] for k in contenders}
     for r in range(rounds):
         for name, cmd in contenders.items():
             log(f"peers round {r + 1}/{rounds}: {name}")
-            if cmd is None:
+            if cmd[0] == "--model":
                 ws = Path(tempfile.mkdtemp(dir=WORK))
-                wall, out = run([BIN, "--workspace", ws, "--json", "--quiet", "extract", "--data", data, "--model", RESNET])
+                wall, out = run([BIN, "--workspace", ws, "--json", "--quiet", "extract", "--data", data, *cmd])
                 summary = json.loads(out)
                 shutil.rmtree(ws)
                 results[name].append({"images_per_second": summary["images"] / wall, "network": summary["images_per_second"]})
@@ -200,9 +203,10 @@ def peers_section(rounds):
                 results[name].append(
                     {"images_per_second": out["images_per_second"], "network": (out["images"] - out["skipped"]) / out["network_seconds"]}
                 )
-    ours = median([x["images_per_second"] for x in results["headstart extract (whole process)"]])
     rows = []
     for name, rs in results.items():
+        backbone = name.split(":")[0]
+        ours = median([x["images_per_second"] for x in results[f"{backbone}: headstart extract (whole process)"]])
         e2e = median([x["images_per_second"] for x in rs])
         rows.append(
             [

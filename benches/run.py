@@ -349,7 +349,12 @@ def bench_executable():
 def write(name, text, m):
     path = ROOT / "BENCHMARKS.md"
     doc = path.read_text()
-    block = f"<!-- bench:{name} -->\n{machine_line(m)}\nMedian of the rounds shown, run interleaved on {time.strftime('%Y-%m-%d')} by `python benches/run.py --sections {name}`.\n\n{text}\n<!-- /bench:{name} -->"
+    how = (
+        f"One run of each size on {time.strftime('%Y-%m-%d')}, by `python benches/run.py --sections growth --growth-cold`."
+        if name == "growth"
+        else f"Median of the rounds shown, run interleaved on {time.strftime('%Y-%m-%d')} by `python benches/run.py --sections {name}`."
+    )
+    block = f"<!-- bench:{name} -->\n{machine_line(m)}\n{how}\n\n{text}\n<!-- /bench:{name} -->"
     pattern = re.compile(rf"<!-- bench:{name} -->.*?<!-- /bench:{name} -->", re.S)
     doc = pattern.sub(lambda _: block, doc) if pattern.search(doc) else doc.rstrip() + "\n\n" + block + "\n"
     path.write_text(doc)

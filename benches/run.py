@@ -286,6 +286,17 @@ def subset(src, dst, every):
                 (out / f.name).symlink_to(f)
 
 
+def timed_extract(ws, data):
+    """(wall seconds, peak RSS MiB) of one `headstart extract` process."""
+    start = time.perf_counter()
+    proc = subprocess.run(
+        ["/usr/bin/time", "-f", "PEAK_KB %M", str(BIN), "--workspace", str(ws), "--quiet", "extract", "--data", str(data)],
+        capture_output=True, text=True, cwd=ROOT, check=True,
+    )
+    wall = time.perf_counter() - start
+    return wall, int(re.search(r"PEAK_KB (\d+)", proc.stderr).group(1)) / 1024
+
+
 def growth_section(cold):
     cifar = SHARED / "cifar10"
     small = WORK / "cifar10-6000"
@@ -297,23 +308,10 @@ def growth_section(cold):
             shutil.rmtree(ws)
         if cold or not (ws / "dataset.json").is_file():
             log(f"growth: cold extract of {label} files")
-            start = time.perf_counter()
-            proc = subprocess.run(
-                ["/usr/bin/time", "-f", "PEAK_KB %M", str(BIN), "--workspace", str(ws), "--quiet", "extract", "--data", str(data)],
-                capture_output=True, text=True, cwd=ROOT, check=True,
-            )
-            cold_s = time.perf_counter() - start
-            peak_cold = int(re.search(r"PEAK_KB (\d+)", proc.stderr).group(1)) / 1024
+            cold_s, peak_cold = timed_extract(ws, data)
         else:
             cold_s = peak_cold = None
-        # Fully cached re-run (scan, hash, load), with its peak memory.
-        start = time.perf_counter()
-        proc = subprocess.run(
-            ["/usr/bin/time", "-f", "PEAK_KB %M", str(BIN), "--workspace", str(ws), "--quiet", "extract", "--data", str(data)],
-            capture_output=True, text=True, cwd=ROOT, check=True,
-        )
-        rerun = time.perf_counter() - start
-        peak_rerun = int(re.search(r"PEAK_KB (\d+)", proc.stderr).group(1)) / 1024
+        rerun, peak_rerun = timed_extract(ws, data)  # fully cached: scan, hash, load
         wall, out = run([BIN, "--workspace", ws, "--json", "--quiet", "train-head", "--epochs", "5"])
         train = json.loads(out)["seconds"]
         rows.append(

@@ -61,8 +61,16 @@ pub struct BackboneChoice {
 pub enum BackboneError {
     #[error("no backbone named `{name}` in {dir} (known: {known}): pass --model with one of those names or a path to an .onnx file")]
     UnknownName { name: String, dir: PathBuf, known: String },
-    #[error("backbone `{name}` has no int8 version ({description} names none): make one with `python models/quantize.py {name} --data DIR --output models/{name}_int8.onnx --register`, or drop --int8")]
-    NoInt8 { name: String, description: String },
+    #[error("backbone `{name}` has no int8 version ({why}): make one with `python models/quantize.py {model} --data DIR --output {} {flags}`{then}, or drop --int8", output.display())]
+    NoInt8 {
+        name: String,
+        model: String,
+        why: String,
+        output: PathBuf,
+        /// `--register` when a description can link to the int8 model, else `--preset P`.
+        flags: &'static str,
+        then: String,
+    },
     #[error("cannot read {path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
     #[error("backbone description {path} is invalid: {source}")]
@@ -155,14 +163,14 @@ impl BackboneChoice {
     pub fn resolve(&self) -> Result<BackboneInfo, BackboneError> {
         let model = self.model.as_deref().unwrap_or(DEFAULT_MODEL);
         let as_path = Path::new(model);
-        let (path, description) = if model.ends_with(".onnx") || as_path.is_file() {
-            let beside = as_path.with_extension("json");
+        let beside = as_path.with_extension("json");
+        let (path, description, described_by) = if model.ends_with(".onnx") || as_path.is_file() {
             let description = if beside.is_file() {
                 Some(read_description(&beside)?)
             } else {
                 None
             };
-            (as_path.to_path_buf(), description)
+            (as_path.to_path_buf(), description, beside)
         } else {
             let dir = models_dir();
             let json = dir.join(format!("{model}.json"));
@@ -174,18 +182,34 @@ impl BackboneChoice {
                 });
             }
             let description = read_description(&json)?;
-            (dir.join(&description.file), Some(description))
+            (dir.join(&description.file), Some(description), json)
         };
         if self.int8 {
             let int8 = description.as_ref().and_then(|d| d.int8.clone());
             let Some(int8) = int8 else {
+                let stem = path.file_stem().unwrap_or_default().to_string_lossy();
+                let output = path.with_file_name(format!("{stem}_int8.onnx"));
+                let (name, why, flags, then) = match description {
+                    Some(d) => (
+                        d.name,
+                        format!("{} names none", described_by.display()),
+                        "--register",
+                        String::new(),
+                    ),
+                    None => (
+                        model.to_string(),
+                        format!("no {} describes it", described_by.display()),
+                        "--preset P",
+                        format!(" and pass --model {}", output.display()),
+                    ),
+                };
                 return Err(BackboneError::NoInt8 {
-                    name: description.map_or_else(|| model.to_string(), |d| d.name),
-                    description: if as_path.is_file() {
-                        as_path.with_extension("json").display().to_string()
-                    } else {
-                        format!("{model}.json")
-                    },
+                    name,
+                    model: model.to_string(),
+                    why,
+                    output,
+                    flags,
+                    then,
                 });
             };
             // The int8 model lives beside its fp32 description, which may be a user's folder.

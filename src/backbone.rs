@@ -61,16 +61,8 @@ pub struct BackboneChoice {
 pub enum BackboneError {
     #[error("no backbone named `{name}` in {dir} (known: {known}): pass --model with one of those names or a path to an .onnx file")]
     UnknownName { name: String, dir: PathBuf, known: String },
-    #[error("backbone `{name}` has no int8 version ({why}): make one with `python models/quantize.py {model} --data DIR --output {} {flags}`{then}, or drop --int8", output.display())]
-    NoInt8 {
-        name: String,
-        model: String,
-        why: String,
-        output: PathBuf,
-        /// `--register` when a description can link to the int8 model, else `--preset P`.
-        flags: &'static str,
-        then: String,
-    },
+    #[error("backbone `{name}` has no int8 version ({why}): make one with {fix}, or drop --int8")]
+    NoInt8 { name: String, why: String, fix: String },
     #[error("cannot read {path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
     #[error("backbone description {path} is invalid: {source}")]
@@ -189,27 +181,21 @@ impl BackboneChoice {
             let Some(int8) = int8 else {
                 let stem = path.file_stem().unwrap_or_default().to_string_lossy();
                 let output = path.with_file_name(format!("{stem}_int8.onnx"));
-                let (name, why, flags, then) = match description {
-                    Some(d) => (
-                        d.name,
-                        format!("{} names none", described_by.display()),
-                        "--register",
-                        String::new(),
-                    ),
-                    None => (
-                        model.to_string(),
-                        format!("no {} describes it", described_by.display()),
-                        "--preset P",
-                        format!(" and pass --model {}", output.display()),
-                    ),
-                };
-                return Err(BackboneError::NoInt8 {
-                    name,
-                    model: model.to_string(),
-                    why,
-                    output,
-                    flags,
-                    then,
+                let quantize = format!(
+                    "`python models/quantize.py {model} --data DIR --output {}",
+                    output.display()
+                );
+                return Err(match description {
+                    Some(d) => BackboneError::NoInt8 {
+                        name: d.name,
+                        why: format!("{} names none", described_by.display()),
+                        fix: format!("{quantize} --register`"),
+                    },
+                    None => BackboneError::NoInt8 {
+                        name: model.to_string(),
+                        why: format!("no {} describes it", described_by.display()),
+                        fix: format!("{quantize} --preset P` and pass --model {}", output.display()),
+                    },
                 });
             };
             // The int8 model lives beside its fp32 description, which may be a user's folder.

@@ -28,6 +28,7 @@ and always leaves the raw results in target/bench/results.json.
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import json
 import os
 import platform
@@ -83,11 +84,22 @@ def machine():
             flags = set(line.split(":", 1)[1].split())
     wanted = ["avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_int8", "amx_bf16"]
     versions = {"rustc": run(["rustc", "--version"])[1].split()[1]}
-    for module in ("onnxruntime", "torch", "tensorflow", "sklearn", "numpy"):
-        try:
-            versions[module] = __import__(module).__version__
-        except Exception:
-            versions[module] = "absent"
+    # From the installed packages' metadata: importing TensorFlow and torch here would keep
+    # gigabytes of them in this process while it times the others.
+    for name, packages in (
+        ("onnxruntime", ["onnxruntime"]),
+        ("torch", ["torch"]),
+        ("tensorflow", ["tensorflow-cpu", "tensorflow"]),
+        ("sklearn", ["scikit-learn"]),
+        ("numpy", ["numpy"]),
+    ):
+        found = []
+        for package in packages:
+            try:
+                found.append(importlib.metadata.version(package))
+            except importlib.metadata.PackageNotFoundError:
+                pass
+        versions[name] = found[0] if found else "absent"
     try:
         versions["headstart"] = run(["git", "rev-parse", "--short", "HEAD"])[1].strip()
     except SystemExit:

@@ -5,6 +5,7 @@ with the same preprocessing definition (models/preprocess_reference.py, which he
 preprocessing is tested against), so that only the framework differs.
 """
 
+import argparse
 import json
 import os
 import sys
@@ -37,6 +38,22 @@ def safe(function, path, *args):
         return function(path, *args)
     except Exception:
         return None
+
+
+def arguments(doc):
+    """The options every peer takes: the image folder and the batch size."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    parser.add_argument("data")
+    parser.add_argument("--batch", type=int, default=32)
+    return parser
+
+
+def batches(files, load, size):
+    """(loaded images, how many of this batch could not be loaded) per batch of `size` files,
+    loaded in this thread, as a notebook loop does."""
+    for i in range(0, len(files), size):
+        loaded = [safe(load, p) for p in files[i : i + size]]
+        yield [x for x in loaded if x is not None], sum(x is None for x in loaded)
 
 
 def report(peer, n_images, skipped, seconds, network_seconds, **extra):

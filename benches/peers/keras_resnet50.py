@@ -9,7 +9,6 @@ torchvision ones; the speed does not depend on them.
 Prints one `BENCH_JSON {...}` line (see common.py).
 """
 
-import argparse
 import os
 import time
 
@@ -17,14 +16,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-from common import cores, images, report, safe  # noqa: E402
+from common import arguments, batches, cores, images, report  # noqa: E402
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("data")
+    parser = arguments(__doc__)
     parser.add_argument("--size", type=int, default=224)
-    parser.add_argument("--batch", type=int, default=32)
     args = parser.parse_args()
     files = images(args.data)
 
@@ -43,10 +40,8 @@ def main():
         return keras.utils.img_to_array(keras.utils.load_img(path, target_size=size))
 
     network, skipped = 0.0, 0
-    for i in range(0, len(files), args.batch):
-        batch = [safe(load, p) for p in files[i : i + args.batch]]
-        skipped += sum(x is None for x in batch)
-        batch = [x for x in batch if x is not None]
+    for batch, failed in batches(files, load, args.batch):
+        skipped += failed
         if batch:
             x = keras.applications.resnet50.preprocess_input(np.stack(batch))
             t = time.perf_counter()

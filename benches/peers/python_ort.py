@@ -7,24 +7,21 @@ Prints one `BENCH_JSON {...}` line: wall seconds from the first file read to the
 (session creation included, interpreter start excluded), and the seconds spent in `run`.
 """
 
-import argparse
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import onnxruntime as ort
 
-from common import cores, images, preprocess, report, safe
+from common import arguments, cores, images, preprocess, report, safe
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("data")
+    parser = arguments(__doc__)
     parser.add_argument("model")
     parser.add_argument("--preset", required=True)
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--resize", type=int)
-    parser.add_argument("--batch", type=int, default=32)
     args = parser.parse_args()
     resize = args.resize or args.size * 256 // 224
     files = images(args.data)

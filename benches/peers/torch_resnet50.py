@@ -9,7 +9,6 @@ from models/resnet50.random.onnx (or --weights-file for a torchvision .pth).
 Prints one `BENCH_JSON {...}` line (see common.py).
 """
 
-import argparse
 import time
 
 import torch
@@ -17,7 +16,7 @@ from PIL import Image, ImageOps
 from torchvision import transforms
 from torchvision.models import resnet50
 
-from common import cores, images, report, safe
+from common import arguments, batches, cores, images, report
 
 
 def load(path, transform):
@@ -26,11 +25,9 @@ def load(path, transform):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("data")
+    parser = arguments(__doc__)
     parser.add_argument("--weights-file")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--batch", type=int, default=32)
     args = parser.parse_args()
     files = images(args.data)
 
@@ -52,10 +49,8 @@ def main():
     )
     network, skipped = 0.0, 0
     with torch.inference_mode():
-        for i in range(0, len(files), args.batch):
-            batch = [safe(load, p, transform) for p in files[i : i + args.batch]]
-            skipped += sum(x is None for x in batch)
-            batch = [x for x in batch if x is not None]
+        for batch, failed in batches(files, lambda p: load(p, transform), args.batch):
+            skipped += failed
             if batch:
                 t = time.perf_counter()
                 model(torch.stack(batch))

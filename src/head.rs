@@ -599,13 +599,22 @@ impl Adam {
                 if decayed && self.weight_decay > 0.0 {
                     w.iter_mut().for_each(|w| *w *= shrink);
                 }
-                for (((w, &g), m), v) in w.iter_mut().zip(g).zip(m.iter_mut()).zip(v) {
-                    *m += (g - *m) * (1.0 - BETA1);
-                    *v += (g * g - *v) * (1.0 - BETA2);
-                    *w -= *m * alpha / (v.sqrt() + ADAM_EPSILON);
-                }
+                adam_step(w, g, m, v, alpha);
             }
         }
+    }
+}
+
+/// One Adam step, element by element. Compiled for AVX2 and AVX-512 as well and chosen at run
+/// time: the square root and division dominate, and the default x86-64 target has only SSE2
+/// (0.25-0.3 -> 0.19 s of 5 epochs on flowers5 with AVX2). Splitting it across the cores was
+/// slower (0.40 s): the matrix products' worker threads still hold the other core.
+#[multiversion::multiversion(targets("x86_64+avx512f+avx512vl", "x86_64+avx2+fma", "aarch64+neon"))]
+fn adam_step(w: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], alpha: f32) {
+    for (((w, &g), m), v) in w.iter_mut().zip(g).zip(m.iter_mut()).zip(v) {
+        *m += (g - *m) * (1.0 - BETA1);
+        *v += (g * g - *v) * (1.0 - BETA2);
+        *w -= *m * alpha / (v.sqrt() + ADAM_EPSILON);
     }
 }
 

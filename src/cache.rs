@@ -21,12 +21,11 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use ndarray::Array2;
-use safetensors::tensor::{Dtype, TensorView};
-use safetensors::SafeTensors;
+use safetensors::tensor::{Dtype, Metadata, TensorView};
 use serde::{Deserialize, Serialize};
 
 use crate::dataset::{Sample, Skipped, Split};
@@ -389,8 +388,32 @@ impl Vectors {
 
     /// Parses and checks a cache file's bytes; the error says what is wrong.
     pub fn decode(bytes: &[u8]) -> Result<Vectors, String> {
-        let (_, header) = SafeTensors::read_metadata(bytes).map_err(|e| e.to_string())?;
-        let tensors = SafeTensors::deserialize(bytes).map_err(|e| e.to_string())?;
+        Self::read(std::io::Cursor::new(bytes), bytes.len() as u64).map_err(|failure| match failure {
+            ReadFailure::Io(e) => e.to_string(),
+            ReadFailure::Corrupt(message) => message,
+        })
+    }
+
+    /// Reads and checks a cache file of `len` bytes, its tensors going straight into the vectors:
+    /// one copy from the page cache and no buffer of the whole file (at 60000 images that buffer
+    /// was 300 MB more peak memory and a second pass over it).
+    fn read(mut reader: impl Read, len: u64) -> Result<Vectors, ReadFailure> {
+        let corrupt = |message: String| ReadFailure::Corrupt(message);
+        if len < 8 {
+            return Err(corrupt(format!("it has {len} bytes, too few for a header")));
+        }
+        let mut size = [0u8; 8];
+        read_part(&mut reader, &mut size, "the header length")?;
+        let header_len = u64::from_le_bytes(size);
+        if header_len > MAX_HEADER_BYTES || header_len > len - 8 {
+            return Err(corrupt(format!(
+                "its header length {header_len} does not fit a file of {len} bytes"
+            )));
+        }
+        let mut header = vec![0u8; header_len as usize];
+        read_part(&mut reader, &mut header, "the header")?;
+        let header: Metadata =
+            serde_json::from_slice(&header).map_err(|e| corrupt(format!("its header is not safetensors: {e}")))?;
         let seal: serde_json::Value = header
             .metadata()
             .as_ref()
@@ -398,39 +421,85 @@ impl Vectors {
             .and_then(|v| serde_json::from_str(v).ok())
             .unwrap_or_default();
         if seal["format"] != FORMAT {
-            return Err(format!("its metadata does not name the format {FORMAT}"));
+            return Err(corrupt(format!("its metadata does not name the format {FORMAT}")));
         }
-        let emb = tensors.tensor("embeddings").map_err(|e| e.to_string())?;
-        let keys = tensors.tensor("sha256").map_err(|e| e.to_string())?;
-        let (n, dim) = match emb.shape() {
-            [n, d] if emb.dtype() == Dtype::F32 && *d > 0 => (*n, *d),
-            s => return Err(format!("embeddings has shape {s:?}, expected [N, D] f32")),
+        let missing = |name: &str| corrupt(format!("it has no tensor {name:?}"));
+        let emb = header.info("embeddings").ok_or_else(|| missing("embeddings"))?;
+        let keys = header.info("sha256").ok_or_else(|| missing("sha256"))?;
+        if header.tensors().len() != 2 {
+            return Err(corrupt("it holds tensors other than embeddings and sha256".into()));
+        }
+        let (n, dim) = match emb.shape[..] {
+            [n, d] if emb.dtype == Dtype::F32 && d > 0 => (n, d),
+            ref s => return Err(corrupt(format!("embeddings has shape {s:?}, expected [N, D] f32"))),
         };
-        if keys.shape() != [n, 32] || keys.dtype() != Dtype::U8 {
-            return Err(format!("sha256 has shape {:?}, expected [{n}, 32] u8", keys.shape()));
+        if keys.shape != [n, 32] || keys.dtype != Dtype::U8 {
+            return Err(corrupt(format!(
+                "sha256 has shape {:?}, expected [{n}, 32] u8",
+                keys.shape
+            )));
         }
-        let crc = tensors_crc([("embeddings", emb.data()), ("sha256", keys.data())]);
+        // Both tensors, back to back, must fill the data exactly: checked before allocating, so
+        // a damaged header cannot ask for more memory than the file holds.
+        let data_len = (len - 8 - header_len) as usize;
+        let row_bytes = n.checked_mul(dim).and_then(|v| v.checked_mul(4));
+        let mut order = [(emb.data_offsets, row_bytes), (keys.data_offsets, Some(n * 32))];
+        order.sort_by_key(|((start, _), _)| *start);
+        let [((s0, e0), b0), ((s1, e1), b1)] = order;
+        if s0 != 0 || e0 != s1 || e1 != data_len || Some(e0) != b0 || e1.checked_sub(s1) != b1 {
+            return Err(corrupt(format!(
+                "its tensors do not fill its {data_len} data bytes as their shapes say"
+            )));
+        }
+        let mut rows = vec![0f32; n * dim];
+        let mut key_bytes = vec![0u8; n * 32];
+        if emb.data_offsets.0 == 0 {
+            read_part(&mut reader, bytemuck::cast_slice_mut(&mut rows), "the embeddings")?;
+            read_part(&mut reader, &mut key_bytes, "the keys")?;
+        } else {
+            read_part(&mut reader, &mut key_bytes, "the keys")?;
+            read_part(&mut reader, bytemuck::cast_slice_mut(&mut rows), "the embeddings")?;
+        }
+        let crc = tensors_crc([("embeddings", bytemuck::cast_slice(&rows)), ("sha256", &key_bytes[..])]);
         if seal["crc32"] != crc.as_str() {
-            return Err(format!(
+            return Err(corrupt(format!(
                 "checksum mismatch: the file says {}, its tensors give {crc:?}",
                 seal["crc32"]
-            ));
+            )));
         }
-        let rows: Vec<f32> = emb
-            .data()
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes(b.try_into().expect("4 bytes")))
-            .collect();
-        if rows.iter().any(|v| !v.is_finite()) {
-            return Err("it holds a NaN or infinite value".into());
+        if cfg!(target_endian = "big") {
+            rows.iter_mut()
+                .for_each(|v| *v = f32::from_bits(u32::from_le(v.to_bits())));
         }
-        let keys = keys
-            .data()
+        // Chunked so that the test vectorises (an early-exit `any` over 77 million values does not).
+        if !rows
+            .chunks(1024)
+            .all(|c| c.iter().fold(true, |ok, v| ok & v.is_finite()))
+        {
+            return Err(corrupt("it holds a NaN or infinite value".into()));
+        }
+        let keys = key_bytes
             .chunks_exact(32)
             .map(|k| k.try_into().expect("32 bytes"))
             .collect();
         Ok(Vectors { dim, keys, rows })
     }
+}
+
+/// A cache file's header is a few hundred bytes; a length beyond this is damage, not a header.
+const MAX_HEADER_BYTES: u64 = 1 << 20;
+
+enum ReadFailure {
+    Io(std::io::Error),
+    Corrupt(String),
+}
+
+/// `read_exact`, where the file ending early is damage rather than an I/O failure.
+fn read_part(reader: &mut impl Read, buf: &mut [u8], what: &str) -> Result<(), ReadFailure> {
+    reader.read_exact(buf).map_err(|e| match e.kind() {
+        std::io::ErrorKind::UnexpectedEof => ReadFailure::Corrupt(format!("it ends inside {what}")),
+        _ => ReadFailure::Io(e),
+    })
 }
 
 /// A cache file that failed its checks and was moved to `damaged/`; its images are recomputed.
@@ -583,12 +652,16 @@ impl Store {
             path: path.to_path_buf(),
             message,
         };
-        let bytes = std::fs::read(path).map_err(|source| CacheError::Read {
+        let read_error = |source| CacheError::Read {
             path: path.to_path_buf(),
             source,
+        };
+        let file = File::open(path).map_err(read_error)?;
+        let len = file.metadata().map_err(read_error)?.len();
+        let Vectors { dim, keys, rows } = Vectors::read(file, len).map_err(|failure| match failure {
+            ReadFailure::Io(source) => read_error(source),
+            ReadFailure::Corrupt(message) => corrupt(message),
         })?;
-        let Vectors { dim, keys, rows } = Vectors::decode(&bytes).map_err(corrupt)?;
-        drop(bytes);
         if self.dim.is_some_and(|d| d != dim) {
             return Err(corrupt(format!(
                 "vectors have {dim} values, others in this cache {}",
@@ -660,13 +733,8 @@ impl Store {
             return Ok(0);
         }
         let dim = self.dim.unwrap_or(0);
-        let mut rows = Vec::with_capacity(order.len() * dim);
-        for key in &order {
-            rows.extend_from_slice(self.get(key).expect("filtered above"));
-        }
-        // The old rows go before the file is written, which streams from the new ones: holding
-        // the store twice plus its serialised bytes used to triple extract's peak memory.
-        self.rows = rows;
+        let sources: Vec<usize> = order.iter().map(|k| self.index[k]).collect();
+        gather_rows_in_place(&mut self.rows, dim, &sources);
         self.index = order.iter().enumerate().map(|(i, k)| (*k, i)).collect();
         let key_bytes: Vec<u8> = order.iter().flatten().copied().collect();
         let (tensors, metadata, crc) = file_parts(dim, &key_bytes, &self.rows);
@@ -698,6 +766,43 @@ impl Store {
         }
         Ok(())
     }
+}
+
+/// Reorders `rows` (of `dim` values each) so that row `i` becomes the old row `sources[i]`, and
+/// drops the rows no source names, moving rows within the buffer: building the compacted store
+/// in a second buffer held the store twice, extract's peak memory growing by twice the cache.
+/// `sources` must not repeat a row.
+fn gather_rows_in_place(rows: &mut Vec<f32>, dim: usize, sources: &[usize]) {
+    let n = if dim == 0 { 0 } else { rows.len() / dim };
+    // Complete the gather to a permutation of all n rows: dropped rows fill the tail.
+    let mut source: Vec<usize> = sources.to_vec();
+    let mut used = vec![false; n];
+    for &s in sources {
+        used[s] = true;
+    }
+    source.extend((0..n).filter(|&r| !used[r]));
+    // Follow each cycle of the permutation with one row of scratch.
+    let mut done = vec![false; n];
+    let mut scratch = vec![0f32; dim];
+    for start in 0..n {
+        if done[start] || source[start] == start {
+            continue;
+        }
+        scratch.copy_from_slice(&rows[start * dim..(start + 1) * dim]);
+        let mut at = start;
+        loop {
+            done[at] = true;
+            let from = source[at];
+            if from == start {
+                rows[at * dim..(at + 1) * dim].copy_from_slice(&scratch);
+                break;
+            }
+            rows.copy_within(from * dim..(from + 1) * dim, at * dim);
+            at = from;
+        }
+    }
+    rows.truncate(sources.len() * dim);
+    rows.shrink_to_fit();
 }
 
 /// Moves a damaged cache file into `damaged/` (kept for inspection, never read again).
@@ -861,6 +966,47 @@ mod tests {
             ..good
         };
         assert!(Vectors::decode(&nan.encode().0).unwrap_err().contains("NaN"));
+    }
+
+    #[test]
+    fn gathering_in_place_matches_a_plain_gather() {
+        let dim = 3;
+        let n = 9;
+        let rows: Vec<f32> = (0..n * dim).map(|v| v as f32).collect();
+        for sources in [
+            vec![],
+            vec![4],
+            vec![8, 0, 3, 1],
+            vec![1, 2, 0, 4, 5, 3, 8, 7, 6],
+            (0..n).collect(),
+        ] {
+            let expected: Vec<f32> = sources
+                .iter()
+                .flat_map(|&s| rows[s * dim..(s + 1) * dim].iter().copied())
+                .collect();
+            let mut got = rows.clone();
+            gather_rows_in_place(&mut got, dim, &sources);
+            assert_eq!(got, expected, "sources {sources:?}");
+        }
+    }
+
+    #[test]
+    fn every_truncation_and_a_lying_header_are_refused() {
+        let good = Vectors {
+            dim: 3,
+            keys: vec![key(1), key(2)],
+            rows: vec![0.5, -1.0, 2.0, 3.0, 4.0, -5.5],
+        };
+        let bytes = good.encode().0;
+        for cut in 0..bytes.len() {
+            assert!(Vectors::decode(&bytes[..cut]).is_err(), "cut at {cut} was accepted");
+        }
+        let mut long_header = bytes.clone();
+        long_header[..8].copy_from_slice(&(bytes.len() as u64).to_le_bytes());
+        assert!(Vectors::decode(&long_header).unwrap_err().contains("header length"));
+        let mut trailing = bytes.clone();
+        trailing.extend_from_slice(&[0; 4]);
+        assert!(Vectors::decode(&trailing).unwrap_err().contains("data bytes"));
     }
 
     #[test]

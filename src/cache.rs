@@ -773,7 +773,7 @@ impl Store {
 /// in a second buffer held the store twice, extract's peak memory growing by twice the cache.
 /// `sources` must not repeat a row.
 fn gather_rows_in_place(rows: &mut Vec<f32>, dim: usize, sources: &[usize]) {
-    let n = if dim == 0 { 0 } else { rows.len() / dim };
+    let n = rows.len().checked_div(dim).unwrap_or(0);
     // Complete the gather to a permutation of all n rows: dropped rows fill the tail.
     let mut source: Vec<usize> = sources.to_vec();
     let mut used = vec![false; n];

@@ -48,6 +48,7 @@ BIN = ROOT / "target" / "release" / "headstart"
 PY = sys.executable
 RESNET = ROOT / "models" / "resnet50.random.onnx"
 RESNET_INT8 = ROOT / "models" / "resnet50_int8.random.onnx"
+RESNET_256 = ROOT / "models" / "resnet50_256.random.onnx"
 
 
 def log(*args):
@@ -138,6 +139,7 @@ def extract_section(rounds):
         ("hymenoptera", "efficientnet_lite0 int8", ["--int8"]),
         ("hymenoptera", "ResNet-50 fp32 (random weights)", ["--model", RESNET]),
         ("hymenoptera", "ResNet-50 int8 (random weights)", ["--model", RESNET_INT8]),
+        ("hymenoptera", "ResNet-50 fp32 at 256 (random weights)", ["--model", RESNET_256]),
     ]
     results = {i: [] for i in range(len(configs))}
     for r in range(rounds):

@@ -4,8 +4,8 @@ Why: ResNet-50 is the project's reference backbone, the one transfer-learning tu
 so headstart's results can be compared with theirs. Its weights are too large to ship and
 cannot be fetched everywhere, so users make the ONNX file themselves with this script; the
 committed descriptions (models/resnet50.json, models/resnet50_keras.json) then point the tool
-at it. Every export has input `input` float32 [N,3,224,224] (NCHW, dynamic batch) and output
-`features` float32 [N,2048], opset 17.
+at it. Every export has input `input` float32 [N,3,S,S] (NCHW, dynamic batch; S = --input-size,
+default 224) and output `features` float32 [N,2048], opset 17.
 
 Run from the repository root, with torch and torchvision installed:
 
@@ -13,10 +13,12 @@ Run from the repository root, with torch and torchvision installed:
     python models/export_resnet50.py --weights-file resnet50-11ad3fa6.pth   # the same, from a local file
     python models/export_resnet50.py --keras            # Keras ResNet50 'imagenet' (needs tensorflow + tf2onnx)
     python models/export_resnet50.py --random-weights   # random init, for speed benchmarks only
+    python models/export_resnet50.py --random-weights --input-size 256   # the seed's 256 px input
 
 The outputs are models/resnet50.onnx (torchvision, preset `torch`), models/resnet50_keras.onnx
 (Keras, preset `caffe`: BGR minus the ImageNet means, no scaling) and models/resnet50.random.onnx
-(random), each with a description .json beside it. Use it as `headstart ... --model resnet50`.
+(random), with `_256` after `resnet50` for --input-size 256, each with a description .json
+beside it. Use it as `headstart ... --model resnet50`.
 """
 
 import argparse
@@ -28,8 +30,6 @@ from pathlib import Path
 
 MODELS = Path(__file__).resolve().parent
 OPSET = 17
-INPUT_SIZE = 224
-RESIZE = 256
 FEATURES = 2048
 
 
@@ -86,7 +86,7 @@ def export_torch(args, path):
 
     torch.set_num_threads(args.threads)
     model = torch_model(args)
-    example = torch.randn(2, 3, INPUT_SIZE, INPUT_SIZE, generator=torch.Generator().manual_seed(0))
+    example = torch.randn(2, 3, args.input_size, args.input_size, generator=torch.Generator().manual_seed(0))
     # The TorchScript exporter writes one self-contained file; the dynamo exporter would need
     # onnxscript and may split the weights into an external-data file. Its deprecation notice is
     # therefore expected noise.
@@ -124,7 +124,7 @@ def export_keras(args, path):
     weights = None if args.random_weights else (args.weights_file or "imagenet")
     try:
         base = tf.keras.applications.ResNet50(
-            weights=weights, include_top=False, pooling="avg", input_shape=(INPUT_SIZE, INPUT_SIZE, 3)
+            weights=weights, include_top=False, pooling="avg", input_shape=(args.input_size, args.input_size, 3)
         )
     except Exception as error:
         fail(
@@ -135,7 +135,7 @@ def export_keras(args, path):
 
     # Keras is NHWC; the transpose inside the graph keeps every headstart backbone NCHW. The
     # caffe preprocessing (RGB->BGR, minus means) is NOT in the graph: the `caffe` preset does it.
-    spec = (tf.TensorSpec((None, 3, INPUT_SIZE, INPUT_SIZE), tf.float32, name="input"),)
+    spec = (tf.TensorSpec((None, 3, args.input_size, args.input_size), tf.float32, name="input"),)
 
     @tf.function(input_signature=spec)
     def features(x):
@@ -148,7 +148,7 @@ def export_keras(args, path):
     rename(proto.graph, proto.graph.output[0].name, "features")
     onnx.save(proto, str(path))
 
-    example = np.random.default_rng(0).uniform(-120, 150, (2, 3, INPUT_SIZE, INPUT_SIZE)).astype(np.float32)
+    example = np.random.default_rng(0).uniform(-120, 150, (2, 3, args.input_size, args.input_size)).astype(np.float32)
     expected = base(np.transpose(example, (0, 2, 3, 1)), training=False).numpy()
     return example, expected
 
@@ -204,6 +204,10 @@ def main():
     parser.add_argument("--weights-file", help="local weights: a torchvision .pth, or a Keras .h5 with --keras")
     parser.add_argument("--output", type=Path, help="ONNX file to write (default: models/resnet50[_keras][.random].onnx)")
     parser.add_argument("--seed", type=int, default=0, help="seed for --random-weights")
+    parser.add_argument(
+        "--input-size", type=int, default=224, help="side of the square input (the Keras recipe of the seed uses 256)"
+    )
+    parser.add_argument("--resize", type=int, help="shorter side before the centre crop (default input size x 256/224)")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads for the export and the check")
     parser.add_argument(
         "--pin-sha256",
@@ -215,6 +219,8 @@ def main():
         parser.error("--random-weights and --weights-file exclude each other")
 
     stem = "resnet50_keras" if args.keras else "resnet50"
+    if args.input_size != 224:
+        stem += f"_{args.input_size}"
     if args.random_weights:
         stem += ".random"
     path = args.output or MODELS / f"{stem}.onnx"
@@ -229,8 +235,8 @@ def main():
         "file": path.name,
         "sha256": digest if args.pin_sha256 else None,
         "preset": "caffe" if args.keras else "torch",
-        "input_size": INPUT_SIZE,
-        "resize": RESIZE,
+        "input_size": args.input_size,
+        "resize": args.resize or round(args.input_size * 256 / 224),
         "output": "features",
         "output_dim": FEATURES,
         "source": source(args),

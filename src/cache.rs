@@ -443,7 +443,7 @@ impl Vectors {
         // a damaged header cannot ask for more memory than the file holds.
         let data_len = (len - 8 - header_len) as usize;
         let row_bytes = n.checked_mul(dim).and_then(|v| v.checked_mul(4));
-        let mut order = [(emb.data_offsets, row_bytes), (keys.data_offsets, Some(n * 32))];
+        let mut order = [(emb.data_offsets, row_bytes), (keys.data_offsets, n.checked_mul(32))];
         order.sort_by_key(|((start, _), _)| *start);
         let [((s0, e0), b0), ((s1, e1), b1)] = order;
         if s0 != 0 || e0 != s1 || e1 != data_len || Some(e0) != b0 || e1.checked_sub(s1) != b1 {
@@ -1007,6 +1007,18 @@ mod tests {
         let mut trailing = bytes.clone();
         trailing.extend_from_slice(&[0; 4]);
         assert!(Vectors::decode(&trailing).unwrap_err().contains("data bytes"));
+
+        // A header claiming more rows than any file could hold must fail before allocating.
+        let header_len = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+        let mut header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + header_len]).unwrap();
+        let huge = 1u64 << 61;
+        header["embeddings"]["shape"] = serde_json::json!([huge, 3]);
+        header["sha256"]["shape"] = serde_json::json!([huge, 32]);
+        let header = serde_json::to_vec(&header).unwrap();
+        let mut lying = (header.len() as u64).to_le_bytes().to_vec();
+        lying.extend_from_slice(&header);
+        lying.extend_from_slice(&bytes[8 + header_len..]);
+        assert!(Vectors::decode(&lying).unwrap_err().contains("data bytes"));
     }
 
     #[test]

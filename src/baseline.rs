@@ -266,14 +266,13 @@ impl BaselineParams {
             max_iterations: self.max_iterations,
         };
 
-        let mut start: Option<Array2<f64>> = None;
-        let mut margin = 0.0;
+        let mut previous: Option<Solution> = None;
         let mut sweep = Vec::with_capacity(alphas.len());
         let mut best: Option<(Baseline, usize)> = None;
         let mut skipped_alphas = Vec::new();
         for (i, &alpha) in alphas.iter().enumerate() {
             let started = Instant::now();
-            let solution = problem.solve(alpha, start.take(), margin)?;
+            let solution = problem.solve(alpha, previous.take())?;
             let seconds = started.elapsed().as_secs_f64();
 
             let model = Baseline::from_linfa(&mean, &std, &solution.params, &seen, n_classes);
@@ -306,8 +305,7 @@ impl BaselineParams {
                 skipped_alphas = alphas[i + 1..].to_vec();
                 break;
             }
-            start = Some(solution.params);
-            margin = solution.log_sum_margin;
+            previous = Some(solution);
         }
         let (model, chosen) = best.expect("at least one alpha is always fitted");
         Ok(FittedBaseline {
@@ -373,14 +371,14 @@ struct Solution {
 }
 
 impl Problem<'_> {
-    /// `margin` is [`Check::log_sum_margin`] at `start` (0 for no start: all logits zero).
-    fn solve(&self, alpha: f64, start: Option<Array2<f64>>, margin: f64) -> Result<Solution, BaselineError> {
+    /// Fits `alpha` from `start`, the previous alpha's solution, or from zero.
+    fn solve(&self, alpha: f64, start: Option<Solution>) -> Result<Solution, BaselineError> {
         let x = self.dataset.records();
         let n = x.nrows() as f64;
-        let mut current = start;
+        // All logits are zero at the zero start: log-sum-exp ln(classes) above them, far from the floor.
+        let (mut current, mut margin) = start.map_or((None, 0.0), |s| (Some(s.params), s.log_sum_margin));
         let mut best: Option<(Array2<f64>, Check)> = None;
         let mut done = 0;
-        let mut margin = margin;
         loop {
             let round = if margin > SAFE_LOG_SUM_MARGIN {
                 LONG_ROUND
@@ -409,7 +407,7 @@ impl Problem<'_> {
             let improved = best.as_ref().is_none_or(|(_, b)| check.objective < b.objective);
             let status = if check.gradient_norm <= self.tolerance {
                 Some(FitStatus::Converged)
-            } else if !improved || !check.linfa_exact {
+            } else if !improved || !check.linfa_exact() {
                 Some(FitStatus::Stalled)
             } else if done >= self.max_iterations {
                 Some(FitStatus::IterationLimit)
@@ -439,8 +437,6 @@ struct Check {
     objective: f64,
     /// L2 norm of the objective's gradient divided by the sample count.
     gradient_norm: f64,
-    /// Whether linfa's own loss is exact here (see [`LINFA_LOG_SUM_FLOOR`]).
-    linfa_exact: bool,
     /// The lowest sample log-sum-exp minus the largest logit, which linfa needs
     /// above [`LINFA_LOG_SUM_FLOOR`].
     log_sum_margin: f64,
@@ -469,9 +465,13 @@ impl Check {
         Self {
             objective: cross_entropy + 0.5 * alpha * weights.iter().map(|w| w * w).sum::<f64>(),
             gradient_norm: squared_norm.sqrt() / x.nrows() as f64,
-            linfa_exact: lowest_log_sum - global_max >= LINFA_LOG_SUM_FLOOR,
             log_sum_margin: lowest_log_sum - global_max,
         }
+    }
+
+    /// Whether linfa's own loss is exact here (see [`LINFA_LOG_SUM_FLOOR`]).
+    fn linfa_exact(&self) -> bool {
+        self.log_sum_margin >= LINFA_LOG_SUM_FLOOR
     }
 }
 

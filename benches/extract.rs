@@ -69,14 +69,9 @@ fn main() {
         ..Default::default()
     };
     let opts = ExtractOptions {
-        data: args.data.clone(),
-        workspace: workspace.path().to_path_buf(),
         backbone: choice.clone(),
         batch_size: args.batch,
-        percentages: SplitPercentages::default(),
-        threads: cores,
-        ort_lib: None,
-        max_pixels: DEFAULT_MAX_PIXELS,
+        ..ExtractOptions::new(&args.data, workspace.path())
     };
 
     let started = Instant::now();

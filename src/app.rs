@@ -39,7 +39,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Eval(args) => {
-            let summary = run_eval(&options::eval(global, args)?)?;
+            let summary = run_eval(&options::eval(global, args))?;
             print_eval(&summary, args.show_mistakes, global.json)?;
             Ok(ExitCode::SUCCESS)
         }
@@ -64,10 +64,7 @@ fn demo(cli: &Cli, args: &DemoArgs) -> Result<ExitCode> {
         .data
         .clone()
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("demo/cifar10"));
-    let extracted = extract(
-        &options::extract_from(global, &data, 32, 10.0, 10.0, Default::default())?,
-        &Reporter::new(global.quiet),
-    )?;
+    let extracted = extract(&options::default_extract(global, &data)?, &Reporter::new(global.quiet))?;
     let trained = train(
         &options::demo_train(global, args),
         &mut epoch_printer(global.quiet || global.json),

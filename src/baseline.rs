@@ -137,6 +137,20 @@ pub enum BaselineError {
     InvalidFile { path: PathBuf, reason: String },
 }
 
+impl BaselineError {
+    /// The [`BaselineParams`] setting this error is about, as its message names it in
+    /// backticks; `None` for errors about the data or files.
+    pub fn parameter(&self) -> Option<&'static str> {
+        match self {
+            BaselineError::InvalidAlphas(_) => Some("alphas"),
+            BaselineError::InvalidFallbackAlpha(_) => Some("fallback_alpha"),
+            BaselineError::InvalidMaxIterations => Some("max_iterations"),
+            BaselineError::InvalidTolerance(_) => Some("tolerance"),
+            _ => None,
+        }
+    }
+}
+
 /// Hyper-parameters of the baseline; build with [`Default`] and the setters.
 /// Serialisable so a saved model can record how it was fitted; missing
 /// fields deserialise to their defaults, and values are checked by `fit`.
@@ -154,13 +168,18 @@ impl Default for BaselineParams {
         Self {
             alphas: Self::default_alphas(),
             fallback_alpha: DEFAULT_ALPHA,
-            max_iterations: 1000,
-            tolerance: 1e-4,
+            max_iterations: Self::DEFAULT_MAX_ITERATIONS,
+            tolerance: Self::DEFAULT_TOLERANCE,
         }
     }
 }
 
 impl BaselineParams {
+    /// See [`max_iterations`](Self::max_iterations).
+    pub const DEFAULT_MAX_ITERATIONS: u64 = 1000;
+    /// See [`tolerance`](Self::tolerance).
+    pub const DEFAULT_TOLERANCE: f64 = 1e-4;
+
     /// `C` = 0.01 … 1000 in half-decade steps (11 values): the range published
     /// linear probes need, since the best `C` depends strongly on the backbone
     /// and on how many images per class there are.
@@ -1095,6 +1114,13 @@ mod tests {
             .fit(x.view(), &y, 2, None)
             .unwrap_err();
         assert!(err.to_string().contains("max_iterations"), "{err}");
+        assert_eq!(err.parameter(), Some("max_iterations"));
+        let err = BaselineParams::default()
+            .tolerance(-1.0)
+            .fit(x.view(), &y, 2, None)
+            .unwrap_err();
+        assert!(err.to_string().contains("`tolerance`"), "{err}");
+        assert_eq!(err.parameter(), Some("tolerance"));
     }
 
     #[test]

@@ -3,7 +3,20 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
+use headstart::baseline::BaselineParams;
+use headstart::dataset::{Split, SplitPercentages};
+use headstart::evaluate::EvalOptions;
+use headstart::head::HeadParams;
+use headstart::predict::PredictOptions;
+use headstart::preprocess::Preset;
+use headstart::settings::DEFAULT_BATCH_SIZE;
 
+use crate::options::{class_weights_flag, hidden_flag};
+
+// Defaults come from the library's `Default`s and constants, so the CLI and the library cannot
+// drift apart; `--help` shows them.
+
+/// The whole command line: global flags and one subcommand.
 #[derive(Debug, Parser)]
 #[command(
     name = "headstart",
@@ -11,12 +24,15 @@ use clap::{Args, Parser, Subcommand};
     about = "Transfer learning on images: a frozen ONNX backbone, cached embeddings, a classifier head trained in seconds"
 )]
 pub struct Cli {
+    /// Flags every subcommand takes.
     #[command(flatten)]
     pub global: Global,
+    /// What to do.
     #[command(subcommand)]
     pub command: Command,
 }
 
+/// Flags every subcommand takes.
 #[derive(Debug, Args)]
 pub struct Global {
     /// Folder holding the cache, heads and reports.
@@ -39,6 +55,7 @@ pub struct Global {
     pub json: bool,
 }
 
+/// The subcommands, in the order of a job.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Embed a folder of images (one sub-folder per class) into the workspace's cache.
@@ -55,46 +72,59 @@ pub enum Command {
     Demo(DemoArgs),
 }
 
+/// `train-head`: the head's hyper-parameters, and the baseline's if it is fitted too.
 #[derive(Debug, Args)]
 pub struct TrainArgs {
-    #[arg(long, default_value_t = 5)]
+    /// Passes over the training set.
+    #[arg(long, default_value_t = HeadParams::default().epochs)]
     pub epochs: usize,
-    #[arg(long, default_value_t = 32)]
+    /// Embeddings per Adam step.
+    #[arg(long, default_value_t = HeadParams::default().batch_size)]
     pub batch_size: usize,
     /// Adam learning rate.
-    #[arg(long, default_value_t = 1e-3)]
+    #[arg(long, default_value_t = HeadParams::default().learning_rate)]
     pub lr: f32,
     /// Hidden layer sizes, comma-separated; `none` for a linear head.
-    #[arg(long, default_value = "512")]
+    #[arg(long, default_value_t = hidden_flag(&HeadParams::default().hidden))]
     pub hidden: String,
-    #[arg(long, default_value_t = 0.5)]
+    /// Dropout rate before every dense layer, in [0, 1).
+    #[arg(long, default_value_t = HeadParams::default().dropout)]
     pub dropout: f32,
     /// Decoupled weight decay (AdamW) on the dense kernels.
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = HeadParams::default().weight_decay)]
     pub weight_decay: f32,
-    #[arg(long, default_value_t = 0.0)]
+    /// Label smoothing in [0, 1] (Keras semantics).
+    #[arg(long, default_value_t = HeadParams::default().label_smoothing)]
     pub label_smoothing: f32,
     /// `none`, `auto` (balanced: n / (classes * count)) or one weight per class, comma-separated.
-    #[arg(long, default_value = "none")]
+    #[arg(long, default_value_t = class_weights_flag(&HeadParams::default().class_weights))]
     pub class_weights: String,
     /// Stop when the validation loss has not improved for this many epochs; keep the best epoch.
     #[arg(long, value_name = "PATIENCE")]
     pub early_stopping: Option<usize>,
-    #[arg(long, default_value_t = 42)]
+    /// Seeds initialisation, shuffling and dropout: the same seed and data give the same head, bit for bit.
+    #[arg(long, default_value_t = HeadParams::default().seed)]
     pub seed: u64,
     /// Also fit the linear baseline (logistic regression), choosing its strength on validation.
     #[arg(long)]
     pub baseline: bool,
+    /// Most L-BFGS iterations per strength the baseline may spend.
+    #[arg(long, value_name = "N", requires = "baseline", default_value_t = BaselineParams::DEFAULT_MAX_ITERATIONS)]
+    pub baseline_max_iterations: u64,
+    /// The baseline's convergence threshold: gradient norm of the objective per training image.
+    #[arg(long, value_name = "X", requires = "baseline", default_value_t = BaselineParams::DEFAULT_TOLERANCE)]
+    pub baseline_tolerance: f64,
     /// Where to write the head [default: <workspace>/head.safetensors].
     #[arg(long)]
     pub out: Option<PathBuf>,
 }
 
+/// `eval`: which split, which head, how many mistakes to show.
 #[derive(Debug, Args)]
 pub struct EvalArgs {
     /// The split to evaluate on.
-    #[arg(long, default_value = "test")]
-    pub split: String,
+    #[arg(long, value_enum, ignore_case = true, default_value_t = EvalOptions::DEFAULT_SPLIT)]
+    pub split: Split,
     /// The head file [default: the workspace's latest].
     #[arg(long)]
     pub head: Option<PathBuf>,
@@ -103,25 +133,30 @@ pub struct EvalArgs {
     pub show_mistakes: usize,
 }
 
+/// `predict`: which images, which head, what to print.
 #[derive(Debug, Args)]
 pub struct PredictArgs {
     /// Image files or folders (searched recursively).
     #[arg(required = true)]
     pub paths: Vec<PathBuf>,
+    /// The head file [default: <workspace>/head.safetensors].
     #[arg(long)]
     pub head: Option<PathBuf>,
     /// Labels to show per image.
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = PredictOptions::DEFAULT_TOP_K)]
     pub top_k: usize,
-    #[arg(long, default_value_t = 32)]
+    /// Images per network call.
+    #[arg(long, default_value_t = DEFAULT_BATCH_SIZE)]
     pub batch_size: usize,
     /// Print CSV (path, label, probability per rank) instead of a table.
     #[arg(long)]
     pub csv: bool,
 }
 
+/// `export`: which head, and where the ONNX file goes.
 #[derive(Debug, Args)]
 pub struct ExportArgs {
+    /// The head file [default: <workspace>/head.safetensors].
     #[arg(long)]
     pub head: Option<PathBuf>,
     /// Output folder [default: <workspace>/export].
@@ -129,6 +164,7 @@ pub struct ExportArgs {
     pub out: Option<PathBuf>,
 }
 
+/// Which backbone `extract` runs, and how its input is prepared.
 #[derive(Debug, Args)]
 pub struct BackboneArgs {
     /// Backbone: a name from models/ or a path to an .onnx image model.
@@ -137,9 +173,9 @@ pub struct BackboneArgs {
     /// The model output to use as features (for full classifiers).
     #[arg(long)]
     pub output: Option<String>,
-    /// Input normalisation: tflite, inception, caffe or torch [default: the backbone's].
-    #[arg(long)]
-    pub preset: Option<String>,
+    /// Input normalisation [default: the backbone's].
+    #[arg(long, value_enum, ignore_case = true)]
+    pub preset: Option<Preset>,
     /// Side of the square network input [default: the model's].
     #[arg(long)]
     pub input_size: Option<u32>,
@@ -151,6 +187,7 @@ pub struct BackboneArgs {
     pub int8: bool,
 }
 
+/// `extract`: the image folder, the backbone and the split.
 #[derive(Debug, Args)]
 pub struct ExtractArgs {
     /// Image folder: DIR/<class>/<image> or DIR/<split>/<class>/<image>.
@@ -159,23 +196,26 @@ pub struct ExtractArgs {
     #[command(flatten)]
     pub backbone: BackboneArgs,
     /// Images per network call.
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = DEFAULT_BATCH_SIZE)]
     pub batch_size: usize,
     /// Without split folders: percent of images (by file-name hash) for validation.
-    #[arg(long, default_value_t = 10.0)]
+    #[arg(long, default_value_t = SplitPercentages::default().val)]
     pub val_percent: f64,
     /// Without split folders: percent of images (by file-name hash) for test.
-    #[arg(long, default_value_t = 10.0)]
+    #[arg(long, default_value_t = SplitPercentages::default().test)]
     pub test_percent: f64,
 }
 
+/// `demo`: the data, and the two head settings worth changing on it.
 #[derive(Debug, Args)]
 pub struct DemoArgs {
     /// Image folder to use instead of the bundled demo images.
     #[arg(long)]
     pub data: Option<PathBuf>,
-    #[arg(long, default_value_t = 5)]
+    /// Passes of the head over the training set.
+    #[arg(long, default_value_t = HeadParams::default().epochs)]
     pub epochs: usize,
-    #[arg(long, default_value_t = 42)]
+    /// Seeds the head's training: the same seed gives the same head, bit for bit.
+    #[arg(long, default_value_t = HeadParams::default().seed)]
     pub seed: u64,
 }

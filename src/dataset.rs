@@ -16,11 +16,17 @@ pub const IMAGE_EXTENSIONS: &[&str] = &["jpg", "jpeg", "png", "gif", "webp", "bm
 /// Below this many images a class gets a warning: a head cannot learn much from so few.
 pub const FEW_IMAGES: usize = 10;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+/// One of the three parts of a data set. The names and their aliases are written once, in the
+/// `ValueEnum` attributes: the folder scan, [`FromStr`](std::str::FromStr) and the CLI's
+/// choices (listed in `--help`) all read them there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Split {
+    #[value(alias = "training")]
     Train,
+    #[value(alias = "valid", alias = "validation")]
     Val,
+    #[value(alias = "testing")]
     Test,
 }
 
@@ -36,12 +42,7 @@ impl Split {
     }
 
     fn from_folder(name: &str) -> Option<Split> {
-        match name.to_ascii_lowercase().as_str() {
-            "train" | "training" => Some(Split::Train),
-            "val" | "valid" | "validation" => Some(Split::Val),
-            "test" | "testing" => Some(Split::Test),
-            _ => None,
-        }
+        <Split as clap::ValueEnum>::from_str(name, true).ok()
     }
 }
 

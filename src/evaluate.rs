@@ -38,13 +38,33 @@ pub enum EvalError {
     },
 }
 
+/// Which split of which workspace to evaluate, and where the report goes. Build it with
+/// [`EvalOptions::new`] and struct-update syntax for the rest.
 #[derive(Debug, Clone)]
 pub struct EvalOptions {
+    /// Folder holding the cache and the classifiers.
     pub workspace: PathBuf,
+    /// The split to evaluate on.
     pub split: Split,
+    /// The head file; `<workspace>/head.safetensors` by default.
     pub head: Option<PathBuf>,
     /// Where eval.json and the pictures go; `<workspace>/report` by default.
     pub report_dir: Option<PathBuf>,
+}
+
+impl EvalOptions {
+    /// The split evaluated unless told otherwise: the one no choice was made on.
+    pub const DEFAULT_SPLIT: Split = Split::Test;
+
+    /// Evaluates the workspace's head on the test split, reporting into the workspace.
+    pub fn new(workspace: impl Into<PathBuf>) -> Self {
+        EvalOptions {
+            workspace: workspace.into(),
+            split: Self::DEFAULT_SPLIT,
+            head: None,
+            report_dir: None,
+        }
+    }
 }
 
 /// A misclassified image, named by its path.

@@ -1206,7 +1206,9 @@ mod tests {
 /// What `headstart export` needs: a saved head and where to write.
 #[derive(Debug, Clone)]
 pub struct ExportOptions {
+    /// The saved head; its card names the backbone to append it to.
     pub head: std::path::PathBuf,
+    /// Folder for `model.onnx` and `labels.txt`; created if missing.
     pub out_dir: std::path::PathBuf,
 }
 

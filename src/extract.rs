@@ -17,20 +17,38 @@ use crate::backbone::{Backbone, BackboneChoice, BackboneError};
 use crate::cache::{key_hex, BackboneRecord, CacheError, ContentKey, Damaged, Entry, Manifest, Store, WorkspaceLock};
 use crate::dataset::{Dataset, DatasetError, Skipped, SplitPercentages};
 use crate::preprocess::preprocess;
+use crate::settings::{RuntimeOptions, DEFAULT_BATCH_SIZE};
 
+/// What `extract` embeds, where the cache goes and how the backbone runs. Build it with
+/// [`ExtractOptions::new`] and struct-update syntax for the rest.
 #[derive(Debug, Clone)]
 pub struct ExtractOptions {
+    /// The image folder: `DIR/<class>/<image>` or `DIR/<split>/<class>/<image>`.
     pub data: PathBuf,
+    /// Folder holding the cache and manifest.
     pub workspace: PathBuf,
+    /// The backbone; the bundled default when left as [`BackboneChoice::default`].
     pub backbone: BackboneChoice,
+    /// Images per network call.
     pub batch_size: usize,
+    /// Hash split used when the folder has no split folders.
     pub percentages: SplitPercentages,
-    /// Threads for ONNX Runtime inside operators.
-    pub threads: usize,
-    /// `--ort-lib`: where ONNX Runtime is, if not found by the usual search.
-    pub ort_lib: Option<PathBuf>,
-    /// Images with more pixels are skipped without being decoded (decompression bombs).
-    pub max_pixels: u64,
+    /// Threads, ONNX Runtime library and pixel limit.
+    pub runtime: RuntimeOptions,
+}
+
+impl ExtractOptions {
+    /// Embeds `data` into `workspace` with the default backbone, batch size, split and runtime.
+    pub fn new(data: impl Into<PathBuf>, workspace: impl Into<PathBuf>) -> Self {
+        ExtractOptions {
+            data: data.into(),
+            workspace: workspace.into(),
+            backbone: BackboneChoice::default(),
+            batch_size: DEFAULT_BATCH_SIZE,
+            percentages: SplitPercentages::default(),
+            runtime: RuntimeOptions::default(),
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -96,8 +114,8 @@ pub fn extract(opts: &ExtractOptions, progress: &dyn Progress) -> Result<Extract
     let started = Instant::now();
     let dataset = Dataset::scan(&opts.data, opts.percentages)?;
     let info = opts.backbone.resolve()?;
-    let runtime = crate::runtime::init(opts.ort_lib.as_deref())?;
-    let mut backbone = Backbone::open(&runtime, info, opts.threads)?;
+    let runtime = crate::runtime::init(opts.runtime.ort_lib.as_deref())?;
+    let mut backbone = Backbone::open(&runtime, info, opts.runtime.threads)?;
     let key = backbone.key();
     let _lock = WorkspaceLock::acquire(&opts.workspace, |path| {
         progress.warning(&format!(
@@ -156,7 +174,7 @@ pub fn extract(opts: &ExtractOptions, progress: &dyn Progress) -> Result<Extract
         &mut backbone,
         &files,
         opts.batch_size,
-        opts.max_pixels,
+        opts.runtime.max_pixels,
         progress,
         |indices, dim, rows| {
             let keys: Vec<ContentKey> = indices.iter().map(|&i| todo[i].key).collect();

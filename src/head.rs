@@ -93,7 +93,8 @@ pub enum ClassWeights {
 /// Hyper-parameters of the head; [`HeadParams::fit`] validates them before any training.
 ///
 /// Defaults follow the classic Keras recipe: hidden `[512]`, dropout 0.5, Adam at 1e-3, batch 32,
-/// 5 epochs, no weight decay, smoothing or class weights, no early stopping, seed 0.
+/// 5 epochs, no weight decay, smoothing or class weights, no early stopping, seed 42. The CLI's
+/// flags take their defaults from here.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct HeadParams {
     pub epochs: usize,
@@ -126,7 +127,7 @@ impl Default for HeadParams {
             label_smoothing: 0.0,
             class_weights: ClassWeights::None,
             early_stopping: None,
-            seed: 0,
+            seed: 42,
         }
     }
 }
@@ -413,27 +414,33 @@ pub struct DenseLayer {
     pub relu: bool,
 }
 
+/// Why a head could not be trained, saved or loaded. Parameter errors name the [`HeadParams`]
+/// field in backticks (see [`HeadError::parameter`]), so a front end can name its own flag.
 #[derive(thiserror::Error, Debug)]
 pub enum HeadError {
-    #[error("epochs must be >= 1 (got {0}): pass --epochs with a positive count")]
+    #[error("epochs must be >= 1 (got {0}): set `epochs` to a positive count")]
     Epochs(usize),
-    #[error("batch size must be >= 1 (got {0}): pass --batch-size with a positive count such as 32")]
+    #[error("batch size must be >= 1 (got {0}): set `batch_size` to a positive count such as 32")]
     BatchSize(usize),
-    #[error("learning rate must be a finite number > 0 (got {0}): pass --lr with a positive value such as 0.001")]
+    #[error(
+        "learning rate must be a finite number > 0 (got {0}): set `learning_rate` to a positive value such as 0.001"
+    )]
     LearningRate(f32),
-    #[error("hidden layer sizes must all be >= 1 (got {0:?}): pass --hidden with positive sizes such as 512, or `none` for a linear head")]
+    #[error("hidden layer sizes must all be >= 1 (got {0:?}): set `hidden` to positive sizes such as 512, or to none for a linear head")]
     Hidden(Vec<usize>),
-    #[error("dropout must be in [0, 1) (got {0}): pass --dropout with a value such as 0.5, or 0 to turn it off")]
+    #[error("dropout must be in [0, 1) (got {0}): set `dropout` to a value such as 0.5, or 0 to turn it off")]
     Dropout(f32),
-    #[error("weight decay must be a finite number >= 0 (got {0}): pass --weight-decay with 0 or a small value such as 0.004")]
+    #[error(
+        "weight decay must be a finite number >= 0 (got {0}): set `weight_decay` to 0 or a small value such as 0.004"
+    )]
     WeightDecay(f32),
-    #[error("label smoothing must be in [0, 1] (got {0}): pass --label-smoothing with a value such as 0.1, or 0 to turn it off")]
+    #[error("label smoothing must be in [0, 1] (got {0}): set `label_smoothing` to a value such as 0.1, or 0 to turn it off")]
     LabelSmoothing(f32),
-    #[error("class weights are invalid ({reason}): pass --class-weights auto, or one finite weight >= 0 per class ({n_classes} classes)")]
+    #[error("class weights are invalid ({reason}): set `class_weights` to balanced, or to one finite weight >= 0 per class ({n_classes} classes)")]
     ClassWeights { reason: String, n_classes: usize },
-    #[error("early-stopping patience must be >= 1 (got 0): pass --early-stopping with a positive number of epochs, or leave it out to train every epoch")]
+    #[error("early-stopping patience must be >= 1 (got 0): set `early_stopping` to a positive number of epochs, or leave it out to train every epoch")]
     Patience,
-    #[error("early stopping watches the validation loss, but there is no validation set: give the data a validation split, or leave out --early-stopping")]
+    #[error("early stopping watches the validation loss, but there is no validation set: give the data a validation split, or leave out `early_stopping`")]
     EarlyStoppingWithoutValidation,
     #[error("a classifier needs at least 2 classes (got {0}): add images of another class")]
     TooFewClasses(usize),
@@ -466,7 +473,7 @@ pub enum HeadError {
     },
     #[error("the {set} set holds a NaN or infinite value at row {row}, column {col}: re-extract the embeddings")]
     NonFinite { set: &'static str, row: usize, col: usize },
-    #[error("training diverged in epoch {epoch} (the training loss became {loss}): pass a smaller --lr")]
+    #[error("training diverged in epoch {epoch} (the training loss became {loss}): set a smaller `learning_rate`")]
     Diverged { epoch: usize, loss: f32 },
     #[error("the head tensors are inconsistent: {0}")]
     Tensors(String),
@@ -476,6 +483,25 @@ pub enum HeadError {
     Read { path: PathBuf, source: io::Error },
     #[error("{path} is not a valid head file ({reason}): train the head again to recreate it")]
     Format { path: PathBuf, reason: String },
+}
+
+impl HeadError {
+    /// The [`HeadParams`] field this error is about, as its message names it in backticks;
+    /// `None` for errors about the data or files.
+    pub fn parameter(&self) -> Option<&'static str> {
+        Some(match self {
+            HeadError::Epochs(_) => "epochs",
+            HeadError::BatchSize(_) => "batch_size",
+            HeadError::LearningRate(_) | HeadError::Diverged { .. } => "learning_rate",
+            HeadError::Hidden(_) => "hidden",
+            HeadError::Dropout(_) => "dropout",
+            HeadError::WeightDecay(_) => "weight_decay",
+            HeadError::LabelSmoothing(_) => "label_smoothing",
+            HeadError::ClassWeights { .. } => "class_weights",
+            HeadError::Patience | HeadError::EarlyStoppingWithoutValidation => "early_stopping",
+            _ => return None,
+        })
+    }
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -1556,6 +1582,7 @@ mod tests {
         let (tx, ty) = blobs(300, 10, 3, 4);
         let mut epochs_seen = 0;
         let fitted = HeadParams::default()
+            .seed(0)
             .epochs(10)
             .fit(x.view(), &y, 3, None, &mut |_| epochs_seen += 1)
             .unwrap();
@@ -1574,6 +1601,7 @@ mod tests {
     fn linear_head_trains_too() {
         let (x, y) = blobs(200, 6, 4, 5);
         let fitted = HeadParams::default()
+            .seed(0)
             .hidden(vec![])
             .learning_rate(0.01)
             .epochs(20)
@@ -1594,6 +1622,7 @@ mod tests {
         let vx = uniform(&mut rng, 100, 20, 1.0);
         let vy: Vec<usize> = (0..100).map(|_| rng.gen_range(0..3)).collect();
         let fitted = HeadParams::default()
+            .seed(0)
             .hidden(vec![64])
             .dropout(0.0)
             .learning_rate(0.01)
@@ -1613,6 +1642,7 @@ mod tests {
     fn folded_layers_reproduce_predict_proba() {
         let (x, y) = blobs(100, 8, 3, 6);
         let head = HeadParams::default()
+            .seed(0)
             .hidden(vec![16, 8])
             .fit(x.view(), &y, 3, None, &mut |_| {})
             .unwrap()
@@ -1756,10 +1786,40 @@ mod tests {
     #[test]
     fn divergence_is_an_error_not_nan_weights() {
         let (x, y) = blobs(64, 4, 2, 10);
-        let result = HeadParams::default()
-            .learning_rate(1e30)
-            .epochs(50)
-            .fit(x.view(), &y, 2, None, &mut |_| {});
+        let result =
+            HeadParams::default()
+                .seed(0)
+                .learning_rate(1e30)
+                .epochs(50)
+                .fit(x.view(), &y, 2, None, &mut |_| {});
         assert!(matches!(result, Err(HeadError::Diverged { .. })));
+    }
+
+    /// Front ends find the field in the message to name their own flag for it.
+    #[test]
+    fn parameter_errors_name_their_field_in_backticks() {
+        let (x, y) = blobs(10, 4, 2, 9);
+        let p = HeadParams::default;
+        for params in [
+            p().epochs(0),
+            p().batch_size(0),
+            p().learning_rate(0.0),
+            p().hidden(vec![0]),
+            p().dropout(1.0),
+            p().weight_decay(f32::NAN),
+            p().label_smoothing(2.0),
+            p().class_weights(ClassWeights::Given(vec![1.0])),
+            p().early_stopping(Some(1)),
+        ] {
+            let err = params.fit(x.view(), &y, 2, None, &mut |_| {}).unwrap_err();
+            let field = err.parameter().unwrap_or_else(|| panic!("{err:?} names no parameter"));
+            assert!(err.to_string().contains(&format!("`{field}`")), "{err}");
+        }
+        let diverged = HeadError::Diverged {
+            epoch: 1,
+            loss: f32::NAN,
+        };
+        assert!(diverged.to_string().contains("`learning_rate`"));
+        assert_eq!(HeadError::TooFewClasses(1).parameter(), None);
     }
 }

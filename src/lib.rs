@@ -4,7 +4,8 @@
 //! [`dataset`] (which files) -> [`preprocess`] (pixels) -> [`backbone`] (features) ->
 //! [`cache`] (embeddings on disk) -> [`head`] / [`baseline`] (classifiers) -> [`metrics`] ->
 //! [`report`]. The commands orchestrate them: [`extract`], [`train`], [`evaluate`], [`predict`]
-//! and [`export`]. [`runtime`] finds and loads ONNX Runtime.
+//! and [`export`]. [`runtime`] finds and loads ONNX Runtime; [`settings`] holds how the commands
+//! that open a backbone run it.
 
 pub mod backbone;
 pub mod baseline;
@@ -19,4 +20,5 @@ pub mod predict;
 pub mod preprocess;
 pub mod report;
 pub mod runtime;
+pub mod settings;
 pub mod train;

@@ -11,8 +11,9 @@ fn main() -> ExitCode {
     match app::run(cli::Cli::parse()) {
         Ok(code) => code,
         Err(err) => {
-            // Library errors already carry their causes in their messages.
-            eprintln!("error: {err}");
+            // Library errors already carry their causes in their messages; parameters they
+            // name become the flags that set them.
+            eprintln!("error: {}", options::user_message(&err));
             ExitCode::FAILURE
         }
     }

@@ -1,18 +1,23 @@
 //! Checked, typed options built from the parsed command line. Nothing past this module sees a raw
-//! flag string, and every error names the flag to fix.
+//! flag string, and every error names the flag to fix: the checks here name flags directly, and
+//! [`user_message`] turns the library parameters its errors name into the flags that set them.
+//!
+//! The library's option structs start from their defaults (`new` or `Default`) and only what
+//! the command line says is set on top, so a default lives in one place: the library.
 
 use std::path::{Path, PathBuf};
 
 use crate::cli::{BackboneArgs, DemoArgs, EvalArgs, ExportArgs, ExtractArgs, Global, PredictArgs, TrainArgs};
 use headstart::backbone::BackboneChoice;
 use headstart::baseline::BaselineParams;
-use headstart::dataset::{Split, SplitPercentages};
+use headstart::dataset::SplitPercentages;
 use headstart::evaluate::EvalOptions;
 use headstart::export::ExportOptions;
 use headstart::extract::ExtractOptions;
 use headstart::head::{ClassWeights, HeadParams};
 use headstart::predict::PredictOptions;
-use headstart::train::{TrainOptions, HEAD_FILE};
+use headstart::settings::RuntimeOptions;
+use headstart::train::{TrainError, TrainOptions, HEAD_FILE};
 
 #[derive(Debug, thiserror::Error)]
 pub enum OptionsError {
@@ -29,21 +34,25 @@ fn invalid(flag: &'static str, message: impl Into<String>) -> OptionsError {
     }
 }
 
-pub fn threads(global: &Global) -> Result<usize, OptionsError> {
-    match global.threads {
-        Some(0) => Err(invalid("threads", "must be at least 1")),
-        Some(n) => Ok(n),
-        None => Ok(std::thread::available_parallelism().map_or(1, |n| n.get())),
-    }
+/// The global flags as the library's [`RuntimeOptions`]; built by the commands that open a
+/// backbone, so a bad `--threads` does not stop the others.
+pub fn runtime(global: &Global) -> Result<RuntimeOptions, OptionsError> {
+    let defaults = RuntimeOptions::default();
+    Ok(RuntimeOptions {
+        threads: match global.threads {
+            Some(0) => return Err(invalid("threads", "must be at least 1")),
+            Some(n) => n,
+            None => defaults.threads,
+        },
+        ort_lib: global.ort_lib.clone(),
+        max_pixels: match global.max_pixels {
+            0 => return Err(invalid("max-pixels", "must be at least 1")),
+            n => n,
+        },
+    })
 }
 
 pub fn backbone(args: &BackboneArgs) -> Result<BackboneChoice, OptionsError> {
-    let preset = args
-        .preset
-        .as_deref()
-        .map(str::parse)
-        .transpose()
-        .map_err(|e: String| invalid("preset", e))?;
     for (flag, value) in [("input-size", args.input_size), ("resize", args.resize)] {
         if value == Some(0) {
             return Err(invalid(flag, "must be a positive number of pixels"));
@@ -60,7 +69,7 @@ pub fn backbone(args: &BackboneArgs) -> Result<BackboneChoice, OptionsError> {
     Ok(BackboneChoice {
         model: args.model.clone(),
         output: args.output.clone(),
-        preset,
+        preset: args.preset,
         input_size: args.input_size,
         resize: args.resize,
         int8: args.int8,
@@ -68,30 +77,12 @@ pub fn backbone(args: &BackboneArgs) -> Result<BackboneChoice, OptionsError> {
 }
 
 pub fn extract(global: &Global, args: &ExtractArgs) -> Result<ExtractOptions, OptionsError> {
-    extract_from(
-        global,
-        &args.data,
-        args.batch_size,
-        args.val_percent,
-        args.test_percent,
-        backbone(&args.backbone)?,
-    )
-}
-
-pub fn extract_from(
-    global: &Global,
-    data: &Path,
-    batch_size: usize,
-    val: f64,
-    test: f64,
-    backbone: BackboneChoice,
-) -> Result<ExtractOptions, OptionsError> {
-    if !data.is_dir() {
-        return Err(OptionsError::NoData(data.to_path_buf()));
-    }
-    if batch_size == 0 {
+    let backbone = backbone(&args.backbone)?;
+    let defaults = default_extract(global, &args.data)?;
+    if args.batch_size == 0 {
         return Err(invalid("batch-size", "must be at least 1"));
     }
+    let (val, test) = (args.val_percent, args.test_percent);
     for (flag, value) in [("val-percent", val), ("test-percent", test)] {
         if !(0.0..100.0).contains(&value) {
             return Err(invalid(flag, format!("{value} is not a percentage in 0..100")));
@@ -104,27 +95,45 @@ pub fn extract_from(
         ));
     }
     Ok(ExtractOptions {
-        data: data.to_path_buf(),
-        workspace: global.workspace.clone(),
         backbone,
-        batch_size,
+        batch_size: args.batch_size,
         percentages: SplitPercentages { val, test },
-        threads: threads(global)?,
-        ort_lib: global.ort_lib.clone(),
-        max_pixels: max_pixels(global)?,
+        ..defaults
     })
 }
 
-pub fn max_pixels(global: &Global) -> Result<u64, OptionsError> {
-    match global.max_pixels {
-        0 => Err(invalid("max-pixels", "must be at least 1")),
-        n => Ok(n),
+/// Extract `data` with every setting but the global flags at its default, as `demo` does.
+pub fn default_extract(global: &Global, data: &Path) -> Result<ExtractOptions, OptionsError> {
+    if !data.is_dir() {
+        return Err(OptionsError::NoData(data.to_path_buf()));
+    }
+    Ok(ExtractOptions {
+        runtime: runtime(global)?,
+        ..ExtractOptions::new(data, &global.workspace)
+    })
+}
+
+/// `--hidden` as written for `sizes`: the inverse of what [`train`] parses.
+pub fn hidden_flag(sizes: &[usize]) -> String {
+    if sizes.is_empty() {
+        return "none".into();
+    }
+    let sizes: Vec<String> = sizes.iter().map(usize::to_string).collect();
+    sizes.join(",")
+}
+
+/// `--class-weights` as written for `weights`: the inverse of what [`train`] parses.
+pub fn class_weights_flag(weights: &ClassWeights) -> String {
+    match weights {
+        ClassWeights::None => "none".into(),
+        ClassWeights::Balanced => "auto".into(),
+        ClassWeights::Given(w) => w.iter().map(f32::to_string).collect::<Vec<_>>().join(","),
     }
 }
 
-pub fn train(global: &Global, args: &TrainArgs) -> Result<TrainOptions, OptionsError> {
-    let hidden = match args.hidden.trim() {
-        "none" | "" => Vec::new(),
+fn parse_hidden(text: &str) -> Result<Vec<usize>, OptionsError> {
+    match text.trim() {
+        "none" | "" => Ok(Vec::new()),
         list => list
             .split(',')
             .map(|h| h.trim().parse::<usize>().ok().filter(|&n| n > 0))
@@ -134,9 +143,12 @@ pub fn train(global: &Global, args: &TrainArgs) -> Result<TrainOptions, OptionsE
                     "hidden",
                     format!("`{list}` is not a comma-separated list of positive sizes or `none`"),
                 )
-            })?,
-    };
-    let class_weights = match args.class_weights.trim() {
+            }),
+    }
+}
+
+fn parse_class_weights(text: &str) -> Result<ClassWeights, OptionsError> {
+    Ok(match text.trim() {
         "none" => ClassWeights::None,
         "auto" | "balanced" => ClassWeights::Balanced,
         list => ClassWeights::Given(
@@ -150,33 +162,38 @@ pub fn train(global: &Global, args: &TrainArgs) -> Result<TrainOptions, OptionsE
                     )
                 })?,
         ),
-    };
-    // Values are range-checked by HeadParams at fit time, with messages that name these flags.
+    })
+}
+
+pub fn train(global: &Global, args: &TrainArgs) -> Result<TrainOptions, OptionsError> {
+    // Values are range-checked by the library at fit time; `user_message` names these flags.
     let head = HeadParams::default()
         .epochs(args.epochs)
         .batch_size(args.batch_size)
         .learning_rate(args.lr)
-        .hidden(hidden)
+        .hidden(parse_hidden(&args.hidden)?)
         .dropout(args.dropout)
         .weight_decay(args.weight_decay)
         .label_smoothing(args.label_smoothing)
-        .class_weights(class_weights)
+        .class_weights(parse_class_weights(&args.class_weights)?)
         .early_stopping(args.early_stopping)
         .seed(args.seed);
+    let baseline = BaselineParams::default()
+        .max_iterations(args.baseline_max_iterations)
+        .tolerance(args.baseline_tolerance);
     Ok(TrainOptions {
-        workspace: global.workspace.clone(),
         head,
-        baseline: args.baseline.then(BaselineParams::default),
+        baseline: args.baseline.then_some(baseline),
         out: args.out.clone(),
+        ..TrainOptions::new(&global.workspace)
     })
 }
 
 pub fn demo_train(global: &Global, args: &DemoArgs) -> TrainOptions {
     TrainOptions {
-        workspace: global.workspace.clone(),
         head: HeadParams::default().epochs(args.epochs).seed(args.seed),
         baseline: Some(BaselineParams::default()),
-        out: None,
+        ..TrainOptions::new(&global.workspace)
     }
 }
 
@@ -184,22 +201,16 @@ fn head_file(global: &Global, head: &Option<PathBuf>) -> PathBuf {
     head.clone().unwrap_or_else(|| global.workspace.join(HEAD_FILE))
 }
 
-pub fn eval(global: &Global, args: &EvalArgs) -> Result<EvalOptions, OptionsError> {
-    Ok(EvalOptions {
-        workspace: global.workspace.clone(),
-        split: args.split.parse().map_err(|e: String| invalid("split", e))?,
-        head: Some(head_file(global, &args.head)),
-        report_dir: None,
-    })
+pub fn eval(global: &Global, args: &EvalArgs) -> EvalOptions {
+    EvalOptions {
+        split: args.split,
+        head: args.head.clone(),
+        ..EvalOptions::new(&global.workspace)
+    }
 }
 
 pub fn demo_eval(global: &Global) -> EvalOptions {
-    EvalOptions {
-        workspace: global.workspace.clone(),
-        split: Split::Test,
-        head: None,
-        report_dir: None,
-    }
+    EvalOptions::new(&global.workspace)
 }
 
 pub fn predict(global: &Global, args: &PredictArgs) -> Result<PredictOptions, OptionsError> {
@@ -210,13 +221,10 @@ pub fn predict(global: &Global, args: &PredictArgs) -> Result<PredictOptions, Op
         return Err(invalid("batch-size", "must be at least 1"));
     }
     Ok(PredictOptions {
-        head: head_file(global, &args.head),
-        inputs: args.paths.clone(),
         top_k: args.top_k,
         batch_size: args.batch_size,
-        threads: threads(global)?,
-        ort_lib: global.ort_lib.clone(),
-        max_pixels: max_pixels(global)?,
+        runtime: runtime(global)?,
+        ..PredictOptions::new(head_file(global, &args.head), args.paths.clone())
     })
 }
 
@@ -224,5 +232,114 @@ pub fn export(global: &Global, args: &ExportArgs) -> ExportOptions {
     ExportOptions {
         head: head_file(global, &args.head),
         out_dir: args.out.clone().unwrap_or_else(|| global.workspace.join("export")),
+    }
+}
+
+/// The `train-head` flag that sets each [`HeadParams`] field, by the field's name.
+const HEAD_FLAGS: &[(&str, &str)] = &[
+    ("epochs", "epochs"),
+    ("batch_size", "batch-size"),
+    ("learning_rate", "lr"),
+    ("hidden", "hidden"),
+    ("dropout", "dropout"),
+    ("weight_decay", "weight-decay"),
+    ("label_smoothing", "label-smoothing"),
+    ("class_weights", "class-weights"),
+    ("early_stopping", "early-stopping"),
+    ("seed", "seed"),
+];
+
+/// The `train-head` flag that sets each [`BaselineParams`] setting the command line exposes.
+const BASELINE_FLAGS: &[(&str, &str)] = &[
+    ("max_iterations", "baseline-max-iterations"),
+    ("tolerance", "baseline-tolerance"),
+];
+
+/// The message the user reads for `err`. Library errors about a parameter name it in backticks
+/// (`` `learning_rate` ``); here it becomes the flag that sets it (`--lr`).
+pub fn user_message(err: &anyhow::Error) -> String {
+    let message = err.to_string();
+    let named = match err.downcast_ref::<TrainError>() {
+        Some(TrainError::Head(e)) => flag_for(HEAD_FLAGS, e.parameter()),
+        Some(TrainError::Baseline(e)) => flag_for(BASELINE_FLAGS, e.parameter()),
+        _ => None,
+    };
+    match named {
+        Some((name, flag)) => message.replace(&format!("`{name}`"), &format!("--{flag}")),
+        None => message,
+    }
+}
+
+fn flag_for(flags: &'static [(&str, &str)], parameter: Option<&str>) -> Option<(&'static str, &'static str)> {
+    let parameter = parameter?;
+    flags.iter().copied().find(|(name, _)| *name == parameter)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+    use headstart::baseline::BaselineError;
+    use headstart::head::HeadError;
+
+    #[test]
+    fn library_parameters_become_their_flags() {
+        let message = |e: TrainError| user_message(&anyhow::Error::from(e));
+        let lr = message(TrainError::Head(HeadError::LearningRate(-1.0)));
+        assert!(
+            lr.starts_with("learning rate must be a finite number > 0 (got -1)"),
+            "{lr}"
+        );
+        assert!(lr.contains("set --lr to a positive value") && !lr.contains('`'), "{lr}");
+        let diverged = message(TrainError::Head(HeadError::Diverged {
+            epoch: 2,
+            loss: f32::INFINITY,
+        }));
+        assert!(diverged.ends_with("set a smaller --lr"), "{diverged}");
+        let patience = message(TrainError::Head(HeadError::EarlyStoppingWithoutValidation));
+        assert!(patience.ends_with("leave out --early-stopping"), "{patience}");
+        let iterations = message(TrainError::Baseline(BaselineError::InvalidMaxIterations));
+        assert_eq!(iterations, "--baseline-max-iterations must be at least 1");
+        let tolerance = message(TrainError::Baseline(BaselineError::InvalidTolerance(-1.0)));
+        assert!(
+            tolerance.starts_with("--baseline-tolerance must be finite"),
+            "{tolerance}"
+        );
+        // A setting without a flag keeps the library's name; other errors are left alone.
+        let alphas = message(TrainError::Baseline(BaselineError::InvalidAlphas(vec![])));
+        assert!(alphas.starts_with("`alphas`"), "{alphas}");
+        let plain = anyhow::Error::from(TrainError::Head(HeadError::TooFewClasses(1)));
+        assert_eq!(user_message(&plain), plain.to_string());
+    }
+
+    #[test]
+    fn every_mapped_flag_exists() {
+        let cli = crate::cli::Cli::command();
+        let train = cli.find_subcommand("train-head").unwrap();
+        for (_, flag) in HEAD_FLAGS.iter().chain(BASELINE_FLAGS) {
+            assert!(
+                train.get_arguments().any(|a| a.get_long() == Some(flag)),
+                "train-head has no --{flag}"
+            );
+        }
+    }
+
+    #[test]
+    fn flag_text_parses_back() {
+        for sizes in [vec![], vec![512], vec![256, 64]] {
+            assert_eq!(parse_hidden(&hidden_flag(&sizes)).unwrap(), sizes);
+        }
+        for weights in [
+            ClassWeights::None,
+            ClassWeights::Balanced,
+            ClassWeights::Given(vec![0.5, 2.0]),
+        ] {
+            assert_eq!(parse_class_weights(&class_weights_flag(&weights)).unwrap(), weights);
+        }
+    }
+
+    #[test]
+    fn command_line_is_consistent() {
+        crate::cli::Cli::command().debug_assert();
     }
 }

@@ -11,6 +11,7 @@ use crate::dataset::Skipped;
 use crate::dataset::IMAGE_EXTENSIONS;
 use crate::extract::{embed_files, Progress};
 use crate::head::{Head, HeadError};
+use crate::settings::{RuntimeOptions, DEFAULT_BATCH_SIZE};
 use crate::train::{Card, TrainError};
 
 #[derive(Debug, thiserror::Error)]
@@ -39,16 +40,36 @@ pub enum PredictError {
     Width { found: usize, expected: usize },
 }
 
+/// Which head labels which images, and how. Build it with [`PredictOptions::new`] and
+/// struct-update syntax for the rest.
 #[derive(Debug, Clone)]
 pub struct PredictOptions {
+    /// The saved head; its card names the backbone and preprocessing.
     pub head: PathBuf,
+    /// Image files, or folders searched recursively.
     pub inputs: Vec<PathBuf>,
+    /// Labels kept per image, most likely first.
     pub top_k: usize,
+    /// Images per network call.
     pub batch_size: usize,
-    pub threads: usize,
-    pub ort_lib: Option<PathBuf>,
-    /// Images with more pixels are skipped without being decoded.
-    pub max_pixels: u64,
+    /// Threads, ONNX Runtime library and pixel limit.
+    pub runtime: RuntimeOptions,
+}
+
+impl PredictOptions {
+    /// Labels kept per image unless told otherwise.
+    pub const DEFAULT_TOP_K: usize = 3;
+
+    /// Labels `inputs` with `head`, keeping the default number of labels, batch size and runtime.
+    pub fn new(head: impl Into<PathBuf>, inputs: Vec<PathBuf>) -> Self {
+        PredictOptions {
+            head: head.into(),
+            inputs,
+            top_k: Self::DEFAULT_TOP_K,
+            batch_size: DEFAULT_BATCH_SIZE,
+            runtime: RuntimeOptions::default(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -68,14 +89,10 @@ pub struct PredictSummary {
 }
 
 /// Opens the backbone a card names, exactly as it was when the head was trained.
-pub fn open_backbone(
-    record: &BackboneRecord,
-    threads: usize,
-    ort_lib: Option<&Path>,
-) -> Result<Backbone, PredictError> {
+pub fn open_backbone(record: &BackboneRecord, runtime: &RuntimeOptions) -> Result<Backbone, PredictError> {
     let info = checked_model(record)?;
-    let runtime = crate::runtime::init(ort_lib)?;
-    Ok(Backbone::open(&runtime, info, threads)?)
+    let ort = crate::runtime::init(runtime.ort_lib.as_deref())?;
+    Ok(Backbone::open(&ort, info, runtime.threads)?)
 }
 
 /// Resolves the card's model file and checks it is byte for byte the one trained on.
@@ -107,7 +124,7 @@ pub fn predict(opts: &PredictOptions, progress: &dyn Progress) -> Result<Predict
     let (head, metadata) = Head::load(&opts.head)?;
     let card = Card::from_metadata(&opts.head, &metadata)?;
     let files = collect_images(&opts.inputs)?;
-    let mut backbone = open_backbone(&card.backbone, opts.threads, opts.ort_lib.as_deref())?;
+    let mut backbone = open_backbone(&card.backbone, &opts.runtime)?;
 
     let mut predictions = Vec::with_capacity(files.len());
     progress.start(files.len() as u64);
@@ -115,7 +132,7 @@ pub fn predict(opts: &PredictOptions, progress: &dyn Progress) -> Result<Predict
         &mut backbone,
         &files,
         opts.batch_size,
-        opts.max_pixels,
+        opts.runtime.max_pixels,
         progress,
         |indices, dim, rows| {
             if dim != head.n_features() {

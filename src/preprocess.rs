@@ -12,19 +12,24 @@ use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer
 use image::{DynamicImage, ImageDecoder, ImageReader};
 use serde::{Deserialize, Serialize};
 
-/// How pixel values in 0..=255 become network inputs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// How pixel values in 0..=255 become network inputs. The names and their aliases are written
+/// once, in the `ValueEnum` attributes, which [`FromStr`](std::str::FromStr) and the CLI's
+/// choices (listed in `--help`) read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Preset {
     /// TF-Lite models such as EfficientNet-Lite: `(x - 127) / 128`.
     Tflite,
     /// Inception / MobileNet style: `x / 127.5 - 1`, values in [-1, 1].
+    #[value(alias = "tf")]
     Inception,
     /// Keras ResNet50 `caffe` mode: RGB to BGR, minus the ImageNet BGR means, no scaling.
     #[serde(alias = "keras-caffe")]
+    #[value(alias = "keras-caffe")]
     Caffe,
     /// torchvision: `x / 255`, then ImageNet mean and standard deviation.
     #[serde(alias = "torchvision")]
+    #[value(alias = "torchvision")]
     Torch,
 }
 
@@ -59,13 +64,8 @@ impl Preset {
 impl std::str::FromStr for Preset {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.to_ascii_lowercase().as_str() {
-            "tflite" => Ok(Preset::Tflite),
-            "inception" | "tf" => Ok(Preset::Inception),
-            "caffe" | "keras-caffe" => Ok(Preset::Caffe),
-            "torch" | "torchvision" => Ok(Preset::Torch),
-            _ => Err(format!("unknown preset `{s}`: use one of {}", Preset::NAMES)),
-        }
+        <Preset as clap::ValueEnum>::from_str(s, true)
+            .map_err(|_| format!("unknown preset `{s}`: use one of {}", Preset::NAMES))
     }
 }
 
@@ -235,6 +235,20 @@ mod tests {
             size: 2,
             layout,
         }
+    }
+
+    /// `name`, `NAMES` and the parsed names (the CLI's choices) must not drift apart.
+    #[test]
+    fn preset_names_agree() {
+        let all = <Preset as clap::ValueEnum>::value_variants();
+        let names: Vec<&str> = all.iter().map(|p| p.name()).collect();
+        assert_eq!(names.join(", "), Preset::NAMES);
+        for &p in all {
+            assert_eq!(p.name().parse::<Preset>(), Ok(p));
+            assert_eq!(p.name().to_uppercase().parse::<Preset>(), Ok(p));
+        }
+        assert_eq!("torchvision".parse::<Preset>(), Ok(Preset::Torch));
+        assert!("nope".parse::<Preset>().unwrap_err().contains(Preset::NAMES));
     }
 
     // Four pixels: (0,10,20) (255,128,127) (1,2,3) (100,150,200).

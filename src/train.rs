@@ -68,14 +68,30 @@ impl Card {
     }
 }
 
+/// What `train-head` fits on which workspace. Build it with [`TrainOptions::new`] and
+/// struct-update syntax for the rest.
 #[derive(Debug, Clone)]
 pub struct TrainOptions {
+    /// Folder holding the cache; the classifiers are saved there too.
     pub workspace: PathBuf,
+    /// The head's hyper-parameters.
     pub head: HeadParams,
     /// Also fit the baseline, with these settings.
     pub baseline: Option<BaselineParams>,
     /// Where to write the head; the workspace's `head.safetensors` by default.
     pub out: Option<PathBuf>,
+}
+
+impl TrainOptions {
+    /// Fits a head with the default hyper-parameters, no baseline, saved in the workspace.
+    pub fn new(workspace: impl Into<PathBuf>) -> Self {
+        TrainOptions {
+            workspace: workspace.into(),
+            head: HeadParams::default(),
+            baseline: None,
+            out: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -234,6 +234,39 @@ fn the_same_seed_gives_the_same_head() {
     assert_ne!(a.0, c.0);
 }
 
+/// The library validates its parameters at fit time and names them (`learning_rate`); the user
+/// reads the flag that sets them instead.
+#[test]
+fn parameter_errors_from_the_library_name_the_flag() {
+    let (_tmp, _data, ws) = prepared();
+    let fails = |args: &[&str], message: &str| {
+        let out = headstart(&ws).args(args).assert().code(1).get_output().stderr.clone();
+        let stderr = String::from_utf8(out).unwrap();
+        assert!(stderr.contains(message), "{args:?}: {stderr}");
+        assert!(!stderr.contains('`'), "{args:?} names a library parameter: {stderr}");
+    };
+    fails(
+        &["train-head", "--dropout", "1"],
+        "set --dropout to a value such as 0.5",
+    );
+    fails(&["train-head", "--epochs", "0"], "set --epochs to a positive count");
+    fails(
+        &["train-head", "--batch-size", "0"],
+        "set --batch-size to a positive count",
+    );
+    let baseline = ["train-head", "--epochs", "1", "--baseline"];
+    let iterations = [&baseline[..], &["--baseline-max-iterations", "0"]].concat();
+    fails(&iterations, "--baseline-max-iterations must be at least 1");
+    let tolerance = [&baseline[..], &["--baseline-tolerance=-1"]].concat();
+    fails(&tolerance, "--baseline-tolerance must be finite and > 0, got -1");
+    // The baseline's settings mean nothing without it.
+    headstart(&ws)
+        .args(["train-head", "--baseline-tolerance", "0.01"])
+        .assert()
+        .code(2)
+        .stderr(contains("--baseline"));
+}
+
 #[test]
 fn bad_settings_name_their_flag() {
     let (_tmp, _data, ws) = prepared();
@@ -257,11 +290,12 @@ fn bad_settings_name_their_flag() {
         .assert()
         .code(1)
         .stderr(contains("train-head"));
+    // An unknown choice is a usage error (exit 2), caught by the parser, which lists the choices.
     headstart(&ws)
         .args(["eval", "--split", "nope"])
         .assert()
-        .code(1)
-        .stderr(contains("--split"));
+        .code(2)
+        .stderr(contains("--split").and(contains("train, val, test")));
     let empty = tempfile::tempdir().unwrap();
     headstart(empty.path())
         .args(["train-head"])

@@ -4,16 +4,19 @@
 //! [`dataset`] (which files) -> [`preprocess`] (pixels) -> [`backbone`] (features) ->
 //! [`cache`] (embeddings on disk) -> [`head`] / [`baseline`] (classifiers) -> [`metrics`] ->
 //! [`report`]. The commands orchestrate them: [`extract`], [`train`], [`evaluate`], [`predict`]
-//! and [`export`]. [`runtime`] finds and loads ONNX Runtime.
+//! and [`export`]. [`runtime`] finds and loads ONNX Runtime; [`bundled`] carries the default
+//! backbone and the demo images inside the binary and unpacks them into [`home`].
 
 pub mod backbone;
 pub mod baseline;
+pub mod bundled;
 pub mod cache;
 pub mod dataset;
 pub mod evaluate;
 pub mod export;
 pub mod extract;
 pub mod head;
+pub mod home;
 pub mod metrics;
 pub mod predict;
 pub mod preprocess;

@@ -5,7 +5,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{json, repo};
+use common::{json, make_dataset, repo};
 
 #[test]
 fn a_copied_binary_runs_the_demo_from_an_empty_folder() {
@@ -28,12 +28,10 @@ fn a_copied_binary_runs_the_demo_from_an_empty_folder() {
             .env_remove("HEADSTART_MODELS")
             .env_remove("HEADSTART_WORKSPACE")
             .args(["--quiet", "--json", "demo", "--epochs", "1"])
-            .assert()
-            .success()
-            .get_output()
-            .stdout
-            .clone();
-        json(&out)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        json(&out.stdout)
     };
     let first = demo();
     let models = home.join("models");
@@ -65,6 +63,67 @@ fn a_copied_binary_runs_the_demo_from_an_empty_folder() {
     let second = demo();
     assert_same(&model, &repo().join("models/efficientnet_lite0.onnx"));
     assert_eq!(second["extract"]["reused"], 600);
+}
+
+#[test]
+fn a_name_is_looked_up_in_headstart_models_then_the_current_folder_then_the_bundle() {
+    let ort = headstart::runtime::init(None).unwrap().library;
+    let tmp = tempfile::tempdir().unwrap();
+    let (custom, cwd, data) = (
+        tmp.path().join("custom"),
+        tmp.path().join("cwd"),
+        tmp.path().join("data"),
+    );
+    make_dataset(&data, 2, 4);
+    for dir in [&custom, &cwd.join("models")] {
+        std::fs::create_dir_all(dir).unwrap();
+        let tiny = repo().join("tests/models/tiny_nchw");
+        std::fs::copy(tiny.with_extension("onnx"), dir.join("tiny_nchw.onnx")).unwrap();
+        std::fs::copy(tiny.with_extension("json"), dir.join("tiny.json")).unwrap();
+    }
+    let extract = |models: Option<&Path>, name: &str| {
+        let mut cmd = assert_cmd::Command::cargo_bin("headstart").unwrap();
+        cmd.current_dir(&cwd)
+            .env("HEADSTART_HOME", tmp.path().join("home"))
+            .env("ORT_DYLIB_PATH", &ort)
+            .env_remove("HEADSTART_MODELS")
+            .args([
+                "--quiet",
+                "--json",
+                "--workspace",
+                "ws",
+                "extract",
+                "--model",
+                name,
+                "--data",
+            ])
+            .arg(&data);
+        if let Some(models) = models {
+            cmd.env("HEADSTART_MODELS", models);
+        }
+        cmd.output().unwrap()
+    };
+    let model_path = |out: std::process::Output| json(&out.stdout)["backbone"]["model_path"].clone();
+    assert_eq!(
+        model_path(extract(Some(&custom), "tiny")),
+        custom.join("tiny_nchw.onnx").display().to_string()
+    );
+    assert_eq!(
+        model_path(extract(None, "tiny")),
+        cwd.join("models/tiny_nchw.onnx").display().to_string()
+    );
+    let unknown = extract(Some(&custom), "nope");
+    assert_eq!(unknown.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&unknown.stderr);
+    for expected in [
+        "no backbone named `nope`".to_string(),
+        format!("{}, {}", custom.display(), cwd.join("models").display()),
+        "known: efficientnet_lite0, efficientnet_lite0_int8, tiny".to_string(),
+    ] {
+        assert!(err.contains(&expected), "{expected} not in {err}");
+    }
+    // Nothing was unpacked: every name was found, or refused, before the bundle was needed.
+    assert!(!tmp.path().join("home").exists());
 }
 
 fn assert_same(unpacked: &Path, original: &Path) {

@@ -2,7 +2,6 @@
 //! reads. Results go to stdout (`--json` makes them machine-readable); warnings and progress go
 //! to stderr.
 
-use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Result;
@@ -60,10 +59,10 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
 /// extract -> train-head --baseline -> eval on the bundled CIFAR-10 subset (or `--data`).
 fn demo(cli: &Cli, args: &DemoArgs) -> Result<ExitCode> {
     let global = &cli.global;
-    let data = args
-        .data
-        .clone()
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("demo/cifar10"));
+    let data = match &args.data {
+        Some(data) => data.clone(),
+        None => headstart::bundled::demo(&headstart::home::home())?,
+    };
     let extracted = extract(&options::default_extract(global, &data)?, &Reporter::new(global.quiet))?;
     let trained = train(
         &options::demo_train(global, args),

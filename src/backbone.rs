@@ -59,8 +59,14 @@ pub struct BackboneChoice {
 
 #[derive(Debug, thiserror::Error)]
 pub enum BackboneError {
-    #[error("no backbone named `{name}` in {dir} (known: {known}): pass --model with one of those names or a path to an .onnx file")]
-    UnknownName { name: String, dir: PathBuf, known: String },
+    #[error("no backbone named `{name}` in {searched} or among the bundled ones (known: {known}): pass --model with one of those names or a path to an .onnx file")]
+    UnknownName {
+        name: String,
+        searched: String,
+        known: String,
+    },
+    #[error(transparent)]
+    Bundled(#[from] crate::bundled::BundleError),
     #[error("backbone `{name}` has no int8 version ({why}): make one with {fix}, or drop --int8")]
     NoInt8 { name: String, why: String, fix: String },
     #[error("cannot read {path}: {source}")]
@@ -108,11 +114,49 @@ pub enum BackboneError {
     },
 }
 
-/// The folder of bundled backbone descriptions: `HEADSTART_MODELS`, else the crate's `models/`.
-pub fn models_dir() -> PathBuf {
+/// The folders searched for a backbone name, in order: `HEADSTART_MODELS`; `models/` in the
+/// current folder (a checkout, where the scripts in models/ write their exports); `models/`
+/// beside the executable (a copied release). The bundled backbones come after them all, from
+/// [`crate::home`].
+pub fn model_dirs() -> Vec<PathBuf> {
+    // Absolute, because heads record their backbone's path for predict and export, which may
+    // run from another folder.
+    let here = std::env::current_dir().ok().map(|dir| dir.join("models"));
+    let beside_exe = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|dir| dir.join("models")));
     std::env::var_os("HEADSTART_MODELS")
         .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("models"))
+        .into_iter()
+        .chain(here)
+        .chain(beside_exe)
+        .collect()
+}
+
+/// The description of the backbone called `name`: the first `<name>.json` in [`model_dirs`],
+/// else the bundled one, unpacked into the home folder.
+fn find_description(name: &str) -> Result<PathBuf, BackboneError> {
+    let file = format!("{name}.json");
+    let dirs = model_dirs();
+    if let Some(json) = dirs.iter().map(|dir| dir.join(&file)).find(|json| json.is_file()) {
+        return Ok(json);
+    }
+    if crate::bundled::model_names().contains(&name) {
+        return Ok(crate::bundled::models(&crate::home::home())?.join(file));
+    }
+    let mut known: Vec<String> = dirs.iter().flat_map(|dir| known_models(dir)).collect();
+    known.extend(crate::bundled::model_names().into_iter().map(str::to_string));
+    known.sort();
+    known.dedup();
+    Err(BackboneError::UnknownName {
+        name: name.to_string(),
+        searched: dirs
+            .iter()
+            .map(|dir| dir.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
+        known: known.join(", "),
+    })
 }
 
 /// Names of the described backbones, sorted.
@@ -164,16 +208,9 @@ impl BackboneChoice {
             };
             (as_path.to_path_buf(), description, beside)
         } else {
-            let dir = models_dir();
-            let json = dir.join(format!("{model}.json"));
-            if !json.is_file() {
-                return Err(BackboneError::UnknownName {
-                    name: model.to_string(),
-                    known: known_models(&dir).join(", "),
-                    dir,
-                });
-            }
+            let json = find_description(model)?;
             let description = read_description(&json)?;
+            let dir = json.parent().unwrap_or(Path::new("."));
             (dir.join(&description.file), Some(description), json)
         };
         if self.int8 {

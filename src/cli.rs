@@ -38,7 +38,7 @@ pub struct Global {
     /// Folder holding the cache, heads and reports.
     #[arg(long, global = true, env = "HEADSTART_WORKSPACE", default_value = ".headstart")]
     pub workspace: PathBuf,
-    /// The ONNX Runtime shared library (libonnxruntime.so); found or fetched automatically if absent.
+    /// The ONNX Runtime shared library (libonnxruntime.so, .dylib or onnxruntime.dll); found or fetched automatically if absent.
     #[arg(long, global = true, value_name = "PATH")]
     pub ort_lib: Option<PathBuf>,
     /// Images with more pixels are skipped without being decoded (guards against decompression bombs).

@@ -5,16 +5,19 @@
 //! [`cache`] (embeddings on disk) -> [`head`] / [`baseline`] (classifiers) -> [`metrics`] ->
 //! [`report`]. The commands orchestrate them: [`extract`], [`train`], [`evaluate`], [`predict`]
 //! and [`export`]. [`runtime`] finds and loads ONNX Runtime; [`settings`] holds how the commands
-//! that open a backbone run it.
+//! that open a backbone run it; [`bundled`] carries the default backbone and the demo images
+//! inside the binary and unpacks them into [`home`].
 
 pub mod backbone;
 pub mod baseline;
+pub mod bundled;
 pub mod cache;
 pub mod dataset;
 pub mod evaluate;
 pub mod export;
 pub mod extract;
 pub mod head;
+pub mod home;
 pub mod metrics;
 pub mod predict;
 pub mod preprocess;

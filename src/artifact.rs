@@ -310,8 +310,22 @@ pub fn from_bytes(bytes: &[u8]) -> Result<(Box<dyn Classifier>, BTreeMap<String,
     let file = SafeTensors::deserialize(bytes).map_err(|e| e.to_string())?;
     let mut metadata: BTreeMap<String, String> = header.metadata().clone().unwrap_or_default().into_iter().collect();
     let format = metadata.remove(FORMAT_KEY);
+    let classifier = decode_tensors(format.as_deref(), &file, &mut metadata).map_err(|e| match format {
+        Some(_) => e,
+        None => format!("it has no {FORMAT_KEY:?} entry, so it was read as a head: {e}"),
+    })?;
+    Ok((classifier, metadata))
+}
+
+/// Checks the tensors' checksum (taking it out of `metadata`) and decodes them as the kind
+/// that `format` names.
+fn decode_tensors(
+    format: Option<&str>,
+    file: &SafeTensors,
+    metadata: &mut BTreeMap<String, String>,
+) -> Result<Box<dyn Classifier>, String> {
     let views = file.tensors();
-    take_and_check_crc(&mut metadata, views.iter().map(|(n, v)| (n.as_str(), v.data())))?;
+    take_and_check_crc(metadata, views.iter().map(|(n, v)| (n.as_str(), v.data())))?;
     let mut tensors = Vec::with_capacity(views.len());
     for (name, view) in views {
         if view.dtype() != Dtype::F32 {
@@ -324,16 +338,13 @@ pub fn from_bytes(bytes: &[u8]) -> Result<(Box<dyn Classifier>, BTreeMap<String,
             .collect();
         tensors.push((name, view.shape().to_vec(), data));
     }
-    Ok((decode(format.as_deref(), tensors)?, metadata))
+    decode(format, tensors)
 }
 
 /// The classifier that the format marker names, from its tensors.
 fn decode(format: Option<&str>, tensors: Vec<Tensor>) -> Result<Box<dyn Classifier>, String> {
     match format {
-        None => match Head::from_tensors(tensors) {
-            Ok(head) => Ok(Box::new(head)),
-            Err(e) => Err(format!("it has no {FORMAT_KEY:?} entry, so it was read as a head: {e}")),
-        },
+        None => Ok(Box::new(Head::from_tensors(tensors).map_err(|e| e.to_string())?)),
         Some(crate::baseline::FORMAT_VALUE) => Ok(Box::new(Baseline::from_tensors(tensors)?)),
         Some(other) => Err(format!(
             "format {other:?} is not one this headstart version reads; it was written by another version"

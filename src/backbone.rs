@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use ort::session::builder::GraphOptimizationLevel;
 use ort::session::Session;
-use ort::value::{TensorRef, ValueType};
+use ort::value::{TensorElementType, TensorRef, ValueType};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -86,6 +86,16 @@ pub enum BackboneError {
         path: PathBuf,
         wanted: String,
         available: String,
+    },
+    #[error("{path} has no inputs: pass --model with an image model that takes an image tensor")]
+    NoInputs { path: PathBuf },
+    #[error("{path} has no outputs: pass --model with an image model whose output is its features")]
+    NoOutputs { path: PathBuf },
+    #[error("{path}: output `{output}` is {found}, not a float32 tensor of features: pass --output with a float32 feature output")]
+    OutputType {
+        path: PathBuf,
+        output: String,
+        found: String,
     },
     #[error("{path}: input is {model}x{model} but --input-size says {given}: drop --input-size or fix it")]
     InputSize { path: PathBuf, model: i64, given: u32 },
@@ -341,7 +351,11 @@ impl Backbone {
             .map_err(|e| session_err(e.into()))?
             .commit_from_file(&info.path)
             .map_err(session_err)?;
-        let first = &session.inputs()[0];
+        let Some(first) = session.inputs().first() else {
+            return Err(BackboneError::NoInputs {
+                path: info.path.clone(),
+            });
+        };
         let shape: Vec<i64> = match first.dtype() {
             ValueType::Tensor { shape, .. } => shape.to_vec(),
             _ => Vec::new(),
@@ -383,8 +397,29 @@ impl Backbone {
                 })
             }
             Some(wanted) => wanted.clone(),
-            None => available[0].clone(),
+            None => available
+                .first()
+                .ok_or_else(|| BackboneError::NoOutputs {
+                    path: info.path.clone(),
+                })?
+                .clone(),
         };
+        let outlet = session.outputs().iter().find(|o| o.name() == output);
+        if let Some(outlet) = outlet.filter(|o| {
+            !matches!(
+                o.dtype(),
+                ValueType::Tensor {
+                    ty: TensorElementType::Float32,
+                    ..
+                }
+            )
+        }) {
+            return Err(BackboneError::OutputType {
+                path: info.path.clone(),
+                output,
+                found: outlet.dtype().to_string(),
+            });
+        }
         let resize = info.resize.unwrap_or((size as f64 * 256.0 / 224.0).round() as u32);
         let preprocessing = Preprocessing {
             preset: info.preset,

@@ -1,9 +1,8 @@
 //! `extract`: images to cached embeddings.
 //!
-//! Files are hashed first (cheap) so that only new or changed content goes through the network.
-//! Decoding and resizing run on the rayon pool one batch ahead of ONNX Runtime, through a
-//! channel of two batches, so the network does not wait for images. A file that cannot be read or
-//! decoded is reported, counted and skipped; the run goes on.
+//! Files are hashed first (cheap) so that only new or changed content goes through the network,
+//! in batches by [`crate::embed`]. A file that cannot be read or decoded is reported, counted and
+//! skipped; the run goes on.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;

@@ -34,6 +34,9 @@ pub const FORMAT_KEY: &str = "headstart_format";
 /// The metadata key of the CRC-32 over the tensors.
 pub const CRC_KEY: &str = "headstart.crc32";
 
+/// A classifier file's metadata entries besides the format marker and checksum.
+pub type Metadata = BTreeMap<String, String>;
+
 /// Why a classifier file could not be written, read or used with this workspace.
 #[derive(Debug, thiserror::Error)]
 pub enum ArtifactError {
@@ -293,7 +296,7 @@ pub fn save(path: &Path, classifier: &dyn Classifier, metadata: BTreeMap<String,
 
 /// Reads a file written by [`save`]: the classifier, of whichever kind its format marker
 /// names, and the caller's metadata (without the marker and checksum).
-pub fn load(path: &Path) -> Result<(Box<dyn Classifier>, BTreeMap<String, String>), ArtifactError> {
+pub fn load(path: &Path) -> Result<(Box<dyn Classifier>, Metadata), ArtifactError> {
     let bytes = std::fs::read(path).map_err(|source| ArtifactError::Read {
         path: path.to_path_buf(),
         source,
@@ -305,7 +308,7 @@ pub fn load(path: &Path) -> Result<(Box<dyn Classifier>, BTreeMap<String, String
 }
 
 /// [`load`] on the bytes of a file; the error says what is wrong with them.
-pub fn from_bytes(bytes: &[u8]) -> Result<(Box<dyn Classifier>, BTreeMap<String, String>), String> {
+pub fn from_bytes(bytes: &[u8]) -> Result<(Box<dyn Classifier>, Metadata), String> {
     let (_, header) = SafeTensors::read_metadata(bytes).map_err(|e| e.to_string())?;
     let file = SafeTensors::deserialize(bytes).map_err(|e| e.to_string())?;
     let mut metadata: BTreeMap<String, String> = header.metadata().clone().unwrap_or_default().into_iter().collect();

@@ -16,7 +16,8 @@ use std::time::Instant;
 
 use headstart::backbone::{Backbone, BackboneChoice};
 use headstart::dataset::{Dataset, SplitPercentages};
-use headstart::extract::{extract, ExtractOptions, Silent};
+use headstart::embed::Silent;
+use headstart::extract::{extract, ExtractOptions};
 use headstart::preprocess::{crop_resize, decode, normalise, DEFAULT_MAX_PIXELS};
 
 fn peak_rss_mib() -> f64 {

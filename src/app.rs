@@ -5,7 +5,7 @@
 use std::process::ExitCode;
 
 use anyhow::Result;
-use headstart::evaluate::{run_eval, EvalSummary};
+use headstart::evaluate::{eval, EvalSummary};
 use headstart::export::{export, ExportSummary};
 use headstart::extract::{extract, ExtractSummary};
 use headstart::head::EpochStats;
@@ -38,7 +38,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Eval(args) => {
-            let summary = run_eval(&options::eval(global, args))?;
+            let summary = eval(&options::eval(global, args))?;
             print_eval(&summary, args.show_mistakes, global.json)?;
             Ok(ExitCode::SUCCESS)
         }
@@ -68,7 +68,7 @@ fn demo(cli: &Cli, args: &DemoArgs) -> Result<ExitCode> {
         &options::demo_train(global, args),
         &mut epoch_printer(global.quiet || global.json),
     )?;
-    let evaluated = run_eval(&options::demo_eval(global))?;
+    let evaluated = eval(&options::demo_eval(global))?;
     if global.json {
         let all = serde_json::json!({ "extract": extracted, "train": trained, "eval": evaluated });
         println!("{}", serde_json::to_string_pretty(&all)?);

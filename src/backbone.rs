@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use ort::session::builder::GraphOptimizationLevel;
 use ort::session::Session;
-use ort::value::{TensorRef, ValueType};
+use ort::value::{TensorElementType, TensorRef, ValueType};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -93,6 +93,16 @@ pub enum BackboneError {
         wanted: String,
         available: String,
     },
+    #[error("{path} has no inputs: pass --model with an image model that takes an image tensor")]
+    NoInputs { path: PathBuf },
+    #[error("{path} has no outputs: pass --model with an image model whose output is its features")]
+    NoOutputs { path: PathBuf },
+    #[error("{path}: output `{output}` is {found}, not a float32 tensor of features: pass --output with a float32 feature output")]
+    OutputType {
+        path: PathBuf,
+        output: String,
+        found: String,
+    },
     #[error("{path}: input is {model}x{model} but --input-size says {given}: drop --input-size or fix it")]
     InputSize { path: PathBuf, model: i64, given: u32 },
     #[error("{path} needs --preset: it has no description beside it (a {stem}.json); the presets are {presets}")]
@@ -100,6 +110,12 @@ pub enum BackboneError {
         path: PathBuf,
         stem: String,
         presets: &'static str,
+    },
+    #[error("the backbone {path} has changed since the head was trained (sha256 {found}, trained on {expected}): restore it or re-run extract and train-head")]
+    ModelChanged {
+        path: PathBuf,
+        found: String,
+        expected: String,
     },
     #[error("running {path} failed: {message}")]
     Run { path: PathBuf, message: String },
@@ -180,6 +196,49 @@ pub fn cache_key(model_sha256: &str, output: &str, preprocessing: &Preprocessing
     let settings = serde_json::to_string(preprocessing).expect("plain struct");
     let digest = Sha256::digest(format!("{model_sha256}|{output}|{settings}").as_bytes());
     hex(&digest[..8])
+}
+
+/// The backbone that produced a set of vectors, as recorded in the manifest and cache files.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BackboneRecord {
+    pub name: String,
+    /// The ONNX file, so that `predict` and `export` can run the same network later.
+    pub model_path: PathBuf,
+    pub key: String,
+    pub model_sha256: String,
+    pub output: String,
+    pub preprocessing: Preprocessing,
+    pub dim: usize,
+}
+
+impl BackboneRecord {
+    /// Resolves the recorded model file and checks it is byte for byte the one recorded, so
+    /// that a classifier trained on its embeddings is never fed another network's.
+    pub fn resolve(&self) -> Result<BackboneInfo, BackboneError> {
+        let p = self.preprocessing;
+        let info = BackboneChoice {
+            model: Some(self.model_path.display().to_string()),
+            output: Some(self.output.clone()),
+            preset: Some(p.preset),
+            input_size: Some(p.size),
+            resize: Some(p.resize),
+            int8: false,
+        }
+        .resolve()?;
+        if info.sha256 != self.model_sha256 {
+            return Err(BackboneError::ModelChanged {
+                path: info.path,
+                found: info.sha256,
+                expected: self.model_sha256.clone(),
+            });
+        }
+        Ok(info)
+    }
+
+    /// Opens the recorded backbone, exactly as it was recorded.
+    pub fn open(&self, runtime: &Runtime, threads: usize) -> Result<Backbone, BackboneError> {
+        Backbone::open(runtime, self.resolve()?, threads)
+    }
 }
 
 /// A backbone resolved to a file, its checksum and its preprocessing, before opening it.
@@ -329,7 +388,11 @@ impl Backbone {
             .map_err(|e| session_err(e.into()))?
             .commit_from_file(&info.path)
             .map_err(session_err)?;
-        let first = &session.inputs()[0];
+        let Some(first) = session.inputs().first() else {
+            return Err(BackboneError::NoInputs {
+                path: info.path.clone(),
+            });
+        };
         let shape: Vec<i64> = match first.dtype() {
             ValueType::Tensor { shape, .. } => shape.to_vec(),
             _ => Vec::new(),
@@ -371,8 +434,29 @@ impl Backbone {
                 })
             }
             Some(wanted) => wanted.clone(),
-            None => available[0].clone(),
+            None => available
+                .first()
+                .ok_or_else(|| BackboneError::NoOutputs {
+                    path: info.path.clone(),
+                })?
+                .clone(),
         };
+        let outlet = session.outputs().iter().find(|o| o.name() == output);
+        if let Some(outlet) = outlet.filter(|o| {
+            !matches!(
+                o.dtype(),
+                ValueType::Tensor {
+                    ty: TensorElementType::Float32,
+                    ..
+                }
+            )
+        }) {
+            return Err(BackboneError::OutputType {
+                path: info.path.clone(),
+                output,
+                found: outlet.dtype().to_string(),
+            });
+        }
         let resize = info.resize.unwrap_or((size as f64 * 256.0 / 224.0).round() as u32);
         let preprocessing = Preprocessing {
             preset: info.preset,

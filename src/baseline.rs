@@ -36,26 +36,23 @@
 //! classifier, just not the exact optimum for its alpha, and weaker alphas
 //! cannot be reached at all.
 
-use std::collections::{BTreeMap, HashMap};
-use std::fs;
-use std::path::{Path, PathBuf};
+use std::collections::BTreeMap;
 use std::time::Instant;
 
 use linfa::dataset::DatasetBase;
 use linfa::traits::Fit;
 use linfa_logistic::MultiLogisticRegression;
 use ndarray::{Array1, Array2, ArrayView1, ArrayView2, Axis, Zip};
-use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use serde::{Deserialize, Serialize};
+
+use crate::classifier::{argmax, check_set, Activation, Classifier, DenseChain, DenseLayer, SetError, Tensor};
 
 /// L2 strength used when there is no validation set to choose one: `C = 1`,
 /// scikit-learn's default, so the fallback matches what most people would get.
 pub const DEFAULT_ALPHA: f64 = 1.0;
 
-/// Metadata key that marks a file as a saved [`Baseline`], so that loading a
-/// head's weights (or any other safetensors file) by mistake fails clearly.
-pub const FORMAT_KEY: &str = "headstart_format";
-const FORMAT_VALUE: &str = "linear-baseline/1";
+/// The format marker of baseline files (see [`crate::artifact`]).
+pub const FORMAT_VALUE: &str = "linear-baseline/1";
 
 /// Logit given to classes that never occur in the training labels. The model
 /// has no evidence for them; this makes their probability exactly zero in
@@ -72,34 +69,13 @@ pub enum BaselineError {
          or give it at least one row"
     )]
     EmptyValidationSet,
-    #[error("{set} embeddings have {rows} rows but {labels} labels: pass one label per row")]
-    LengthMismatch {
-        set: &'static str,
-        rows: usize,
-        labels: usize,
-    },
     #[error(
         "validation embeddings have {found} features but training ones have {expected}: \
          use embeddings from the same backbone for both"
     )]
     FeatureMismatch { expected: usize, found: usize },
-    #[error(
-        "{set} label {label} at row {row} is out of range for n_classes = {n_classes}: \
-         labels must be class indices 0..n_classes"
-    )]
-    LabelOutOfRange {
-        set: &'static str,
-        row: usize,
-        label: usize,
-        n_classes: usize,
-    },
     #[error("the training labels contain {found} distinct class(es): a classifier needs at least 2")]
     TooFewClasses { found: usize },
-    #[error(
-        "{set} embeddings contain a non-finite value at row {row}, column {col}: \
-         re-extract or drop those rows before fitting"
-    )]
-    NonFinite { set: &'static str, row: usize, col: usize },
     #[error("`alphas` must be a non-empty list of finite values > 0, got {0:?}")]
     InvalidAlphas(Vec<f64>),
     #[error("`fallback_alpha` must be finite and > 0, got {0}")]
@@ -114,27 +90,8 @@ pub enum BaselineError {
         #[source]
         source: linfa_logistic::error::Error,
     },
-    #[error(
-        "metadata key {0:?} is reserved for headstart's own use: \
-         store the value under another key"
-    )]
-    ReservedMetadataKey(String),
-    #[error("cannot write baseline to {path}: {source}")]
-    Write {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("cannot read baseline from {path}: {source}")]
-    Read {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("cannot encode baseline as safetensors: {0}")]
-    Encode(#[source] safetensors::SafeTensorError),
-    #[error("{path} is not a headstart baseline file ({reason}); fit the baseline again to recreate it")]
-    InvalidFile { path: PathBuf, reason: String },
+    #[error(transparent)]
+    Set(#[from] SetError),
 }
 
 impl BaselineError {
@@ -638,99 +595,33 @@ impl Baseline {
         logits
     }
 
-    /// Writes the model as safetensors (`mean`, `std`, `weights`, `intercept`,
-    /// all f32) with `metadata` in the header. The file is written next to
-    /// `path` and renamed over it, so an interrupted save never leaves a
-    /// truncated model behind.
-    pub fn save(&self, path: impl AsRef<Path>, metadata: BTreeMap<String, String>) -> Result<(), BaselineError> {
-        let path = path.as_ref();
-        for key in [FORMAT_KEY, crate::cache::CRC_KEY] {
-            if metadata.contains_key(key) {
-                return Err(BaselineError::ReservedMetadataKey(key.to_owned()));
-            }
-        }
-        let mut header: HashMap<String, String> = metadata.into_iter().collect();
-        header.insert(FORMAT_KEY.to_owned(), FORMAT_VALUE.to_owned());
-
-        let tensors = [
-            ("mean", &self.mean.view().into_dyn()),
-            ("std", &self.std.view().into_dyn()),
-            ("weights", &self.weights.view().into_dyn()),
-            ("intercept", &self.intercept.view().into_dyn()),
-        ]
-        .map(|(name, a)| {
-            (
-                name,
-                a.shape().to_vec(),
-                a.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>(),
-            )
-        });
-        header.insert(
-            crate::cache::CRC_KEY.to_owned(),
-            crate::cache::tensors_crc(tensors.iter().map(|(name, _, bytes)| (*name, bytes.as_slice()))),
-        );
-        let views = tensors
-            .iter()
-            .map(|(name, shape, bytes)| TensorView::new(Dtype::F32, shape.clone(), bytes).map(|v| (*name, v)))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(BaselineError::Encode)?;
-        let bytes = safetensors::serialize(views, &Some(header)).map_err(BaselineError::Encode)?;
-        write_atomically(path, &bytes)
-    }
-
-    /// Reads a model written by [`save`](Self::save), returning the caller's
-    /// metadata (without headstart's format marker).
-    pub fn load(path: impl AsRef<Path>) -> Result<(Baseline, BTreeMap<String, String>), BaselineError> {
-        let path = path.as_ref();
-        let bytes = fs::read(path).map_err(|source| BaselineError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
-        Baseline::from_bytes(&bytes).map_err(|reason| BaselineError::InvalidFile {
-            path: path.to_owned(),
-            reason,
-        })
-    }
-
-    /// Parses the bytes of a baseline file; the error says what is wrong with them.
-    pub fn from_bytes(bytes: &[u8]) -> Result<(Baseline, BTreeMap<String, String>), String> {
-        let (_, header) = SafeTensors::read_metadata(bytes).map_err(|e| e.to_string())?;
-        let mut metadata: BTreeMap<String, String> =
-            header.metadata().clone().unwrap_or_default().into_iter().collect();
-        match metadata.remove(FORMAT_KEY).as_deref() {
-            Some(FORMAT_VALUE) => {}
-            Some(other) => {
-                return Err(format!(
-                    "format {other:?} is not {FORMAT_VALUE:?}; it was written by another headstart version"
-                ))
-            }
-            None => return Err(format!("metadata has no {FORMAT_KEY:?} entry")),
-        }
-        let tensors = SafeTensors::deserialize(bytes).map_err(|e| e.to_string())?;
-        let views = tensors.tensors();
-        crate::cache::take_and_check_crc(&mut metadata, views.iter().map(|(n, v)| (n.as_str(), v.data())))?;
-        let read = |name: &str| -> Result<(Vec<usize>, Vec<f32>), String> {
-            let view = tensors
-                .tensor(name)
-                .map_err(|_| format!("tensor {name:?} is missing"))?;
-            if view.dtype() != Dtype::F32 {
-                return Err(format!("tensor {name:?} is {:?}, expected F32", view.dtype()));
-            }
-            let values: Vec<f32> = view
-                .data()
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect();
+    /// Rebuilds a baseline from its tensors (`mean`, `std`, `weights`, `intercept`); the
+    /// error says what is wrong with them.
+    pub fn from_tensors(tensors: Vec<Tensor>) -> Result<Baseline, String> {
+        let mut by_name: BTreeMap<String, (Vec<usize>, Vec<f32>)> = tensors
+            .into_iter()
+            .map(|(name, shape, data)| (name, (shape, data)))
+            .collect();
+        let mut read = |name: &str| -> Result<(Vec<usize>, Vec<f32>), String> {
+            let (shape, values) = by_name
+                .remove(name)
+                .ok_or_else(|| format!("tensor {name:?} is missing"))?;
             if values.iter().any(|v| !v.is_finite()) {
                 return Err(format!("tensor {name:?} contains non-finite values"));
             }
-            Ok((view.shape().to_vec(), values))
+            if shape.iter().product::<usize>() != values.len() {
+                return Err(format!(
+                    "tensor {name:?} has shape {shape:?} but {} values",
+                    values.len()
+                ));
+            }
+            Ok((shape, values))
         };
         let (w_shape, w) = read("weights")?;
         let [n_features, n_classes] = w_shape[..] else {
             return Err(format!("weights have shape {w_shape:?}, expected 2 dimensions"));
         };
-        let vector = |name: &str, len: usize| -> Result<Array1<f32>, String> {
+        let mut vector = |name: &str, len: usize| -> Result<Array1<f32>, String> {
             let (shape, values) = read(name)?;
             if shape != [len] {
                 return Err(format!("{name} has shape {shape:?}, expected [{len}]"));
@@ -746,37 +637,60 @@ impl Baseline {
         if model.std.iter().any(|&s| s <= 0.0) {
             return Err("std contains values <= 0".to_owned());
         }
-        Ok((model, metadata))
+        Ok(model)
+    }
+
+    /// Standardisation and the linear map as one Dense layer: `(x - m) / s · W + b` is
+    /// `x · W' + b'` with `W' = diag(1 / s)·W` and `b' = b - (m / s)·W`.
+    fn folded_layer(&self) -> DenseLayer {
+        let scale = self.std.mapv(|s| 1.0 / f64::from(s));
+        let shift = Zip::from(&self.mean).and(&scale).map_collect(|&m, &k| f64::from(m) * k);
+        let weights = self.weights.mapv(f64::from);
+        let weight = &weights * &scale.view().insert_axis(Axis(1));
+        let bias = self.intercept.mapv(f64::from) - shift.dot(&weights);
+        DenseLayer {
+            weight: weight.mapv(|v| v as f32),
+            bias: bias.mapv(|v| v as f32),
+            relu: false,
+        }
     }
 }
 
-fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), BaselineError> {
-    crate::cache::write_file_atomically(path, bytes).map_err(|source| BaselineError::Write {
-        path: path.to_owned(),
-        source,
-    })
-}
+impl Classifier for Baseline {
+    fn n_features(&self) -> usize {
+        Baseline::n_features(self)
+    }
 
-fn check_set(set: &'static str, x: ArrayView2<f32>, y: &[usize], n_classes: usize) -> Result<(), BaselineError> {
-    if x.nrows() != y.len() {
-        return Err(BaselineError::LengthMismatch {
-            set,
-            rows: x.nrows(),
-            labels: y.len(),
-        });
+    fn n_classes(&self) -> usize {
+        Baseline::n_classes(self)
     }
-    if let Some((row, &label)) = y.iter().enumerate().find(|(_, &l)| l >= n_classes) {
-        return Err(BaselineError::LabelOutOfRange {
-            set,
-            row,
-            label,
-            n_classes,
-        });
+
+    fn predict_proba(&self, x: ArrayView2<f32>) -> Array2<f32> {
+        Baseline::predict_proba(self, x)
     }
-    if let Some(((row, col), _)) = x.indexed_iter().find(|(_, v)| !v.is_finite()) {
-        return Err(BaselineError::NonFinite { set, row, col });
+
+    fn dense_chain(&self) -> Option<DenseChain> {
+        Some(DenseChain {
+            layers: vec![self.folded_layer()],
+            activation: Activation::Softmax,
+        })
     }
-    Ok(())
+
+    fn format(&self) -> Option<&'static str> {
+        Some(FORMAT_VALUE)
+    }
+
+    fn tensors(&self) -> Vec<Tensor> {
+        [
+            ("mean", self.mean.view().into_dyn()),
+            ("std", self.std.view().into_dyn()),
+            ("weights", self.weights.view().into_dyn()),
+            ("intercept", self.intercept.view().into_dyn()),
+        ]
+        .into_iter()
+        .map(|(name, a)| (name.to_owned(), a.shape().to_vec(), a.iter().copied().collect()))
+        .collect()
+    }
 }
 
 /// Per-feature mean and population standard deviation, accumulated in f64.
@@ -832,22 +746,6 @@ fn accuracy(probs: ArrayView2<f32>, y: &[usize]) -> f64 {
     correct as f64 / y.len() as f64
 }
 
-fn argmax(row: ArrayView1<f32>) -> usize {
-    row.iter()
-        .enumerate()
-        .fold(
-            (0, f32::NEG_INFINITY),
-            |best, (i, &p)| {
-                if p > best.1 {
-                    (i, p)
-                } else {
-                    best
-                }
-            },
-        )
-        .0
-}
-
 fn cross_entropy(probs: ArrayView2<f32>, y: &[usize]) -> f64 {
     let total: f64 = probs
         .rows()
@@ -859,310 +757,5 @@ fn cross_entropy(probs: ArrayView2<f32>, y: &[usize]) -> f64 {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use approx::assert_abs_diff_eq;
-
-    /// Deterministic standard-normal samples (xorshift + Box-Muller), so the
-    /// tests need no RNG crate and never flake.
-    struct Normal(u64);
-
-    impl Normal {
-        fn uniform(&mut self) -> f64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            ((self.0 >> 11) as f64 + 0.5) / (1u64 << 53) as f64
-        }
-
-        fn sample(&mut self) -> f32 {
-            let (u, v) = (self.uniform(), self.uniform());
-            ((-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()) as f32
-        }
-    }
-
-    /// `n` points around one centre per class (`spread` apart), labels cycling
-    /// through `classes`.
-    fn blobs(n: usize, d: usize, classes: &[usize], spread: f32, seed: u64) -> (Array2<f32>, Vec<usize>) {
-        let mut rng = Normal(seed);
-        let y: Vec<usize> = (0..n).map(|i| classes[i % classes.len()]).collect();
-        let x = Array2::from_shape_fn((n, d), |(i, j)| {
-            let centre = if j % 7 == y[i] % 7 { spread } else { 0.0 };
-            3.0 + 2.0 * (centre + rng.sample())
-        });
-        (x, y)
-    }
-
-    #[test]
-    fn default_alphas_span_c_from_0_01_to_1000() {
-        let alphas = BaselineParams::default_alphas();
-        assert_eq!(alphas.len(), 11);
-        assert_abs_diff_eq!(1.0 / alphas[0], 0.01, epsilon = 1e-12);
-        assert_abs_diff_eq!(1.0 / alphas[10], 1000.0, epsilon = 1e-9);
-    }
-
-    /// A single long linfa run on the standardised data, for reference.
-    fn linfa_reference(
-        x: &Array2<f32>,
-        y: &[usize],
-        alpha: f64,
-    ) -> (Array2<f64>, linfa_logistic::MultiFittedLogisticRegression<f64, usize>) {
-        let (mean, std) = standardisation(x.view());
-        let x_std: Array2<f64> = standardise(x.view(), &mean, &std);
-        let dataset = DatasetBase::new(x_std.view(), Array1::from(y.to_vec()));
-        let model = MultiLogisticRegression::default()
-            .alpha(alpha)
-            .max_iterations(1000)
-            .gradient_tolerance(1e-6)
-            .fit(&dataset)
-            .unwrap();
-        (x_std, model)
-    }
-
-    #[test]
-    fn params_round_trip_through_json_and_default_missing_fields() {
-        let params = BaselineParams::default().alphas(vec![0.5, 2.0]).max_iterations(50);
-        let json = serde_json::to_string(&params).unwrap();
-        assert_eq!(serde_json::from_str::<BaselineParams>(&json).unwrap(), params);
-        let partial: BaselineParams = serde_json::from_str(r#"{"tolerance": 0.001}"#).unwrap();
-        assert_eq!(partial, BaselineParams::default().tolerance(0.001));
-    }
-
-    #[test]
-    fn predictions_match_linfa_for_the_same_parameters() {
-        let (x, y) = blobs(120, 6, &[0, 1, 2], 0.7, 1);
-        let (x_std, reference) = linfa_reference(&x, &y, 0.5);
-        let mut params = reference.params().clone();
-        params.push_row(reference.intercept().view()).unwrap();
-        let (mean, std) = standardisation(x.view());
-        let model = Baseline::from_linfa(&mean, &std, &params, reference.classes(), 3);
-        let expected = reference.predict_probabilities(&x_std);
-        let actual = model.predict_proba(x.view());
-        assert_eq!(actual.dim(), (120, 3));
-        for (a, e) in actual.iter().zip(expected.iter()) {
-            assert_abs_diff_eq!(f64::from(*a), *e, epsilon = 1e-5);
-        }
-    }
-
-    #[test]
-    fn restarted_fit_reaches_the_same_optimum_as_one_long_linfa_run() {
-        let (x, y) = blobs(120, 6, &[0, 1, 2], 0.7, 1);
-        let fitted = BaselineParams::default()
-            .tolerance(1e-7)
-            .fit(x.view(), &y, 3, None)
-            .unwrap();
-        assert_eq!(fitted.selection, AlphaSelection::Fallback);
-        assert_eq!(fitted.chosen_alpha, DEFAULT_ALPHA);
-        assert_eq!(fitted.sweep.len(), 1);
-        assert!(fitted.sweep[0].val_accuracy.is_none());
-        assert_eq!(fitted.sweep[0].status, FitStatus::Converged);
-        let (x_std, reference) = linfa_reference(&x, &y, DEFAULT_ALPHA);
-        let expected = reference.predict_probabilities(&x_std);
-        let actual = fitted.model.predict_proba(x.view());
-        for (a, e) in actual.iter().zip(expected.iter()) {
-            assert_abs_diff_eq!(f64::from(*a), *e, epsilon = 1e-4);
-        }
-    }
-
-    #[test]
-    fn classes_missing_from_training_get_zero_probability_and_columns_stay_aligned() {
-        // linfa only sees labels {1, 4} and numbers its columns 0 and 1.
-        let (x, y) = blobs(80, 8, &[4, 1], 4.0, 2);
-        let fitted = BaselineParams::default().fit(x.view(), &y, 6, None).unwrap();
-        let probs = fitted.model.predict_proba(x.view());
-        assert_eq!(probs.ncols(), 6);
-        for row in probs.rows() {
-            assert_abs_diff_eq!(row.sum(), 1.0, epsilon = 1e-5);
-            for unseen in [0, 2, 3, 5] {
-                assert_eq!(row[unseen], 0.0);
-            }
-        }
-        assert_eq!(accuracy(probs.view(), &y), 1.0);
-    }
-
-    #[test]
-    fn learns_a_separable_problem_and_reports_the_sweep() {
-        let (x, y) = blobs(150, 10, &[0, 1, 2], 3.0, 3);
-        let (vx, vy) = blobs(60, 10, &[0, 1, 2], 3.0, 4);
-        let fitted = BaselineParams::default()
-            .fit(x.view(), &y, 3, Some((vx.view(), &vy)))
-            .unwrap();
-        assert_eq!(fitted.selection, AlphaSelection::Validation);
-        assert_eq!(fitted.sweep.len(), 11);
-        assert!(fitted.sweep.windows(2).all(|w| w[0].alpha > w[1].alpha));
-        for point in &fitted.sweep {
-            assert_abs_diff_eq!(point.alpha * point.c, 1.0, epsilon = 1e-12);
-            assert_eq!(point.status, FitStatus::Converged, "{point:?}");
-        }
-        assert_eq!(accuracy(fitted.model.predict_proba(vx.view()).view(), &vy), 1.0);
-    }
-
-    #[test]
-    fn sweep_keeps_the_alpha_with_the_best_validation_score() {
-        // Few samples, many noisy features: the weakest L2 overfits the noise.
-        let (x, y) = blobs(60, 300, &[0, 1], 0.25, 5);
-        let (vx, vy) = blobs(400, 300, &[0, 1], 0.25, 6);
-        let fitted = BaselineParams::default()
-            .fit(x.view(), &y, 2, Some((vx.view(), &vy)))
-            .unwrap();
-        let best = fitted.sweep.iter().filter_map(|p| p.val_accuracy).fold(0.0, f64::max);
-        let chosen = fitted.sweep.iter().find(|p| p.alpha == fitted.chosen_alpha).unwrap();
-        assert_eq!(chosen.val_accuracy, Some(best));
-        let weakest = fitted.sweep.last().unwrap();
-        assert!(weakest.val_accuracy.unwrap() < best, "{:#?}", fitted.sweep);
-        let probs = fitted.model.predict_proba(vx.view());
-        assert_abs_diff_eq!(accuracy(probs.view(), &vy), best);
-    }
-
-    #[test]
-    fn a_stalled_fit_stops_the_sweep_and_keeps_its_best_point() {
-        // Pure noise with more parameters than samples is separable, so weak
-        // L2 drives the logits past what linfa's loss can represent.
-        let (x, y) = blobs(1000, 400, &[0, 1, 2, 3], 0.0, 13);
-        let (vx, vy) = blobs(60, 400, &[0, 1, 2, 3], 0.0, 14);
-        let alphas = vec![1e-4, 10.0, 1e-2, 1.0];
-        let fitted = BaselineParams::default()
-            .alphas(alphas)
-            .fit(x.view(), &y, 4, Some((vx.view(), &vy)))
-            .unwrap();
-        let last = fitted.sweep.last().unwrap();
-        assert_eq!(last.status, FitStatus::Stalled, "{:#?}", fitted.sweep);
-        assert!(last.gradient_norm > 1e-4);
-        assert_eq!(fitted.sweep.len() + fitted.skipped_alphas.len(), 4);
-        assert!(!fitted.skipped_alphas.is_empty());
-        assert!(fitted.skipped_alphas.iter().all(|&a| a < last.alpha));
-        assert!(fitted.model.predict_proba(vx.view()).iter().all(|p| p.is_finite()));
-    }
-
-    #[test]
-    fn save_and_load_round_trip() {
-        let (x, y) = blobs(60, 5, &[0, 2], 1.0, 7);
-        let model = BaselineParams::default().fit(x.view(), &y, 3, None).unwrap().model;
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("baseline.safetensors");
-        let metadata = BTreeMap::from([("backbone".to_owned(), "mobilenet".to_owned())]);
-        model.save(&path, metadata.clone()).unwrap();
-        let (loaded, loaded_metadata) = Baseline::load(&path).unwrap();
-        assert_eq!(loaded, model);
-        assert_eq!(loaded_metadata, metadata);
-        assert_eq!(loaded.predict_proba(x.view()), model.predict_proba(x.view()));
-        let leftovers: Vec<_> = fs::read_dir(dir.path()).unwrap().collect();
-        assert_eq!(leftovers.len(), 1, "temporary file left behind");
-    }
-
-    #[test]
-    fn save_and_load_errors_name_the_problem() {
-        let (x, y) = blobs(20, 3, &[0, 1], 1.0, 8);
-        let model = BaselineParams::default().fit(x.view(), &y, 2, None).unwrap().model;
-        let dir = tempfile::tempdir().unwrap();
-
-        let reserved = BTreeMap::from([(FORMAT_KEY.to_owned(), "x".to_owned())]);
-        let err = model.save(dir.path().join("m"), reserved).unwrap_err();
-        assert!(matches!(err, BaselineError::ReservedMetadataKey(_)));
-
-        let missing = dir.path().join("nope/m.safetensors");
-        let err = Baseline::load(&missing).unwrap_err();
-        assert!(matches!(err, BaselineError::Read { .. }), "{err}");
-        // A missing folder is created; a folder that cannot exist is a write error.
-        model.save(&missing, BTreeMap::new()).unwrap();
-        let under_a_file = missing.join("m.safetensors");
-        let err = model.save(&under_a_file, BTreeMap::new()).unwrap_err();
-        assert!(err.to_string().contains("m.safetensors/m.safetensors"), "{err}");
-        let err = Baseline::load(&under_a_file).unwrap_err();
-        assert!(matches!(err, BaselineError::Read { .. }), "{err}");
-
-        let other = dir.path().join("other.safetensors");
-        let data = [0u8; 8];
-        let view = TensorView::new(Dtype::F32, vec![2], &data).unwrap();
-        safetensors::serialize_to_file([("w", view)], &None, &other).unwrap();
-        let err = Baseline::load(&other).unwrap_err();
-        assert!(err.to_string().contains("headstart_format"), "{err}");
-    }
-
-    #[test]
-    fn invalid_inputs_are_rejected_with_the_offending_parameter() {
-        let (x, y) = blobs(20, 3, &[0, 1], 1.0, 9);
-        let params = BaselineParams::default();
-        let err = params.fit(x.view(), &y[..19], 2, None).unwrap_err();
-        assert!(matches!(
-            err,
-            BaselineError::LengthMismatch {
-                rows: 20,
-                labels: 19,
-                ..
-            }
-        ));
-        let err = params.fit(x.view(), &y, 1, None).unwrap_err();
-        assert!(matches!(err, BaselineError::LabelOutOfRange { label: 1, .. }));
-        let err = params.fit(x.view(), &[0; 20], 2, None).unwrap_err();
-        assert!(matches!(err, BaselineError::TooFewClasses { found: 1 }));
-        let mut bad = x.clone();
-        bad[[3, 2]] = f32::NAN;
-        let err = params.fit(bad.view(), &y, 2, None).unwrap_err();
-        assert!(matches!(err, BaselineError::NonFinite { row: 3, col: 2, .. }));
-        let err = params
-            .fit(x.view(), &y, 2, Some((x.slice(ndarray::s![.., ..2]), &y)))
-            .unwrap_err();
-        assert!(matches!(err, BaselineError::FeatureMismatch { expected: 3, found: 2 }));
-        let err = BaselineParams::default()
-            .alphas(vec![])
-            .fit(x.view(), &y, 2, None)
-            .unwrap_err();
-        assert!(err.to_string().contains("alphas"), "{err}");
-        let err = BaselineParams::default()
-            .max_iterations(0)
-            .fit(x.view(), &y, 2, None)
-            .unwrap_err();
-        assert!(err.to_string().contains("max_iterations"), "{err}");
-        assert_eq!(err.parameter(), Some("max_iterations"));
-        let err = BaselineParams::default()
-            .tolerance(-1.0)
-            .fit(x.view(), &y, 2, None)
-            .unwrap_err();
-        assert!(err.to_string().contains("`tolerance`"), "{err}");
-        assert_eq!(err.parameter(), Some("tolerance"));
-    }
-
-    #[test]
-    fn constant_features_do_not_blow_up() {
-        let (mut x, y) = blobs(30, 4, &[0, 1], 2.0, 10);
-        x.column_mut(1).fill(0.1);
-        let (mean, std) = standardisation(x.view());
-        assert_eq!(std[1], 1.0);
-        assert_abs_diff_eq!(mean[1], 0.1);
-        let fitted = BaselineParams::default().fit(x.view(), &y, 2, None).unwrap();
-        assert!(fitted.model.predict_proba(x.view()).iter().all(|p| p.is_finite()));
-    }
-
-    /// Run with `cargo test --release -- --ignored --nocapture sweep_timing`.
-    #[test]
-    #[ignore = "timing measurement, takes a while"]
-    fn sweep_timing() {
-        for (name, spread) in [("pure noise", 0.0), ("class structure", 0.3)] {
-            let (x, y) = blobs(3225, 1280, &[0, 1, 2, 3, 4], spread, 11);
-            let (vx, vy) = blobs(800, 1280, &[0, 1, 2, 3, 4], spread, 12);
-            let started = Instant::now();
-            let fitted = BaselineParams::default()
-                .fit(x.view(), &y, 5, Some((vx.view(), &vy)))
-                .unwrap();
-            println!(
-                "{name}: total {:.1}s, chosen alpha {}, skipped {:?}",
-                started.elapsed().as_secs_f64(),
-                fitted.chosen_alpha,
-                fitted.skipped_alphas
-            );
-            for p in &fitted.sweep {
-                println!(
-                    "  C={:>8.3} train={:.3} val={:.3} loss={:.3} grad={:.2e} {:?} {:.1}s",
-                    p.c,
-                    p.train_accuracy,
-                    p.val_accuracy.unwrap(),
-                    p.val_loss.unwrap(),
-                    p.gradient_norm,
-                    p.status,
-                    p.seconds
-                );
-            }
-        }
-    }
-}
+#[path = "baseline_tests.rs"]
+mod tests;

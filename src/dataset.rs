@@ -274,6 +274,51 @@ enum Kind {
     Unusable(String),
 }
 
+/// Whether a file name has an image extension ([`IMAGE_EXTENSIONS`], any case).
+fn is_image(name: &str) -> bool {
+    let ext = name.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase());
+    ext.is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.as_str()))
+}
+
+/// The image files under `dir`, at any depth, sorted by path, by the rules of the data set
+/// scan: hidden entries are left out, symlinks are followed, and entries that look usable but
+/// are not (broken links, pipes, names that are not UTF-8) go to `skipped`. A folder reached a
+/// second time, through a symlink loop or two links to one folder, is not walked again.
+pub fn image_files(dir: &Path, skipped: &mut Vec<Skipped>) -> Result<Vec<PathBuf>, DatasetError> {
+    let mut files = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    walk(dir, &mut seen, &mut files, skipped)?;
+    Ok(files)
+}
+
+fn walk(
+    dir: &Path,
+    seen: &mut std::collections::HashSet<PathBuf>,
+    files: &mut Vec<PathBuf>,
+    skipped: &mut Vec<Skipped>,
+) -> Result<(), DatasetError> {
+    let real = std::fs::canonicalize(dir).map_err(|source| DatasetError::Io {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    if !seen.insert(real) {
+        return Ok(());
+    }
+    for (name, kind) in read_dir_sorted(dir)? {
+        let path = dir.join(&name);
+        match kind {
+            Kind::Dir => walk(&path, seen, files, skipped)?,
+            Kind::File if is_image(&name) => files.push(path),
+            Kind::File => {}
+            Kind::Unusable(reason) => skipped.push(Skipped {
+                path: path.display().to_string(),
+                reason,
+            }),
+        }
+    }
+    Ok(())
+}
+
 /// The entries of `dir` by name, hidden ones (`.DS_Store`, `.git`) left out as every file tool
 /// does. Symlinks are followed, so linked class folders and images count like real ones.
 fn read_dir_sorted(dir: &Path) -> Result<Vec<(String, Kind)>, DatasetError> {
@@ -332,10 +377,8 @@ fn files_in(
 ) -> Result<Vec<String>, DatasetError> {
     let mut images = Vec::new();
     for (name, kind) in read_dir_sorted(&root.join(class))? {
-        let ext = name.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase());
-        let is_image = ext.is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.as_str()));
         match kind {
-            Kind::File if is_image => images.push(name),
+            Kind::File if is_image(&name) => images.push(name),
             Kind::Unusable(reason) => skipped.push(Skipped {
                 path: format!("{prefix}{class}/{name}"),
                 reason,

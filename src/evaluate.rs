@@ -1,41 +1,29 @@
 //! `eval`: the saved head and baseline on a held-out split, side by side, with pictures.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use ndarray::Array2;
 use serde::Serialize;
 
-use crate::baseline::{Baseline, BaselineError};
-use crate::cache::{load_snapshot, CacheError, Manifest, SplitData};
+use crate::artifact::{self, ArtifactError, BASELINE_FILE, HEAD_FILE};
+use crate::atomic::{write_file, WriteError};
+use crate::cache::{load_snapshot, CacheError, SplitData};
 use crate::dataset::Split;
-use crate::head::{Head, HeadError};
 use crate::metrics::{evaluate, Evaluation};
 use crate::report::{confusion_svg, training_curves_svg, EpochRecord, ReportError};
-use crate::train::{Card, TrainError, BASELINE_FILE, HEAD_FILE};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EvalError {
     #[error(transparent)]
     Cache(#[from] CacheError),
     #[error(transparent)]
-    Head(#[from] HeadError),
+    Artifact(#[from] ArtifactError),
     #[error(transparent)]
-    Baseline(#[from] BaselineError),
-    #[error(transparent)]
-    Card(#[from] TrainError),
+    Write(#[from] WriteError),
     #[error(transparent)]
     Report(#[from] ReportError),
-    #[error("no head at {0}: run `headstart train-head` first, or pass --head FILE")]
-    NoHead(PathBuf),
     #[error("the {split} split has no images: pass --split with one that has (train, val or test)")]
     EmptySplit { split: Split },
-    #[error("{path} was trained on embeddings `{trained}` ({name}), but the workspace holds `{cached}`: re-run train-head, or extract with the backbone the head was trained on")]
-    WrongBackbone {
-        path: PathBuf,
-        name: String,
-        trained: String,
-        cached: String,
-    },
 }
 
 /// Which split of which workspace to evaluate, and where the report goes. Build it with
@@ -94,25 +82,26 @@ pub struct EvalSummary {
 }
 
 /// Evaluates the head (and the baseline beside it, if there is one) and writes the report.
-pub fn run_eval(opts: &EvalOptions) -> Result<EvalSummary, EvalError> {
+pub fn eval(opts: &EvalOptions) -> Result<EvalSummary, EvalError> {
     let (manifest, store) = load_snapshot(&opts.workspace)?;
     let SplitData { x, y, entries } = manifest.split(&store, opts.split)?;
     if x.nrows() == 0 {
         return Err(EvalError::EmptySplit { split: opts.split });
     }
     let head_path = opts.head.clone().unwrap_or_else(|| opts.workspace.join(HEAD_FILE));
-    if !head_path.is_file() {
-        return Err(EvalError::NoHead(head_path));
-    }
-    let (head, metadata) = Head::load(&head_path)?;
-    let head_card = checked_card(&head_path, &metadata, &manifest)?;
-    let mut scored = vec![("head", head_path.clone(), head.predict_proba(x.view()))];
+    let mut loaded = vec![artifact::open(&head_path, Some(&manifest))?];
     let baseline_path = head_path.with_file_name(BASELINE_FILE);
-    if baseline_path.is_file() {
-        let (baseline, metadata) = Baseline::load(&baseline_path)?;
-        checked_card(&baseline_path, &metadata, &manifest)?;
-        scored.push(("baseline", baseline_path, baseline.predict_proba(x.view())));
+    if baseline_path.is_file() && baseline_path != head_path {
+        loaded.push(artifact::open(&baseline_path, Some(&manifest))?);
     }
+    let history = loaded[0].card.history.clone();
+    let scored: Vec<_> = loaded
+        .into_iter()
+        .map(|l| {
+            let probs = l.classifier.predict_proba(x.view());
+            (l.card.kind, l.path, probs)
+        })
+        .collect();
 
     let report_dir = opts.report_dir.clone().unwrap_or_else(|| opts.workspace.join("report"));
     std::fs::create_dir_all(&report_dir).map_err(|source| CacheError::Write {
@@ -122,7 +111,7 @@ pub fn run_eval(opts: &EvalOptions) -> Result<EvalSummary, EvalError> {
     let mut files = Vec::new();
     let mut models = Vec::new();
     for (name, file, probs) in scored {
-        let models_eval = score(name, file, &probs, &y, &entries, &manifest.classes);
+        let models_eval = score(&name, file, &probs, &y, &entries, &manifest.classes);
         let svg = report_dir.join(format!("confusion_{name}.svg"));
         confusion_svg(
             &models_eval.evaluation,
@@ -133,10 +122,9 @@ pub fn run_eval(opts: &EvalOptions) -> Result<EvalSummary, EvalError> {
         files.push(svg);
         models.push(models_eval);
     }
-    if !head_card.history.is_empty() {
+    if !history.is_empty() {
         let curves = report_dir.join("training_curves.svg");
-        let history: Vec<EpochRecord> = head_card
-            .history
+        let history: Vec<EpochRecord> = history
             .iter()
             .map(|h| EpochRecord {
                 epoch: h.epoch,
@@ -157,25 +145,9 @@ pub fn run_eval(opts: &EvalOptions) -> Result<EvalSummary, EvalError> {
     };
     let json_path = report_dir.join("eval.json");
     summary.files.push(json_path.clone());
-    crate::cache::write_atomic(&json_path, &serde_json::to_vec_pretty(&summary).expect("plain data"))?;
+    let json = serde_json::to_vec_pretty(&summary).expect("plain data");
+    write_file(&json_path, |tmp| std::fs::write(tmp, &json))?;
     Ok(summary)
-}
-
-fn checked_card(
-    path: &Path,
-    metadata: &std::collections::BTreeMap<String, String>,
-    manifest: &Manifest,
-) -> Result<Card, EvalError> {
-    let card = Card::from_metadata(path, metadata)?;
-    if card.backbone.key != manifest.backbone.key {
-        return Err(EvalError::WrongBackbone {
-            path: path.to_path_buf(),
-            name: card.backbone.name,
-            trained: card.backbone.key,
-            cached: manifest.backbone.key.clone(),
-        });
-    }
-    Ok(card)
 }
 
 fn score(

@@ -8,6 +8,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::cli::{BackboneArgs, DemoArgs, EvalArgs, ExportArgs, ExtractArgs, Global, PredictArgs, TrainArgs};
+use headstart::artifact::HEAD_FILE;
 use headstart::backbone::BackboneChoice;
 use headstart::baseline::BaselineParams;
 use headstart::dataset::SplitPercentages;
@@ -17,7 +18,7 @@ use headstart::extract::ExtractOptions;
 use headstart::head::{ClassWeights, HeadParams};
 use headstart::predict::PredictOptions;
 use headstart::settings::RuntimeOptions;
-use headstart::train::{TrainError, TrainOptions, HEAD_FILE};
+use headstart::train::{TrainError, TrainOptions};
 
 #[derive(Debug, thiserror::Error)]
 pub enum OptionsError {

@@ -1,41 +1,28 @@
 //! `predict`: new images to labels, through the same backbone and preprocessing the head was
 //! trained on, both read from the head's card so they cannot be mismatched.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde::Serialize;
 
-use crate::backbone::{Backbone, BackboneChoice, BackboneError, BackboneInfo};
-use crate::cache::BackboneRecord;
-use crate::dataset::Skipped;
-use crate::dataset::IMAGE_EXTENSIONS;
-use crate::extract::{embed_files, Progress};
-use crate::head::{Head, HeadError};
+use crate::artifact::{self, ArtifactError};
+use crate::backbone::BackboneError;
+use crate::dataset::{image_files, DatasetError, Skipped};
+use crate::embed::{embed_files, Progress};
 use crate::settings::{RuntimeOptions, DEFAULT_BATCH_SIZE};
-use crate::train::{Card, TrainError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PredictError {
     #[error(transparent)]
-    Head(#[from] HeadError),
-    #[error(transparent)]
-    Card(#[from] TrainError),
+    Artifact(#[from] ArtifactError),
     #[error(transparent)]
     Backbone(#[from] BackboneError),
     #[error(transparent)]
     Runtime(#[from] crate::runtime::RuntimeError),
-    #[error("no head at {0}: run `headstart train-head` first, or pass --head FILE")]
-    NoHead(PathBuf),
     #[error("{path}: no such file or folder")]
     NoInput { path: PathBuf },
-    #[error("{0}: {1}")]
-    Walk(PathBuf, std::io::Error),
-    #[error("the backbone {path} has changed since the head was trained (sha256 {found}, trained on {expected}): restore it or re-run extract and train-head")]
-    ModelChanged {
-        path: PathBuf,
-        found: String,
-        expected: String,
-    },
+    #[error(transparent)]
+    Walk(#[from] DatasetError),
     #[error("the backbone gives {found} features but the head takes {expected}: the head belongs to another backbone output")]
     Width { found: usize, expected: usize },
 }
@@ -44,7 +31,8 @@ pub enum PredictError {
 /// struct-update syntax for the rest.
 #[derive(Debug, Clone)]
 pub struct PredictOptions {
-    /// The saved head; its card names the backbone and preprocessing.
+    /// The classifier; when its folder is a workspace (holds a `dataset.json`), it must fit
+    /// that workspace's classes and embeddings.
     pub head: PathBuf,
     /// Image files, or folders searched recursively.
     pub inputs: Vec<PathBuf>,
@@ -88,43 +76,15 @@ pub struct PredictSummary {
     pub skipped: Vec<Skipped>,
 }
 
-/// Opens the backbone a card names, exactly as it was when the head was trained.
-pub fn open_backbone(record: &BackboneRecord, runtime: &RuntimeOptions) -> Result<Backbone, PredictError> {
-    let info = checked_model(record)?;
-    let ort = crate::runtime::init(runtime.ort_lib.as_deref())?;
-    Ok(Backbone::open(&ort, info, runtime.threads)?)
-}
-
-/// Resolves the card's model file and checks it is byte for byte the one trained on.
-pub fn checked_model(record: &BackboneRecord) -> Result<BackboneInfo, PredictError> {
-    let p = record.preprocessing;
-    let info = BackboneChoice {
-        model: Some(record.model_path.display().to_string()),
-        output: Some(record.output.clone()),
-        preset: Some(p.preset),
-        input_size: Some(p.size),
-        resize: Some(p.resize),
-        int8: false,
-    }
-    .resolve()?;
-    if info.sha256 != record.model_sha256 {
-        return Err(PredictError::ModelChanged {
-            path: info.path,
-            found: info.sha256,
-            expected: record.model_sha256.clone(),
-        });
-    }
-    Ok(info)
-}
-
 pub fn predict(opts: &PredictOptions, progress: &dyn Progress) -> Result<PredictSummary, PredictError> {
-    if !opts.head.is_file() {
-        return Err(PredictError::NoHead(opts.head.clone()));
+    let artifact::Loaded { classifier, card, .. } = artifact::open_in_place(&opts.head)?;
+    let mut skipped = Vec::new();
+    let files = collect_images(&opts.inputs, &mut skipped)?;
+    for s in &skipped {
+        progress.skipped(s);
     }
-    let (head, metadata) = Head::load(&opts.head)?;
-    let card = Card::from_metadata(&opts.head, &metadata)?;
-    let files = collect_images(&opts.inputs)?;
-    let mut backbone = open_backbone(&card.backbone, &opts.runtime)?;
+    let ort = crate::runtime::init(opts.runtime.ort_lib.as_deref())?;
+    let mut backbone = card.backbone.open(&ort, opts.runtime.threads)?;
 
     let mut predictions = Vec::with_capacity(files.len());
     progress.start(files.len() as u64);
@@ -135,14 +95,14 @@ pub fn predict(opts: &PredictOptions, progress: &dyn Progress) -> Result<Predict
         opts.runtime.max_pixels,
         progress,
         |indices, dim, rows| {
-            if dim != head.n_features() {
+            if dim != classifier.n_features() {
                 return Err(PredictError::Width {
                     found: dim,
-                    expected: head.n_features(),
+                    expected: classifier.n_features(),
                 });
             }
             let x = ndarray::ArrayView2::from_shape((indices.len(), dim), rows).expect("rows match indices");
-            let probs = head.predict_proba(x);
+            let probs = classifier.predict_proba(x);
             for (&i, p) in indices.iter().zip(probs.rows()) {
                 let mut order: Vec<usize> = (0..p.len()).collect();
                 order.sort_by(|&a, &b| p[b].total_cmp(&p[a]));
@@ -161,17 +121,14 @@ pub fn predict(opts: &PredictOptions, progress: &dyn Progress) -> Result<Predict
         },
     )?;
     progress.finish();
-    let skipped = failures
-        .into_iter()
-        .map(|(i, reason)| {
-            let s = Skipped {
-                path: files[i].display().to_string(),
-                reason,
-            };
-            progress.skipped(&s);
-            s
-        })
-        .collect();
+    for (i, reason) in failures {
+        let s = Skipped {
+            path: files[i].display().to_string(),
+            reason,
+        };
+        progress.skipped(&s);
+        skipped.push(s);
+    }
     Ok(PredictSummary {
         classes: card.classes,
         predictions,
@@ -179,38 +136,19 @@ pub fn predict(opts: &PredictOptions, progress: &dyn Progress) -> Result<Predict
     })
 }
 
-/// Files named directly are taken as they are; folders are searched recursively for files with
-/// image extensions, in sorted order.
-pub fn collect_images(inputs: &[PathBuf]) -> Result<Vec<PathBuf>, PredictError> {
+/// Files named directly are taken as they are; folders are searched at any depth for image
+/// files, by the data set scan's rules ([`image_files`]). Entries that cannot be used go to
+/// `skipped`.
+pub fn collect_images(inputs: &[PathBuf], skipped: &mut Vec<Skipped>) -> Result<Vec<PathBuf>, PredictError> {
     let mut files = Vec::new();
     for input in inputs {
         if input.is_file() {
             files.push(input.clone());
         } else if input.is_dir() {
-            walk(input, &mut files)?;
+            files.extend(image_files(input, skipped)?);
         } else {
             return Err(PredictError::NoInput { path: input.clone() });
         }
     }
     Ok(files)
-}
-
-fn walk(dir: &Path, files: &mut Vec<PathBuf>) -> Result<(), PredictError> {
-    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map_err(|e| PredictError::Walk(dir.to_path_buf(), e))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .collect();
-    entries.sort();
-    for path in entries {
-        if path.is_dir() {
-            walk(&path, files)?;
-        } else if path
-            .extension()
-            .and_then(|e| e.to_str())
-            .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
-        {
-            files.push(path);
-        }
-    }
-    Ok(())
 }

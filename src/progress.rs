@@ -5,7 +5,7 @@ use std::io::IsTerminal;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use headstart::dataset::Skipped;
-use headstart::extract::Progress;
+use headstart::embed::Progress;
 use indicatif::{ProgressBar, ProgressStyle};
 
 pub enum Reporter {

@@ -1,22 +1,16 @@
 //! `train-head`: fits the head, and the linear baseline if asked, on the workspace's cached
 //! embeddings, and saves each with a card that says what it was trained on.
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
+use crate::artifact::{self, ArtifactError, Card, BASELINE_FILE, HEAD_FILE};
 use crate::baseline::{AlphaSelection, BaselineError, BaselineParams, SweepPoint};
-use crate::cache::{load_snapshot, BackboneRecord, CacheError, SplitData};
+use crate::cache::{load_snapshot, CacheError, SplitData};
 use crate::dataset::Split;
 use crate::head::{EpochStats, HeadError, HeadParams};
-
-/// File names of the workspace's latest head and baseline.
-pub const HEAD_FILE: &str = "head.safetensors";
-pub const BASELINE_FILE: &str = "baseline.safetensors";
-/// The safetensors metadata key holding the [`Card`] as JSON.
-pub const CARD_KEY: &str = "headstart";
 
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {
@@ -30,42 +24,8 @@ pub enum TrainError {
         "the train split is empty: give the data train/ folders or a lower --val-percent/--test-percent at extract"
     )]
     NoTrain,
-    #[error("{path} has no headstart card in its metadata: it was not written by `headstart train-head`")]
-    NoCard { path: PathBuf },
-    #[error("{path}: its card is unreadable ({message})")]
-    BadCard { path: PathBuf, message: String },
-}
-
-/// What a saved classifier was trained on and how; stored in its file's metadata so the file
-/// alone is enough to predict with the same backbone and preprocessing.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Card {
-    pub kind: String,
-    pub classes: Vec<String>,
-    pub backbone: BackboneRecord,
-    pub settings: serde_json::Value,
-    #[serde(default)]
-    pub history: Vec<EpochStats>,
-    #[serde(default)]
-    pub best_epoch: Option<usize>,
-    #[serde(default)]
-    pub sweep: Vec<SweepPoint>,
-}
-
-impl Card {
-    pub fn to_metadata(&self) -> BTreeMap<String, String> {
-        BTreeMap::from([(CARD_KEY.to_string(), serde_json::to_string(self).expect("plain data"))])
-    }
-
-    pub fn from_metadata(path: &Path, metadata: &BTreeMap<String, String>) -> Result<Card, TrainError> {
-        let json = metadata.get(CARD_KEY).ok_or_else(|| TrainError::NoCard {
-            path: path.to_path_buf(),
-        })?;
-        serde_json::from_str(json).map_err(|e| TrainError::BadCard {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        })
-    }
+    #[error(transparent)]
+    Artifact(#[from] ArtifactError),
 }
 
 /// What `train-head` fits on which workspace. Build it with [`TrainOptions::new`] and
@@ -140,7 +100,7 @@ pub fn train(opts: &TrainOptions, on_epoch: &mut dyn FnMut(&EpochStats)) -> Resu
         sweep: Vec::new(),
     };
     let head_path = opts.out.clone().unwrap_or_else(|| opts.workspace.join(HEAD_FILE));
-    fitted.head.save(&head_path, card.to_metadata())?;
+    artifact::save(&head_path, &fitted.head, card.to_metadata())?;
 
     let baseline = match &opts.baseline {
         None => None,
@@ -156,7 +116,7 @@ pub fn train(opts: &TrainOptions, on_epoch: &mut dyn FnMut(&EpochStats)) -> Resu
                 ..card
             };
             let path = head_path.with_file_name(BASELINE_FILE);
-            fit.model.save(&path, card.to_metadata())?;
+            artifact::save(&path, &fit.model, card.to_metadata())?;
             Some(BaselineSummary {
                 path,
                 chosen_alpha: fit.chosen_alpha,

@@ -181,12 +181,12 @@ fn run_exported(model: &Path, files: &[String]) -> Vec<Vec<f32>> {
     let mut backbone = Backbone::open(&runtime, info, 1).unwrap();
     let paths: Vec<PathBuf> = files.iter().map(PathBuf::from).collect();
     let mut rows = vec![Vec::new(); files.len()];
-    let failed = headstart::extract::embed_files::<headstart::backbone::BackboneError>(
+    let failed = headstart::embed::embed_files::<headstart::backbone::BackboneError>(
         &mut backbone,
         &paths,
         8,
         headstart::preprocess::DEFAULT_MAX_PIXELS,
-        &headstart::extract::Silent,
+        &headstart::embed::Silent,
         |indices, dim, out| {
             for (k, &i) in indices.iter().enumerate() {
                 rows[i] = out[k * dim..(k + 1) * dim].to_vec();

@@ -4,11 +4,9 @@
 
 use std::path::Path;
 
-use headstart::baseline::Baseline;
+use headstart::artifact::{self, Card};
 use headstart::cache::{Manifest, Vectors};
-use headstart::head::Head;
 use headstart::preprocess::{preprocess, Layout, Preprocessing, Preset};
-use headstart::train::Card;
 
 /// A cache file (store or pending batch). What parses must survive a round trip unchanged.
 pub fn cache_file(data: &[u8]) {
@@ -25,23 +23,22 @@ pub fn manifest(data: &[u8]) {
     }
 }
 
-/// `head.safetensors`: the head and its card; a head that loads must predict finite
+/// `head.safetensors`: a classifier and its card; a classifier that loads must predict finite
 /// probabilities.
 pub fn head_file(data: &[u8]) {
-    if let Ok((head, metadata)) = Head::from_bytes(data) {
-        let _ = Card::from_metadata(Path::new("fuzz"), &metadata);
-        let x = ndarray::Array2::<f32>::zeros((1, head.n_features()));
-        let p = head.predict_proba(x.view());
-        assert!(p.iter().all(|v| v.is_finite()), "{p:?}");
-    }
+    classifier_file(data);
 }
 
-/// `baseline.safetensors`, as [`head_file`].
+/// `baseline.safetensors`, as [`head_file`]: every kind goes through the same loader.
 pub fn baseline_file(data: &[u8]) {
-    if let Ok((baseline, metadata)) = Baseline::from_bytes(data) {
+    classifier_file(data);
+}
+
+fn classifier_file(data: &[u8]) {
+    if let Ok((classifier, metadata)) = artifact::from_bytes(data) {
         let _ = Card::from_metadata(Path::new("fuzz"), &metadata);
-        let x = ndarray::Array2::<f32>::zeros((1, baseline.n_features()));
-        let p = baseline.predict_proba(x.view());
+        let x = ndarray::Array2::<f32>::zeros((1, classifier.n_features()));
+        let p = classifier.predict_proba(x.view());
         assert!(p.iter().all(|v| v.is_finite()), "{p:?}");
     }
 }

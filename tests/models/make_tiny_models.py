@@ -174,6 +174,52 @@ def tiny_rank2(rng):
     return finish(graph)
 
 
+def tiny_no_input(rng):
+    """No graph input at all: a constant "feature" vector. Not a backbone; the tool must say so
+    rather than index a missing input."""
+    value = numpy_helper.from_array(rng.standard_normal((1, 4)).astype(np.float32), "value")
+    graph = helper.make_graph(
+        [helper.make_node("Constant", [], ["features"], name="features", value=value)],
+        "tiny_no_input",
+        [],
+        [helper.make_tensor_value_info("features", TensorProto.FLOAT, [1, 4])],
+    )
+    return finish(graph)
+
+
+def tiny_no_output(rng):
+    """An image input and no graph output; the ONNX checker refuses such a graph, so it is
+    written unchecked, as a broken converter might."""
+    nodes, inits, _ = conv_body(rng, "pixels", "")
+    graph = helper.make_graph(
+        nodes,
+        "tiny_no_output",
+        [helper.make_tensor_value_info("pixels", TensorProto.FLOAT, ["N", 3, SIDE, SIDE])],
+        [],
+        inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="headstart/tests/models/make_tiny_models.py", producer_version="1")
+    model.ir_version = IR_VERSION
+    return model
+
+
+def tiny_int_output(rng):
+    """Its only output is the index of the strongest channel, an int64 tensor, not features."""
+    nodes, inits, gap = conv_body(rng, "pixels", "")
+    nodes += [
+        helper.make_node("Flatten", [gap], ["flat"], name="flat", axis=1),
+        helper.make_node("ArgMax", ["flat"], ["class"], name="class", axis=1, keepdims=0),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "tiny_int_output",
+        [helper.make_tensor_value_info("pixels", TensorProto.FLOAT, ["N", 3, SIDE, SIDE])],
+        [helper.make_tensor_value_info("class", TensorProto.INT64, ["N"])],
+        inits,
+    )
+    return finish(graph)
+
+
 def write(model, name, output, dim):
     data = model.SerializeToString(deterministic=True)
     path = HERE / f"{name}.onnx"
@@ -221,7 +267,13 @@ def main():
         ("tiny_nan", tiny_nan, "features", 3),
         ("tiny_rank2", tiny_rank2, "features", 4),
     ]
-    for i, (name, make, output, dim) in enumerate(makers):
+    # Models the tool must refuse with a clear error; they are not run here.
+    broken = [
+        ("tiny_no_input", tiny_no_input, "features", 4),
+        ("tiny_no_output", tiny_no_output, None, None),
+        ("tiny_int_output", tiny_int_output, None, None),
+    ]
+    for i, (name, make, output, dim) in enumerate(makers + broken):
         write(make(np.random.default_rng([SEED, i])), name, output, dim)
     check([name for name, _, _, _ in makers])
 

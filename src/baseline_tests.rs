@@ -1,0 +1,333 @@
+use super::*;
+use crate::artifact::{self, ArtifactError};
+use approx::assert_abs_diff_eq;
+use safetensors::tensor::{Dtype, TensorView};
+
+/// Deterministic standard-normal samples (xorshift + Box-Muller), so the
+/// tests need no RNG crate and never flake.
+struct Normal(u64);
+
+impl Normal {
+    fn uniform(&mut self) -> f64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        ((self.0 >> 11) as f64 + 0.5) / (1u64 << 53) as f64
+    }
+
+    fn sample(&mut self) -> f32 {
+        let (u, v) = (self.uniform(), self.uniform());
+        ((-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()) as f32
+    }
+}
+
+/// `n` points around one centre per class (`spread` apart), labels cycling
+/// through `classes`.
+fn blobs(n: usize, d: usize, classes: &[usize], spread: f32, seed: u64) -> (Array2<f32>, Vec<usize>) {
+    let mut rng = Normal(seed);
+    let y: Vec<usize> = (0..n).map(|i| classes[i % classes.len()]).collect();
+    let x = Array2::from_shape_fn((n, d), |(i, j)| {
+        let centre = if j % 7 == y[i] % 7 { spread } else { 0.0 };
+        3.0 + 2.0 * (centre + rng.sample())
+    });
+    (x, y)
+}
+
+#[test]
+fn default_alphas_span_c_from_0_01_to_1000() {
+    let alphas = BaselineParams::default_alphas();
+    assert_eq!(alphas.len(), 11);
+    assert_abs_diff_eq!(1.0 / alphas[0], 0.01, epsilon = 1e-12);
+    assert_abs_diff_eq!(1.0 / alphas[10], 1000.0, epsilon = 1e-9);
+}
+
+/// A single long linfa run on the standardised data, for reference.
+fn linfa_reference(
+    x: &Array2<f32>,
+    y: &[usize],
+    alpha: f64,
+) -> (Array2<f64>, linfa_logistic::MultiFittedLogisticRegression<f64, usize>) {
+    let (mean, std) = standardisation(x.view());
+    let x_std: Array2<f64> = standardise(x.view(), &mean, &std);
+    let dataset = DatasetBase::new(x_std.view(), Array1::from(y.to_vec()));
+    let model = MultiLogisticRegression::default()
+        .alpha(alpha)
+        .max_iterations(1000)
+        .gradient_tolerance(1e-6)
+        .fit(&dataset)
+        .unwrap();
+    (x_std, model)
+}
+
+#[test]
+fn params_round_trip_through_json_and_default_missing_fields() {
+    let params = BaselineParams::default().alphas(vec![0.5, 2.0]).max_iterations(50);
+    let json = serde_json::to_string(&params).unwrap();
+    assert_eq!(serde_json::from_str::<BaselineParams>(&json).unwrap(), params);
+    let partial: BaselineParams = serde_json::from_str(r#"{"tolerance": 0.001}"#).unwrap();
+    assert_eq!(partial, BaselineParams::default().tolerance(0.001));
+}
+
+#[test]
+fn predictions_match_linfa_for_the_same_parameters() {
+    let (x, y) = blobs(120, 6, &[0, 1, 2], 0.7, 1);
+    let (x_std, reference) = linfa_reference(&x, &y, 0.5);
+    let mut params = reference.params().clone();
+    params.push_row(reference.intercept().view()).unwrap();
+    let (mean, std) = standardisation(x.view());
+    let model = Baseline::from_linfa(&mean, &std, &params, reference.classes(), 3);
+    let expected = reference.predict_probabilities(&x_std);
+    let actual = model.predict_proba(x.view());
+    assert_eq!(actual.dim(), (120, 3));
+    for (a, e) in actual.iter().zip(expected.iter()) {
+        assert_abs_diff_eq!(f64::from(*a), *e, epsilon = 1e-5);
+    }
+}
+
+#[test]
+fn restarted_fit_reaches_the_same_optimum_as_one_long_linfa_run() {
+    let (x, y) = blobs(120, 6, &[0, 1, 2], 0.7, 1);
+    let fitted = BaselineParams::default()
+        .tolerance(1e-7)
+        .fit(x.view(), &y, 3, None)
+        .unwrap();
+    assert_eq!(fitted.selection, AlphaSelection::Fallback);
+    assert_eq!(fitted.chosen_alpha, DEFAULT_ALPHA);
+    assert_eq!(fitted.sweep.len(), 1);
+    assert!(fitted.sweep[0].val_accuracy.is_none());
+    assert_eq!(fitted.sweep[0].status, FitStatus::Converged);
+    let (x_std, reference) = linfa_reference(&x, &y, DEFAULT_ALPHA);
+    let expected = reference.predict_probabilities(&x_std);
+    let actual = fitted.model.predict_proba(x.view());
+    for (a, e) in actual.iter().zip(expected.iter()) {
+        assert_abs_diff_eq!(f64::from(*a), *e, epsilon = 1e-4);
+    }
+}
+
+#[test]
+fn classes_missing_from_training_get_zero_probability_and_columns_stay_aligned() {
+    // linfa only sees labels {1, 4} and numbers its columns 0 and 1.
+    let (x, y) = blobs(80, 8, &[4, 1], 4.0, 2);
+    let fitted = BaselineParams::default().fit(x.view(), &y, 6, None).unwrap();
+    let probs = fitted.model.predict_proba(x.view());
+    assert_eq!(probs.ncols(), 6);
+    for row in probs.rows() {
+        assert_abs_diff_eq!(row.sum(), 1.0, epsilon = 1e-5);
+        for unseen in [0, 2, 3, 5] {
+            assert_eq!(row[unseen], 0.0);
+        }
+    }
+    assert_eq!(accuracy(probs.view(), &y), 1.0);
+}
+
+#[test]
+fn learns_a_separable_problem_and_reports_the_sweep() {
+    let (x, y) = blobs(150, 10, &[0, 1, 2], 3.0, 3);
+    let (vx, vy) = blobs(60, 10, &[0, 1, 2], 3.0, 4);
+    let fitted = BaselineParams::default()
+        .fit(x.view(), &y, 3, Some((vx.view(), &vy)))
+        .unwrap();
+    assert_eq!(fitted.selection, AlphaSelection::Validation);
+    assert_eq!(fitted.sweep.len(), 11);
+    assert!(fitted.sweep.windows(2).all(|w| w[0].alpha > w[1].alpha));
+    for point in &fitted.sweep {
+        assert_abs_diff_eq!(point.alpha * point.c, 1.0, epsilon = 1e-12);
+        assert_eq!(point.status, FitStatus::Converged, "{point:?}");
+    }
+    assert_eq!(accuracy(fitted.model.predict_proba(vx.view()).view(), &vy), 1.0);
+}
+
+#[test]
+fn sweep_keeps_the_alpha_with_the_best_validation_score() {
+    // Few samples, many noisy features: the weakest L2 overfits the noise.
+    let (x, y) = blobs(60, 300, &[0, 1], 0.25, 5);
+    let (vx, vy) = blobs(400, 300, &[0, 1], 0.25, 6);
+    let fitted = BaselineParams::default()
+        .fit(x.view(), &y, 2, Some((vx.view(), &vy)))
+        .unwrap();
+    let best = fitted.sweep.iter().filter_map(|p| p.val_accuracy).fold(0.0, f64::max);
+    let chosen = fitted.sweep.iter().find(|p| p.alpha == fitted.chosen_alpha).unwrap();
+    assert_eq!(chosen.val_accuracy, Some(best));
+    let weakest = fitted.sweep.last().unwrap();
+    assert!(weakest.val_accuracy.unwrap() < best, "{:#?}", fitted.sweep);
+    let probs = fitted.model.predict_proba(vx.view());
+    assert_abs_diff_eq!(accuracy(probs.view(), &vy), best);
+}
+
+#[test]
+fn a_stalled_fit_stops_the_sweep_and_keeps_its_best_point() {
+    // Pure noise with more parameters than samples is separable, so weak
+    // L2 drives the logits past what linfa's loss can represent.
+    let (x, y) = blobs(1000, 400, &[0, 1, 2, 3], 0.0, 13);
+    let (vx, vy) = blobs(60, 400, &[0, 1, 2, 3], 0.0, 14);
+    let alphas = vec![1e-4, 10.0, 1e-2, 1.0];
+    let fitted = BaselineParams::default()
+        .alphas(alphas)
+        .fit(x.view(), &y, 4, Some((vx.view(), &vy)))
+        .unwrap();
+    let last = fitted.sweep.last().unwrap();
+    assert_eq!(last.status, FitStatus::Stalled, "{:#?}", fitted.sweep);
+    assert!(last.gradient_norm > 1e-4);
+    assert_eq!(fitted.sweep.len() + fitted.skipped_alphas.len(), 4);
+    assert!(!fitted.skipped_alphas.is_empty());
+    assert!(fitted.skipped_alphas.iter().all(|&a| a < last.alpha));
+    assert!(fitted.model.predict_proba(vx.view()).iter().all(|p| p.is_finite()));
+}
+
+#[test]
+fn save_and_load_round_trip() {
+    let (x, y) = blobs(60, 5, &[0, 2], 1.0, 7);
+    let model = BaselineParams::default().fit(x.view(), &y, 3, None).unwrap().model;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("baseline.safetensors");
+    let metadata = BTreeMap::from([("backbone".to_owned(), "mobilenet".to_owned())]);
+    artifact::save(&path, &model, metadata.clone()).unwrap();
+    let (loaded, loaded_metadata) = artifact::load(&path).unwrap();
+    assert_eq!(loaded.format(), Some(FORMAT_VALUE));
+    assert_eq!(Baseline::from_tensors(loaded.tensors()).unwrap(), model);
+    assert_eq!(loaded_metadata, metadata);
+    assert_eq!(loaded.predict_proba(x.view()), model.predict_proba(x.view()));
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+    assert_eq!(leftovers.len(), 1, "temporary file left behind");
+}
+
+#[test]
+fn save_and_load_errors_name_the_problem() {
+    let (x, y) = blobs(20, 3, &[0, 1], 1.0, 8);
+    let model = BaselineParams::default().fit(x.view(), &y, 2, None).unwrap().model;
+    let dir = tempfile::tempdir().unwrap();
+
+    let reserved = BTreeMap::from([(artifact::FORMAT_KEY.to_owned(), "x".to_owned())]);
+    let err = artifact::save(&dir.path().join("m"), &model, reserved).unwrap_err();
+    assert!(matches!(err, ArtifactError::ReservedMetadataKey(_)));
+
+    let missing = dir.path().join("nope/m.safetensors");
+    let err = artifact::load(&missing).unwrap_err();
+    assert!(matches!(err, ArtifactError::Read { .. }), "{err}");
+    // A missing folder is created; a folder that cannot exist is a write error.
+    artifact::save(&missing, &model, BTreeMap::new()).unwrap();
+    let under_a_file = missing.join("m.safetensors");
+    let err = artifact::save(&under_a_file, &model, BTreeMap::new()).unwrap_err();
+    assert!(err.to_string().contains("m.safetensors/m.safetensors"), "{err}");
+    let err = artifact::load(&under_a_file).unwrap_err();
+    assert!(matches!(err, ArtifactError::Read { .. }), "{err}");
+
+    let other = dir.path().join("other.safetensors");
+    let data = [0u8; 8];
+    let view = TensorView::new(Dtype::F32, vec![2], &data).unwrap();
+    safetensors::serialize_to_file([("w", view)], &None, &other).unwrap();
+    let err = artifact::load(&other).unwrap_err();
+    assert!(err.to_string().contains("headstart_format"), "{err}");
+}
+
+#[test]
+fn the_folded_layer_reproduces_predict_proba() {
+    let (x, y) = blobs(80, 6, &[0, 1, 3], 1.0, 13);
+    let model = BaselineParams::default().fit(x.view(), &y, 4, None).unwrap().model;
+    let chain = Classifier::dense_chain(&model).unwrap();
+    assert_eq!((chain.layers.len(), chain.activation), (1, Activation::Softmax));
+    let mut logits = x.dot(&chain.layers[0].weight) + &chain.layers[0].bias;
+    for mut row in logits.rows_mut() {
+        let max = row.fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+        row.mapv_inplace(|v| (v - max).exp());
+        let sum = row.sum();
+        row /= sum;
+    }
+    let expected = model.predict_proba(x.view());
+    for (&f, &e) in logits.iter().zip(&expected) {
+        assert_abs_diff_eq!(f, e, epsilon = 1e-5);
+    }
+}
+
+#[test]
+fn invalid_inputs_are_rejected_with_the_offending_parameter() {
+    let (x, y) = blobs(20, 3, &[0, 1], 1.0, 9);
+    let params = BaselineParams::default();
+    let err = params.fit(x.view(), &y[..19], 2, None).unwrap_err();
+    assert!(matches!(
+        err,
+        BaselineError::Set(SetError::LabelCount {
+            rows: 20,
+            labels: 19,
+            ..
+        })
+    ));
+    let err = params.fit(x.view(), &y, 1, None).unwrap_err();
+    assert!(matches!(
+        err,
+        BaselineError::Set(SetError::LabelOutOfRange { label: 1, .. })
+    ));
+    let err = params.fit(x.view(), &[0; 20], 2, None).unwrap_err();
+    assert!(matches!(err, BaselineError::TooFewClasses { found: 1 }));
+    let mut bad = x.clone();
+    bad[[3, 2]] = f32::NAN;
+    let err = params.fit(bad.view(), &y, 2, None).unwrap_err();
+    assert!(matches!(
+        err,
+        BaselineError::Set(SetError::NonFinite { row: 3, col: 2, .. })
+    ));
+    let err = params
+        .fit(x.view(), &y, 2, Some((x.slice(ndarray::s![.., ..2]), &y)))
+        .unwrap_err();
+    assert!(matches!(err, BaselineError::FeatureMismatch { expected: 3, found: 2 }));
+    let err = BaselineParams::default()
+        .alphas(vec![])
+        .fit(x.view(), &y, 2, None)
+        .unwrap_err();
+    assert!(err.to_string().contains("alphas"), "{err}");
+    let err = BaselineParams::default()
+        .max_iterations(0)
+        .fit(x.view(), &y, 2, None)
+        .unwrap_err();
+    assert!(err.to_string().contains("max_iterations"), "{err}");
+    assert_eq!(err.parameter(), Some("max_iterations"));
+    let err = BaselineParams::default()
+        .tolerance(-1.0)
+        .fit(x.view(), &y, 2, None)
+        .unwrap_err();
+    assert!(err.to_string().contains("`tolerance`"), "{err}");
+    assert_eq!(err.parameter(), Some("tolerance"));
+}
+
+#[test]
+fn constant_features_do_not_blow_up() {
+    let (mut x, y) = blobs(30, 4, &[0, 1], 2.0, 10);
+    x.column_mut(1).fill(0.1);
+    let (mean, std) = standardisation(x.view());
+    assert_eq!(std[1], 1.0);
+    assert_abs_diff_eq!(mean[1], 0.1);
+    let fitted = BaselineParams::default().fit(x.view(), &y, 2, None).unwrap();
+    assert!(fitted.model.predict_proba(x.view()).iter().all(|p| p.is_finite()));
+}
+
+/// Run with `cargo test --release -- --ignored --nocapture sweep_timing`.
+#[test]
+#[ignore = "timing measurement, takes a while"]
+fn sweep_timing() {
+    for (name, spread) in [("pure noise", 0.0), ("class structure", 0.3)] {
+        let (x, y) = blobs(3225, 1280, &[0, 1, 2, 3, 4], spread, 11);
+        let (vx, vy) = blobs(800, 1280, &[0, 1, 2, 3, 4], spread, 12);
+        let started = Instant::now();
+        let fitted = BaselineParams::default()
+            .fit(x.view(), &y, 5, Some((vx.view(), &vy)))
+            .unwrap();
+        println!(
+            "{name}: total {:.1}s, chosen alpha {}, skipped {:?}",
+            started.elapsed().as_secs_f64(),
+            fitted.chosen_alpha,
+            fitted.skipped_alphas
+        );
+        for p in &fitted.sweep {
+            println!(
+                "  C={:>8.3} train={:.3} val={:.3} loss={:.3} grad={:.2e} {:?} {:.1}s",
+                p.c,
+                p.train_accuracy,
+                p.val_accuracy.unwrap(),
+                p.val_loss.unwrap(),
+                p.gradient_norm,
+                p.status,
+                p.seconds
+            );
+        }
+    }
+}

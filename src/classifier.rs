@@ -1,0 +1,146 @@
+//! What every kind of classifier offers the commands that use one: `eval`, `predict` and
+//! `export` take a `Box<dyn Classifier>` from [`crate::artifact::load`] and never need to know
+//! whether it is the MLP head, the linear baseline or a later kind. Also the checks and helpers
+//! that every kind's training shares.
+
+use ndarray::{Array1, Array2, ArrayView1, ArrayView2};
+
+/// A named f32 tensor as a classifier file stores it: name, shape, row-major values.
+pub type Tensor = (String, Vec<usize>, Vec<f32>);
+
+/// A trained classifier: embeddings in, class probabilities out.
+pub trait Classifier: std::fmt::Debug + Send + Sync {
+    /// Features per embedding it takes.
+    fn n_features(&self) -> usize;
+
+    /// Classes it tells apart, in the order of its card's class list.
+    fn n_classes(&self) -> usize;
+
+    /// Class probabilities, `[rows, n_classes]`, for each row of `x`.
+    ///
+    /// # Panics
+    /// If `x` does not have [`n_features`](Self::n_features) columns.
+    fn predict_proba(&self, x: ArrayView2<f32>) -> Array2<f32>;
+
+    /// The classifier as plain ONNX operators, for `export` to append to the backbone; `None`
+    /// for a kind that cannot be one ONNX graph.
+    fn dense_chain(&self) -> Option<DenseChain>;
+
+    /// The format marker of its files (see [`crate::artifact`]); `None` for the head, whose
+    /// files predate the marker.
+    fn format(&self) -> Option<&'static str>;
+
+    /// Its weights, as saved.
+    fn tensors(&self) -> Vec<Tensor>;
+}
+
+/// A classifier in inference mode as a chain of Dense layers and a final activation, each
+/// layer's output the next one's input.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DenseChain {
+    /// At least one layer.
+    pub layers: Vec<DenseLayer>,
+    /// Turns the last layer's output into probabilities.
+    pub activation: Activation,
+}
+
+/// How the last layer's outputs become probabilities.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Activation {
+    /// One class per image: the probabilities sum to 1.
+    Softmax,
+}
+
+/// One Dense layer of a [`DenseChain`]: `y = x · weight + bias`, then ReLU if `relu`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DenseLayer {
+    /// `[in, out]`; ONNX `Gemm` takes it as B with `transB = 0`.
+    pub weight: Array2<f32>,
+    /// `[out]`.
+    pub bias: Array1<f32>,
+    /// Whether a ReLU follows.
+    pub relu: bool,
+}
+
+/// What is wrong with a set of embeddings and labels handed to a classifier's training.
+#[derive(Debug, thiserror::Error)]
+pub enum SetError {
+    /// Rows and labels do not pair up.
+    #[error("the {set} set has {rows} embeddings but {labels} labels: they must pair up one to one")]
+    LabelCount {
+        /// `training` or `validation`.
+        set: &'static str,
+        /// Embedding rows.
+        rows: usize,
+        /// Labels given.
+        labels: usize,
+    },
+    /// A label is not a class index.
+    #[error("label {label} at row {row} of the {set} set is out of range: there are {n_classes} classes, labelled 0 to {}", n_classes.saturating_sub(1))]
+    LabelOutOfRange {
+        /// `training` or `validation`.
+        set: &'static str,
+        /// The row of the label.
+        row: usize,
+        /// The label.
+        label: usize,
+        /// The number of classes.
+        n_classes: usize,
+    },
+    /// An embedding holds NaN or infinity.
+    #[error("the {set} set holds a NaN or infinite value at row {row}, column {col}: re-extract the embeddings")]
+    NonFinite {
+        /// `training` or `validation`.
+        set: &'static str,
+        /// The row.
+        row: usize,
+        /// The column.
+        col: usize,
+    },
+}
+
+/// Checks one data set: one label per row, labels in `0..n_classes`, finite values.
+pub fn check_set(set: &'static str, x: ArrayView2<f32>, y: &[usize], n_classes: usize) -> Result<(), SetError> {
+    if x.nrows() != y.len() {
+        return Err(SetError::LabelCount {
+            set,
+            rows: x.nrows(),
+            labels: y.len(),
+        });
+    }
+    if let Some((row, &label)) = y.iter().enumerate().find(|(_, &l)| l >= n_classes) {
+        return Err(SetError::LabelOutOfRange {
+            set,
+            row,
+            label,
+            n_classes,
+        });
+    }
+    if let Some(((row, col), _)) = x.indexed_iter().find(|(_, v)| !v.is_finite()) {
+        return Err(SetError::NonFinite { set, row, col });
+    }
+    Ok(())
+}
+
+/// Index of the first largest value; NaN is never chosen (an all-NaN row gives 0).
+pub fn argmax(row: ArrayView1<f32>) -> usize {
+    let mut best = (0, f32::NEG_INFINITY);
+    for (i, &v) in row.iter().enumerate() {
+        if v > best.1 {
+            best = (i, v);
+        }
+    }
+    best.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn argmax_takes_the_first_largest_and_skips_nan() {
+        assert_eq!(argmax(ndarray::aview1(&[0.1, 0.7, 0.7, 0.2])), 1);
+        assert_eq!(argmax(ndarray::aview1(&[f32::NAN, 0.3, 0.5])), 2);
+        assert_eq!(argmax(ndarray::aview1(&[f32::NAN, f32::NAN])), 0);
+    }
+}

@@ -443,12 +443,14 @@ fn log_sum_exp<F: linfa::Float, A: Data<Elem = F>>(
     m: &ArrayBase<A, Ix2>,
     axis: Axis,
 ) -> Array<F, Ix1> {
-    // Find max value of the array
-    let max = m.iter().copied().reduce(F::max).unwrap();
-    // Computes `max + ln(exp(x1-max) + exp(x2-max) + exp(x3-max) + ...)`, which is equal to the
-    // log_sum_exp formula
-    let reduced = m.fold_axis(axis, F::zero(), |acc, elem| *acc + (*elem - max).exp());
-    reduced.mapv_into(|e| e.max(F::cast(1e-15)).ln() + max)
+    // Computes `max + ln(exp(x1-max) + exp(x2-max) + exp(x3-max) + ...)` with the max of each
+    // lane (not of the whole array), as scipy does: the largest term is then exp(0) = 1, so the
+    // sum is never below 1 and needs no clamping, however far apart the lanes are.
+    m.map_axis(axis, |lane| {
+        let max = lane.fold(F::neg_infinity(), |acc, &elem| acc.max(elem));
+        let max = if max.is_finite() { max } else { F::zero() };
+        lane.fold(F::zero(), |acc, &elem| acc + (elem - max).exp()).ln() + max
+    })
 }
 
 /// Computes `exp(n - max) / sum(exp(n- max))`, which is a numerically stable version of softmax

@@ -19,8 +19,9 @@ that accuracy and training time can be compared with `headstart train`:
              logistic for 2) on StandardScaler-ed features, C over 11 log-spaced values
              0.01 ... 1000, picked by accuracy on the `val` split (ties: lower log loss), or by
              stratified 5-fold CV on train when the workspace has no val split or val is the
-             evaluation split (`--lr-select` overrides), then refitted on train. Deterministic, so
-             it runs once; seconds = sweep + refit.
+             evaluation split (`--lr-select` overrides). With val, the sweep's own fit of the
+             chosen C is kept (seconds = the sweep, as headstart's); with CV it is refitted on
+             train (seconds = sweep + refit). Deterministic, so it runs once.
 
 The evaluation split is `test` when the workspace has test images, else `val`. Threads are
 limited (default 2 intra-op, 1 inter-op) so timings are comparable on a shared machine.
@@ -33,7 +34,9 @@ with a message:
         [--frameworks torch keras sklearn] [--json-out results.json]
 
 WORKSPACE is a folder written by `headstart extract` (dataset.json plus
-embeddings/<backbone key>/<the store file dataset.json names>). Prints a table of (framework, seed, accuracy on the
+embeddings/<backbone key>/<the store file dataset.json names>), or an arrays file as
+`benches/run.py` writes for `cargo bench --bench baseline` (`x_train`, `y_train`, `x_val`,
+`y_val`, optionally `x_test`, `y_test`; see `save_arrays`). Prints a table of (framework, seed, accuracy on the
 evaluation split, seconds), then per framework the mean accuracy over seeds and the median time.
 """
 
@@ -84,6 +87,27 @@ def load_workspace(folder):
         for s, r in rows.items()
     }
     return classes, backbone, splits
+
+
+def load_arrays(path):
+    """The same as load_workspace for an arrays file written by save_arrays."""
+    tensors = load_file(path)
+    splits = {s: (np.ascontiguousarray(tensors[f"x_{s}"], dtype=np.float32), tensors[f"y_{s}"].astype(np.int64))
+              for s in ("train", "val", "test") if f"x_{s}" in tensors}
+    n_classes = 1 + max(int(y.max()) for _, y in splits.values())
+    dim = splits["train"][0].shape[1]
+    return [str(i) for i in range(n_classes)], {"key": os.path.basename(path), "dim": dim}, splits
+
+
+def save_arrays(splits, path):
+    """Writes {split: (x, y)} as one safetensors file: `x_<split>` f32 [n, D], `y_<split>` i64 [n]."""
+    from safetensors.numpy import save_file
+
+    tensors = {}
+    for s, (x, y) in splits.items():
+        tensors[f"x_{s}"] = np.ascontiguousarray(x, dtype=np.float32)
+        tensors[f"y_{s}"] = np.ascontiguousarray(y, dtype=np.int64)
+    save_file(tensors, path)
 
 
 def accuracy(pred, y):
@@ -230,7 +254,7 @@ def run_sklearn(data, n_classes, args):
         scaler = StandardScaler().fit(x)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", ConvergenceWarning)
-            model = LogisticRegression(C=c, solver="lbfgs", max_iter=5000, **extra).fit(scaler.transform(x), y)
+            model = LogisticRegression(C=c, solver="lbfgs", tol=args.lr_tol, max_iter=5000, **extra).fit(scaler.transform(x), y)
         unconverged += sum(issubclass(w.category, ConvergenceWarning) for w in caught)
         return scaler, model
 
@@ -249,8 +273,9 @@ def run_sklearn(data, n_classes, args):
         if mode == "val":
             xv, yv = data["splits"]["val"]
             for c in cs:
-                acc, loss = score(*fit(xtr, ytr, c), xv, yv)
-                sweep.append({"C": float(c), "accuracy": acc, "log_loss": loss})
+                fitted = fit(xtr, ytr, c)
+                acc, loss = score(*fitted, xv, yv)
+                sweep.append({"C": float(c), "accuracy": acc, "log_loss": loss, "fitted": fitted})
         else:
             folds = list(StratifiedKFold(5, shuffle=True, random_state=0).split(xtr, ytr))
             for c in cs:
@@ -258,7 +283,9 @@ def run_sklearn(data, n_classes, args):
                 sweep.append({"C": float(c), "accuracy": float(np.mean([s[0] for s in scores])),
                               "log_loss": float(np.mean([s[1] for s in scores]))})
         best = min(sweep, key=lambda s: (-s["accuracy"], s["log_loss"]))
-        scaler, model = fit(xtr, ytr, best["C"])
+        scaler, model = best.pop("fitted") if mode == "val" else fit(xtr, ytr, best["C"])
+        for s in sweep:
+            s.pop("fitted", None)
         seconds = time.perf_counter() - start
     acc, _ = score(scaler, model, xev, yev)
     r = {"framework": "sklearn", "seed": None, "accuracy": acc, "seconds": seconds,
@@ -296,6 +323,8 @@ def main():
     p.add_argument("--frameworks", nargs="+", choices=FRAMEWORKS, default=list(FRAMEWORKS))
     p.add_argument("--lr-select", choices=["auto", "val", "cv"], default="auto",
                    help="how sklearn picks C (auto: val unless val is the evaluation split, else 5-fold CV)")
+    p.add_argument("--lr-tol", type=float, default=1e-4,
+                   help="scikit-learn's tol (its default, 1e-4, can stop many-class fits far from the optimum)")
     p.add_argument("--epochs", type=int, default=5)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--hidden", type=int, default=512)
@@ -304,7 +333,8 @@ def main():
     p.add_argument("--json-out")
     args = p.parse_args()
 
-    classes, backbone, splits = load_workspace(args.workspace)
+    loader = load_arrays if os.path.isfile(args.workspace) else load_workspace
+    classes, backbone, splits = loader(args.workspace)
     eval_split = args.eval_split or ("test" if "test" in splits else "val")
     for s in ("train", eval_split):
         if s not in splits:
@@ -350,7 +380,7 @@ def main():
             "backbone": {k: backbone.get(k) for k in ("name", "key", "dim")},
             "classes": classes, "split_counts": counts, "eval_split": eval_split,
             "settings": {k: getattr(args, k) for k in ("seeds", "epochs", "batch_size", "hidden", "dropout",
-                                                       "threads", "lr_select")},
+                                                       "threads", "lr_select", "lr_tol")},
             "load_average_at_start": load, "cpu_count": os.cpu_count(),
             "versions": versions, "results": results, "summary": summary, "skipped": skipped,
         }

@@ -8,7 +8,7 @@ and the versions it was measured with. Timings live here, never in tests.
 
     python3 -m venv .venv && .venv/bin/pip install -r benches/peers/requirements.txt
     .venv/bin/python benches/models.py            # once: the random-weight ResNet-50, fp32 and int8
-    .venv/bin/python benches/run.py [--rounds 3] [--sections extract peers head growth] [--write]
+    .venv/bin/python benches/run.py [--rounds 3] [--sections extract peers head baseline growth] [--write]
 
 Sections:
   extract  `cargo bench --bench extract` per backbone and data set: end to end against the network
@@ -18,6 +18,10 @@ Sections:
   head     `headstart train-head` (whole process, startup included) against the identical PyTorch
            and Keras heads on the same cached embeddings, and the baseline's regularisation sweep
            against scikit-learn's (benches/head_reference.py).
+  baseline the baseline's sweep (`cargo bench --bench baseline`) against scikit-learn's
+           LogisticRegression sweep (benches/head_reference.py --lr-select val) on the same
+           embeddings: flowers5, hymenoptera, a 6000-file cifar10 subset, and 80 generated
+           overlapping classes (the many-class case); chosen C, accuracy and seconds.
   growth   cifar10, 6000 files against all 60000: scan + fully cached re-run, cache load, training
            time, peak memory; cold extract with --growth-cold (about 10 minutes for 60000).
 
@@ -287,17 +291,131 @@ def head_section(rounds):
     return text, rows_by
 
 
-def subset(src, dst, every):
-    """A class-folder copy of SRC made of symlinks to every `every`-th file of each class."""
+def overlapping_classes(path, seed=0, classes=80, dim=1280, per_class=(33, 10, 15), separation=0.3, rank=32):
+    """Writes the generated many-class case as an arrays file (benches/head_reference.py's
+    save_arrays): 80 classes of 33 train / 10 val / 15 test embeddings in 1280-d, about the
+    shape of an 81-class grocery set (2640 train images) on which linfa-logistic's unpatched
+    log-sum-exp cost 19 points. Like pooled CNN features, the values are non-negative with a
+    per-feature scale; each class scales the features of a shared mean by exp(separation * z),
+    and each image adds a 32-factor within-class variation shared by all classes (pose,
+    lighting) and independent noise, clipped at 0. `separation` 0.3 makes the classes overlap:
+    scikit-learn's linear probe gets about 0.7, like on the grocery set."""
+    import numpy as np
+    from head_reference import save_arrays
+
+    rng = np.random.default_rng(seed)
+    scale = np.abs(rng.normal(0.0, 1.0, dim)) * 0.6
+    means = scale * np.exp(separation * rng.normal(size=(classes, dim)))
+    factors = rng.normal(0.0, 0.6 / np.sqrt(rank), size=(rank, dim)) * scale
+    splits = {}
+    for split, n in zip(("train", "val", "test"), per_class):
+        y = np.repeat(np.arange(classes), n)
+        x = means[y] + rng.normal(size=(len(y), rank)) @ factors * np.sqrt(rank)
+        x += rng.normal(0.0, 0.5, size=(len(y), dim)) * scale
+        splits[split] = (np.maximum(x, 0.0), y)
+    save_arrays(splits, path)
+
+
+def baseline_data():
+    """(label, arrays file) per data set of the baseline section; workspaces are extracted once
+    with the default backbone, and their embeddings written as arrays files each run."""
+    from head_reference import load_workspace, save_arrays
+
+    cifar = WORK / "cifar10-6000-flat"
+    if not cifar.is_dir():
+        subset(SHARED / "cifar10", cifar, 10, flat=True)
+    sets = []
+    for label, name, data in (
+        ("flowers5", "flowers5", SHARED / "flowers5"),
+        ("hymenoptera (C chosen and scored on val)", "hymenoptera", SHARED / "hymenoptera"),
+        ("cifar10, every 10th file, split 80/10/10", "cifar10-6000", cifar),
+    ):
+        ws = WORK / f"{name}-ws"
+        if not (ws / "dataset.json").is_file():
+            log(f"baseline: extracting {name} once (not timed)")
+            run([BIN, "--workspace", ws, "--quiet", "extract", "--data", data])
+        arrays = WORK / f"{name}.safetensors"
+        save_arrays(load_workspace(ws)[2], arrays)
+        sets.append((label, arrays))
+    generated = WORK / "overlap80.safetensors"
+    overlapping_classes(generated)
+    sets.append(("80 generated overlapping classes, 1280-d", generated))
+    return sets
+
+
+def baseline_section(rounds):
+    exe = bench_executable("baseline")
+    sets = baseline_data()
+    results = {label: {"headstart": [], "sklearn": [], "sklearn converged": []} for label, _ in sets}
+    report = WORK / "baseline_sklearn.json"
+
+    def sklearn(arrays, tol):
+        cmd = [PY, "benches/head_reference.py", arrays, "--frameworks", "sklearn", "--lr-select", "val"]
+        run([*cmd, "--lr-tol", tol, "--json-out", report])
+        return json.loads(report.read_text())["results"][0]
+
+    for r in range(rounds):
+        for label, arrays in sets:
+            log(f"baseline round {r + 1}/{rounds}: {label}")
+            results[label]["headstart"].append(bench_json(run([exe, arrays])[1]))
+            results[label]["sklearn"].append(sklearn(arrays, 1e-4))
+    for label, arrays in sets:
+        log(f"baseline: scikit-learn with tol 1e-8 on {label} (once, not timed)")
+        results[label]["sklearn converged"].append(sklearn(arrays, 1e-8))
+    rows = []
+    for label, arrays in sets:
+        ours, theirs = results[label]["headstart"], results[label]["sklearn"]
+        first, converged = ours[0], results[label]["sklearn converged"][0]
+        ours_s, theirs_s = median([x["seconds"] for x in ours]), median([x["seconds"] for x in theirs])
+        rows.append(
+            [
+                f"{label} ({first['classes']} classes, {first['n_train']} train, {first['eval_split']})",
+                f"{first['chosen_c']:g} / {theirs[0]['C']:g} / {converged['C']:g}",
+                f"{first['accuracy']:.3f} / {theirs[0]['accuracy']:.3f} / {converged['accuracy']:.3f}",
+                f"{ours_s:.2f} / {theirs_s:.2f}",
+                f"{theirs_s / ours_s:.1f}x",
+                sum(p["status"] != "converged" for p in first["sweep"]),
+                ", ".join(f"{x['seconds']:.2f}" for x in ours) + " / " + ", ".join(f"{x['seconds']:.2f}" for x in theirs),
+            ]
+        )
+    text = table(
+        [
+            "data (classes, train images, scored on)",
+            "C chosen: headstart / scikit-learn / scikit-learn tol 1e-8",
+            "accuracy: headstart / scikit-learn / scikit-learn tol 1e-8",
+            "sweep s (median): headstart / scikit-learn",
+            "scikit-learn time / headstart's",
+            "headstart fits short of the tolerance",
+            "rounds s: headstart / scikit-learn",
+        ],
+        rows,
+    )
+    text += (
+        "\n\nBoth sweep C over the same 11 values (0.01 ... 1000) on standardised embeddings, pick "
+        "the best validation accuracy (ties: lower log loss) and score that fit; headstart warm-starts "
+        "each C from the previous one, scikit-learn fits each from zero (lbfgs, max_iter 5000). "
+        "headstart stops at an L2 norm of the mean objective's gradient of 1e-4; scikit-learn at a "
+        "largest gradient component of `tol`: its default 1e-4 (timed) and 1e-8 (once, untimed: "
+        "the optimum both should reach). Seconds are the sweep alone: `BaselineParams::fit` for "
+        "headstart, the 11 fits and their validation scoring for scikit-learn (2 BLAS threads)."
+    )
+    return text, results
+
+
+def subset(src, dst, every, flat=False):
+    """A class-folder copy of SRC made of symlinks to every `every`-th file of each class. With
+    `flat`, split folders are merged into <class>/<split>-<file> (so extract splits by hash)."""
     if dst.exists():
         shutil.rmtree(dst)
     for folder in sorted(p for p in src.rglob("*") if p.is_dir()):
         files = sorted(f for f in folder.iterdir() if f.is_file())
         if files:
-            out = dst / folder.relative_to(src)
-            out.mkdir(parents=True)
+            rel = folder.relative_to(src)
+            out = dst / (rel.name if flat else rel)
+            out.mkdir(parents=True, exist_ok=flat)
+            prefix = f"{rel.parts[0]}-" if flat and len(rel.parts) > 1 else ""
             for f in files[::every]:
-                (out / f.name).symlink_to(f)
+                (out / f"{prefix}{f.name}").symlink_to(f)
 
 
 def timed_extract(ws, data):
@@ -346,16 +464,16 @@ def growth_section(cold):
     return text, rows
 
 
-def bench_executable():
+def bench_executable(name="extract"):
     out = subprocess.run(
-        ["cargo", "bench", "--bench", "extract", "--no-run", "--message-format", "json"],
+        ["cargo", "bench", "--bench", name, "--no-run", "--message-format", "json"],
         capture_output=True, text=True, cwd=ROOT, check=True,
     ).stdout
     for line in out.splitlines():
         msg = json.loads(line)
-        if msg.get("reason") == "compiler-artifact" and msg["target"]["name"] == "extract" and msg.get("executable"):
+        if msg.get("reason") == "compiler-artifact" and msg["target"]["name"] == name and msg.get("executable"):
             return msg["executable"]
-    raise SystemExit("cargo bench --bench extract --no-run built no executable")
+    raise SystemExit(f"cargo bench --bench {name} --no-run built no executable")
 
 
 def write(name, text, m):
@@ -375,14 +493,14 @@ def write(name, text, m):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--sections", nargs="+", default=["extract", "peers", "head", "growth"])
+    parser.add_argument("--sections", nargs="+", default=["extract", "peers", "head", "baseline", "growth"])
     parser.add_argument("--growth-cold", action="store_true", help="also time cold extraction of 60000 files")
     parser.add_argument("--write", action="store_true", help="update BENCHMARKS.md")
     args = parser.parse_args()
     WORK.mkdir(parents=True, exist_ok=True)
     if not SHARED.is_dir():
         raise SystemExit(f"{SHARED} is missing: the benchmarks run on the shared data sets")
-    for model in (RESNET, RESNET_INT8):
+    for model in (RESNET, RESNET_INT8) if {"extract", "peers"} & set(args.sections) else ():
         if not model.is_file():
             raise SystemExit(f"{model} is missing: run `python benches/models.py` first")
     run(["cargo", "build", "--release"])
@@ -394,7 +512,8 @@ def main():
         if name == "growth":
             text, raw = growth_section(args.growth_cold)
         else:
-            text, raw = {"extract": extract_section, "peers": peers_section, "head": head_section}[name](args.rounds)
+            sections = {"extract": extract_section, "peers": peers_section, "head": head_section, "baseline": baseline_section}
+            text, raw = sections[name](args.rounds)
         log(f"{name}: {time.perf_counter() - started:.0f} s\n{text}\n")
         print(f"## {name}\n\n{text}\n", flush=True)
         results[name] = {"table": text, "raw": raw}

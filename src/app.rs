@@ -5,6 +5,7 @@
 use std::process::ExitCode;
 
 use anyhow::Result;
+use headstart::baseline::FitStatus;
 use headstart::evaluate::{eval, EvalSummary};
 use headstart::export::{export, ExportSummary};
 use headstart::extract::{extract, ExtractSummary};
@@ -201,11 +202,9 @@ fn print_train(s: &TrainSummary, json: bool) -> Result<()> {
             b.sweep.len(),
             b.seconds
         );
-        if !b.skipped_alphas.is_empty() {
-            println!(
-                "  {} weaker strengths skipped: the fit had stalled before them",
-                b.skipped_alphas.len()
-            );
+        let unconverged = b.sweep.iter().filter(|p| p.status != FitStatus::Converged).count();
+        if unconverged > 0 {
+            println!("  {unconverged} strengths stopped before reaching the tolerance (see the sweep in --json)");
         }
         println!("saved {}", b.path.display());
     }

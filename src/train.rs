@@ -60,8 +60,6 @@ pub struct BaselineSummary {
     pub chosen_alpha: f64,
     pub selection: AlphaSelection,
     pub sweep: Vec<SweepPoint>,
-    /// Weaker alphas left out because a stronger one already stalled.
-    pub skipped_alphas: Vec<f64>,
     pub seconds: f64,
 }
 
@@ -122,7 +120,6 @@ pub fn train(opts: &TrainOptions, on_epoch: &mut dyn FnMut(&EpochStats)) -> Resu
                 chosen_alpha: fit.chosen_alpha,
                 selection: fit.selection,
                 sweep: fit.sweep,
-                skipped_alphas: fit.skipped_alphas,
                 seconds: started.elapsed().as_secs_f64(),
             })
         }

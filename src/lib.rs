@@ -16,6 +16,7 @@ pub mod dataset;
 pub mod evaluate;
 pub mod export;
 pub mod extract;
+pub mod folds;
 pub mod head;
 pub mod home;
 pub mod metrics;

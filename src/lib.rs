@@ -4,9 +4,10 @@
 //! [`dataset`] (which files) -> [`preprocess`] (pixels) -> [`backbone`] (features) ->
 //! [`cache`] (embeddings on disk) -> [`head`] / [`baseline`] (classifiers) -> [`metrics`] ->
 //! [`report`]. The commands orchestrate them: [`extract`], [`train`], [`evaluate`], [`predict`]
-//! and [`export`]. [`runtime`] finds and loads ONNX Runtime; [`settings`] holds how the commands
-//! that open a backbone run it; [`bundled`] carries the default backbone and the demo images
-//! inside the binary and unpacks them into [`home`].
+//! and [`export`]; [`runs`] records each `train-head` and `eval`, and [`folds`] splits the
+//! training files for cross-validation. [`runtime`] finds and loads ONNX Runtime; [`settings`]
+//! holds how the commands that open a backbone run it; [`bundled`] carries the default backbone
+//! and the demo images inside the binary and unpacks them into [`home`].
 
 pub mod backbone;
 pub mod baseline;
@@ -23,6 +24,7 @@ pub mod metrics;
 pub mod predict;
 pub mod preprocess;
 pub mod report;
+pub mod runs;
 pub mod runtime;
 pub mod settings;
 pub mod train;

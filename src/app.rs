@@ -447,7 +447,7 @@ fn print_runs(all: &Runs, sort: Option<(&str, Order)>, format: Format, workspace
             }
             print!("{}", render_table(&rows, 1));
             if let Some((metric, order)) = sort {
-                println!("sorted by {metric}, {order:?} (best first)");
+                println!("sorted by {metric}, {order} (best first)");
             }
         }
     }

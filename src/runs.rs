@@ -117,8 +117,8 @@ impl Invocation {
 pub fn train_record(run: &Invocation, opts: &TrainOptions, s: &TrainSummary) -> Result<RunRecord, RunsError> {
     let settings = json!({
         "workspace": opts.workspace,
-        "head": opts.head,
-        "baseline": opts.baseline,
+        "head": as_written(&opts.head),
+        "baseline": opts.baseline.as_ref().map(as_written),
         "out": opts.out,
     });
     let mut metrics = BTreeMap::new();
@@ -197,6 +197,14 @@ pub fn eval_record(run: &Invocation, opts: &EvalOptions, s: &EvalSummary) -> Res
         files.push(checksum(&m.model, "read", &m.file)?);
     }
     record(run, "eval", &opts.workspace, settings, metrics, BTreeMap::new(), files)
+}
+
+/// `value` as its JSON text reads back. `json!` would widen an f32 field to its exact f64
+/// (a learning rate of 0.0010000000474974513); the text has the shortest decimal, 0.001.
+fn as_written(value: &impl Serialize) -> Value {
+    serde_json::to_string(value)
+        .and_then(|text| serde_json::from_str(&text))
+        .expect("plain data")
 }
 
 /// The shortest decimal that reads back as `x`, so a record shows 0.9 rather than the f32's
@@ -391,6 +399,15 @@ pub struct Runs {
 pub enum Order {
     Ascending,
     Descending,
+}
+
+impl std::fmt::Display for Order {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Order::Ascending => "ascending",
+            Order::Descending => "descending",
+        })
+    }
 }
 
 impl Order {

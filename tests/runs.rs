@@ -87,6 +87,8 @@ fn train_and_eval_are_recorded_listed_shown_and_compared() {
     assert!(train["argv"].as_array().unwrap().iter().any(|a| a == "--baseline"));
     assert_eq!(train["settings"]["head"]["epochs"], 6);
     assert_eq!(train["settings"]["head"]["seed"], 3);
+    // Settings read as written: the default learning rate is 0.001, not its f32's exact value.
+    assert_eq!(train["settings"]["head"]["learning_rate"], 0.001);
     assert!(train["settings"]["baseline"]["tolerance"].is_number());
     assert_eq!(train["backbone"]["key"], manifest["backbone"]["key"]);
     assert_eq!(train["data"]["images"], manifest["entries"].as_array().unwrap().len());

@@ -16,6 +16,7 @@ use sha2::{Digest, Sha256};
 
 use crate::cache::{write_atomic, CacheError, Damaged, Manifest};
 use crate::evaluate::{EvalOptions, EvalSummary};
+use crate::head::EpochStats;
 use crate::metrics::Evaluation;
 use crate::runtime::hex;
 use crate::train::{TrainOptions, TrainSummary};
@@ -122,38 +123,29 @@ pub fn train_record(run: &Invocation, opts: &TrainOptions, s: &TrainSummary) -> 
         "out": opts.out,
     });
     let mut metrics = BTreeMap::new();
-    let mut put = |name: &str, value: Option<f32>| {
+    let mut put = |name: String, value: Option<f32>| {
         if let Some(v) = value {
             metrics.insert(format!("head.{name}"), widen(v));
         }
     };
-    if let Some(last) = s.history.last() {
-        put("final.train_loss", Some(last.train_loss));
-        put("final.train_accuracy", Some(last.train_accuracy));
-        put("final.val_loss", last.val_loss);
-        put("final.val_accuracy", last.val_accuracy);
-    }
-    let best = |values: &mut dyn Iterator<Item = f32>, lower: bool| {
-        values
+    // Each figure of the history, and whether lower is better.
+    type Figure = fn(&EpochStats) -> Option<f32>;
+    let figures: [(&str, Figure, bool); 4] = [
+        ("train_loss", |e| Some(e.train_loss), true),
+        ("train_accuracy", |e| Some(e.train_accuracy), false),
+        ("val_loss", |e| e.val_loss, true),
+        ("val_accuracy", |e| e.val_accuracy, false),
+    ];
+    for (name, figure, lower) in figures {
+        put(format!("final.{name}"), s.history.last().and_then(figure));
+        let best = s
+            .history
+            .iter()
+            .filter_map(figure)
             .filter(|v| v.is_finite())
-            .reduce(|a, b| if (b < a) == lower { b } else { a })
-    };
-    put(
-        "best.train_loss",
-        best(&mut s.history.iter().map(|e| e.train_loss), true),
-    );
-    put(
-        "best.train_accuracy",
-        best(&mut s.history.iter().map(|e| e.train_accuracy), false),
-    );
-    put(
-        "best.val_loss",
-        best(&mut s.history.iter().filter_map(|e| e.val_loss), true),
-    );
-    put(
-        "best.val_accuracy",
-        best(&mut s.history.iter().filter_map(|e| e.val_accuracy), false),
-    );
+            .reduce(|a, b| if (b < a) == lower { b } else { a });
+        put(format!("best.{name}"), best);
+    }
     metrics.insert("head.epochs".into(), s.history.len() as f64);
     metrics.insert("head.kept_epoch".into(), s.best_epoch as f64);
     let mut durations = BTreeMap::from([("head".to_string(), s.seconds)]);

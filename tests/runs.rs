@@ -5,23 +5,11 @@ mod common;
 
 use std::path::Path;
 
-use common::{headstart, json, make_dataset, tiny_model};
+use common::{headstart, json, make_dataset, run_json, tiny_model};
 use predicates::prelude::*;
 use predicates::str::contains;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-
-fn run_json(ws: &Path, args: &[&str]) -> Value {
-    json(
-        &headstart(ws)
-            .arg("--json")
-            .args(args)
-            .assert()
-            .success()
-            .get_output()
-            .stdout,
-    )
-}
 
 fn sha256_of(path: &Path) -> String {
     Sha256::digest(std::fs::read(path).unwrap())

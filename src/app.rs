@@ -11,11 +11,13 @@ use headstart::export::{export, ExportSummary};
 use headstart::extract::{extract, ExtractSummary};
 use headstart::head::EpochStats;
 use headstart::predict::{predict, PredictSummary};
-use headstart::report::{comparison_table, confusion_table};
+use headstart::report::{comparison_table, confusion_table, render_table};
+use headstart::runs::{self, Difference, Invocation, Order, RunRecord, Runs, RunsError};
 use headstart::train::{train, TrainSummary};
+use serde_json::Value;
 
-use crate::cli::{Cli, Command, DemoArgs};
-use crate::options;
+use crate::cli::{Cli, Command, DemoArgs, Global};
+use crate::options::{self, Format, RunsQuery};
 use crate::progress::Reporter;
 
 /// Some images could not be used: the run finished, but the exit code says so (as ripgrep does
@@ -31,16 +33,19 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             Ok(exit_for(summary.skipped.is_empty()))
         }
         Command::TrainHead(args) => {
-            let summary = train(
-                &options::train(global, args)?,
-                &mut epoch_printer(global.quiet || global.json),
-            )?;
+            let run = Invocation::begin(argv());
+            let opts = options::train(global, args)?;
+            let summary = train(&opts, &mut epoch_printer(global.quiet || global.json))?;
             print_train(&summary, global.json)?;
+            keep_record(global, runs::train_record(&run, &opts, &summary));
             Ok(ExitCode::SUCCESS)
         }
         Command::Eval(args) => {
-            let summary = eval(&options::eval(global, args))?;
+            let run = Invocation::begin(argv());
+            let opts = options::eval(global, args);
+            let summary = eval(&opts)?;
             print_eval(&summary, args.show_mistakes, global.json)?;
+            keep_record(global, runs::eval_record(&run, &opts, &summary));
             Ok(ExitCode::SUCCESS)
         }
         Command::Predict(args) => {
@@ -54,6 +59,26 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Demo(args) => demo(&cli, args),
+        Command::Runs(args) => {
+            let (query, format) = options::runs(global, args)?;
+            show_runs(&global.workspace, query, format)?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// The command line as typed; arguments that are not UTF-8 are kept lossily.
+fn argv() -> Vec<String> {
+    std::env::args_os().map(|a| a.to_string_lossy().into_owned()).collect()
+}
+
+/// Saves a run's record. The command has already succeeded, so a record that cannot be built or
+/// written is only a warning.
+fn keep_record(global: &Global, record: Result<RunRecord, RunsError>) {
+    match record.and_then(|r| r.save(&global.workspace).map(|_| r.id)) {
+        Ok(id) if !global.quiet => eprintln!("recorded as run {id} (`headstart runs show {id}`)"),
+        Ok(_) => {}
+        Err(e) => eprintln!("warning: the run was not recorded: {e}"),
     }
 }
 
@@ -65,11 +90,14 @@ fn demo(cli: &Cli, args: &DemoArgs) -> Result<ExitCode> {
         None => headstart::bundled::demo(&headstart::home::home())?,
     };
     let extracted = extract(&options::default_extract(global, &data)?, &Reporter::new(global.quiet))?;
-    let trained = train(
-        &options::demo_train(global, args),
-        &mut epoch_printer(global.quiet || global.json),
-    )?;
-    let evaluated = eval(&options::demo_eval(global))?;
+    let run = Invocation::begin(argv());
+    let train_opts = options::demo_train(global, args);
+    let trained = train(&train_opts, &mut epoch_printer(global.quiet || global.json))?;
+    keep_record(global, runs::train_record(&run, &train_opts, &trained));
+    let run = Invocation::begin(argv());
+    let eval_opts = options::demo_eval(global);
+    let evaluated = eval(&eval_opts)?;
+    keep_record(global, runs::eval_record(&run, &eval_opts, &evaluated));
     if global.json {
         let all = serde_json::json!({ "extract": extracted, "train": trained, "eval": evaluated });
         println!("{}", serde_json::to_string_pretty(&all)?);
@@ -303,6 +331,174 @@ fn print_export(s: &ExportSummary, json: bool) -> Result<()> {
             p.resize
         );
         println!("wrote {}", s.labels.display());
+    }
+    Ok(())
+}
+
+/// Metrics shown in the `runs` table beside the one sorted by: each command's headline.
+const HEADLINE_METRICS: &[&str] = &[
+    "head.accuracy",
+    "baseline.accuracy",
+    "head.final.val_accuracy",
+    "baseline.val_accuracy",
+];
+
+fn show_runs(workspace: &std::path::Path, query: RunsQuery, format: Format) -> Result<()> {
+    let mut all = runs::list(workspace)?;
+    for d in &all.damaged {
+        eprintln!(
+            "warning: skipped {}: not a readable run record ({})",
+            d.path.display(),
+            d.reason
+        );
+    }
+    match query {
+        RunsQuery::List { sort } => {
+            let order = match &sort {
+                Some(metric) => Some(all.sort_by_metric(metric)?),
+                None => None,
+            };
+            print_runs(&all, sort.as_deref().zip(order), format, workspace)
+        }
+        RunsQuery::Show(id) => print_run(all.find(&id)?, format),
+        RunsQuery::Compare(a, b) => {
+            let (a, b) = (all.find(&a)?, all.find(&b)?);
+            print_differences(a, b, &runs::compare(a, b), format)
+        }
+    }
+}
+
+/// A metric for a table: whole numbers (epochs) as such, rates to 4 decimals.
+fn metric_cell(value: Option<&f64>) -> String {
+    match value {
+        Some(v) if v.fract() == 0.0 && v.abs() < 1e15 => format!("{v:.0}"),
+        Some(v) => format!("{v:.4}"),
+        None => "-".into(),
+    }
+}
+
+/// A JSON value as text: strings without their quotes, everything else as compact JSON.
+fn value_text(value: &Value) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn print_runs(all: &Runs, sort: Option<(&str, Order)>, format: Format, workspace: &std::path::Path) -> Result<()> {
+    match format {
+        Format::Json => {
+            let sorted = sort.map(|(metric, order)| serde_json::json!({ "metric": metric, "order": order }));
+            let out = serde_json::json!({ "runs": all.records, "damaged": all.damaged, "sort": sorted });
+            println!("{}", serde_json::to_string_pretty(&out)?);
+        }
+        Format::Csv => {
+            let mut metrics: Vec<&String> = all.records.iter().flat_map(|r| r.metrics.keys()).collect();
+            metrics.sort();
+            metrics.dedup();
+            let header = ["id", "time", "command", "backbone", "data", "seconds"].map(String::from);
+            let names = metrics.iter().map(|m| csv_field(m));
+            println!("{}", header.into_iter().chain(names).collect::<Vec<_>>().join(","));
+            for r in &all.records {
+                let fixed = [
+                    r.id.clone(),
+                    r.time.clone(),
+                    r.command.clone(),
+                    csv_field(&r.backbone.name),
+                    r.data.sha256.clone(),
+                    r.durations.get("total").map_or(String::new(), f64::to_string),
+                ];
+                let values = metrics
+                    .iter()
+                    .map(|m| r.metrics.get(*m).map_or(String::new(), f64::to_string));
+                println!("{}", fixed.into_iter().chain(values).collect::<Vec<_>>().join(","));
+            }
+        }
+        Format::Table => {
+            if all.records.is_empty() {
+                println!(
+                    "no runs recorded in {} yet: train-head and eval record one each",
+                    workspace.join(runs::DIR).display()
+                );
+                return Ok(());
+            }
+            let mut columns: Vec<&str> = sort.map(|(metric, _)| metric).into_iter().collect();
+            for m in HEADLINE_METRICS {
+                if !columns.contains(m) && all.records.iter().any(|r| r.metrics.contains_key(*m)) {
+                    columns.push(m);
+                }
+            }
+            let header = ["id", "time", "command", "backbone", "data"].map(String::from);
+            let mut rows = vec![header
+                .into_iter()
+                .chain(columns.iter().map(|c| c.to_string()))
+                .collect()];
+            for r in &all.records {
+                let fixed = [
+                    r.id.clone(),
+                    r.time.clone(),
+                    r.command.clone(),
+                    r.backbone.name.clone(),
+                    r.data.sha256.chars().take(8).collect(),
+                ];
+                let values = columns.iter().map(|c| metric_cell(r.metrics.get(*c)));
+                rows.push(fixed.into_iter().chain(values).collect::<Vec<String>>());
+            }
+            print!("{}", render_table(&rows, 1));
+            if let Some((metric, order)) = sort {
+                println!("sorted by {metric}, {order} (best first)");
+            }
+        }
+    }
+    Ok(())
+}
+
+fn print_run(record: &RunRecord, format: Format) -> Result<()> {
+    if format == Format::Json {
+        println!("{}", serde_json::to_string_pretty(record)?);
+        return Ok(());
+    }
+    let fields = runs::flatten(&serde_json::to_value(record)?);
+    let width = fields.keys().map(String::len).max().unwrap_or(0);
+    if format == Format::Csv {
+        println!("key,value");
+    }
+    for (key, value) in &fields {
+        match format {
+            Format::Csv => println!("{},{}", csv_field(key), csv_field(&value_text(value))),
+            _ => println!("{key:<width$}  {}", value_text(value)),
+        }
+    }
+    Ok(())
+}
+
+fn print_differences(a: &RunRecord, b: &RunRecord, diff: &[Difference], format: Format) -> Result<()> {
+    let cell = |v: &Option<Value>| v.as_ref().map(value_text);
+    match format {
+        Format::Json => {
+            let out = serde_json::json!({ "a": a.id, "b": b.id, "differences": diff });
+            println!("{}", serde_json::to_string_pretty(&out)?);
+        }
+        Format::Csv => {
+            println!("key,a,b");
+            for d in diff {
+                let [x, y] = [&d.a, &d.b].map(|v| csv_field(&cell(v).unwrap_or_default()));
+                println!("{},{x},{y}", csv_field(&d.key));
+            }
+        }
+        Format::Table if diff.is_empty() => println!("runs {} and {} have the same settings and metrics", a.id, b.id),
+        Format::Table => {
+            let mut rows = vec![vec!["key".to_string(), a.id.clone(), b.id.clone()]];
+            for d in diff {
+                let absent = || "(absent)".to_string();
+                rows.push(vec![
+                    d.key.clone(),
+                    cell(&d.a).unwrap_or_else(absent),
+                    cell(&d.b).unwrap_or_else(absent),
+                ]);
+            }
+            print!("{}", render_table(&rows, 1));
+        }
     }
     Ok(())
 }

@@ -70,6 +70,8 @@ pub enum Command {
     Export(ExportArgs),
     /// The whole job on the bundled demo images: extract, train head and baseline, evaluate.
     Demo(DemoArgs),
+    /// Past train-head and eval runs of the workspace: list them, show one, compare two.
+    Runs(RunsArgs),
 }
 
 /// `train-head`: the head's hyper-parameters, and the baseline's if it is fitted too.
@@ -218,4 +220,34 @@ pub struct DemoArgs {
     /// Seeds the head's training: the same seed gives the same head, bit for bit.
     #[arg(long, default_value_t = HeadParams::default().seed)]
     pub seed: u64,
+}
+
+/// `runs`: a table of the recorded runs, or one of its actions.
+#[derive(Debug, Args)]
+pub struct RunsArgs {
+    #[command(subcommand)]
+    pub action: Option<RunsAction>,
+    /// Sort by this metric, best first: a key of the records' metrics such as head.accuracy; losses ascending, all else descending.
+    #[arg(long, value_name = "METRIC")]
+    pub sort: Option<String>,
+    /// Print CSV instead of a table.
+    #[arg(long, global = true)]
+    pub csv: bool,
+}
+
+/// What `runs` does besides listing.
+#[derive(Debug, Subcommand)]
+pub enum RunsAction {
+    /// One run's record in full.
+    Show {
+        /// The run's id, or enough of its start to name one run.
+        id: String,
+    },
+    /// The settings and metrics whose values differ between two runs.
+    Compare {
+        /// The first run's id or the start of it.
+        a: String,
+        /// The second run's id or the start of it.
+        b: String,
+    },
 }

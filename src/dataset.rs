@@ -244,16 +244,23 @@ impl Dataset {
     }
 }
 
-/// The split of a file by the hash of its name, with anything after `_nohash_` ignored so that
-/// variants of one photo stay together. Same arithmetic as TensorFlow's `retrain.py`.
-pub fn hashed_split(file_name: &str, percentages: SplitPercentages) -> Split {
-    const MAX_PER_CLASS: u64 = (1 << 27) - 1;
+/// The part of a file's path that says which photo it is: its base name, with anything from
+/// `_nohash_` on left out so that variants of one photo (`cat1_nohash_0.jpg`,
+/// `cat1_nohash_1.jpg`) share it. TensorFlow's `retrain.py` rule; splits and folds keep such
+/// files together.
+pub fn group_key(file_name: &str) -> &str {
     let base = file_name.rsplit('/').next().unwrap_or(file_name);
-    let key = match base.find("_nohash_") {
+    match base.find("_nohash_") {
         Some(at) => &base[..at],
         None => base,
-    };
-    let digest = Sha1::digest(key.as_bytes());
+    }
+}
+
+/// The split of a file by the hash of its [`group_key`]. Same arithmetic as TensorFlow's
+/// `retrain.py`.
+pub fn hashed_split(file_name: &str, percentages: SplitPercentages) -> Split {
+    const MAX_PER_CLASS: u64 = (1 << 27) - 1;
+    let digest = Sha1::digest(group_key(file_name).as_bytes());
     // Python takes the whole 160-bit hash modulo 2^27; only its low 27 bits matter, which are
     // the low bits of the last bytes.
     let low = u64::from_be_bytes(digest[12..20].try_into().expect("8 bytes"));

@@ -8,7 +8,9 @@
 //! [`evaluate`], [`predict`] and [`export`] (which splices through [`onnx`]); no command uses
 //! another. [`runtime`] finds and loads ONNX Runtime; [`settings`] holds how the commands that
 //! open a backbone run it; [`bundled`] carries the default backbone and the demo images inside
-//! the binary and unpacks them into [`home`]; [`atomic`] writes every file.
+//! the binary and unpacks them into [`home`]; [`atomic`] writes every file; [`runs`]
+//! records each `train-head` and `eval`, and [`folds`] splits the training files for
+//! cross-validation.
 
 pub mod artifact;
 pub mod atomic;
@@ -22,6 +24,7 @@ pub mod embed;
 pub mod evaluate;
 pub mod export;
 pub mod extract;
+pub mod folds;
 pub mod head;
 pub mod home;
 pub mod metrics;
@@ -29,6 +32,7 @@ pub mod onnx;
 pub mod predict;
 pub mod preprocess;
 pub mod report;
+pub mod runs;
 pub mod runtime;
 pub mod settings;
 pub mod train;

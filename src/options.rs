@@ -7,7 +7,9 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::cli::{BackboneArgs, DemoArgs, EvalArgs, ExportArgs, ExtractArgs, Global, PredictArgs, TrainArgs};
+use crate::cli::{
+    BackboneArgs, DemoArgs, EvalArgs, ExportArgs, ExtractArgs, Global, PredictArgs, RunsAction, RunsArgs, TrainArgs,
+};
 use headstart::artifact::HEAD_FILE;
 use headstart::backbone::BackboneChoice;
 use headstart::baseline::BaselineParams;
@@ -26,6 +28,8 @@ pub enum OptionsError {
     Invalid { flag: &'static str, message: String },
     #[error("--data {0}: no such folder")]
     NoData(PathBuf),
+    #[error("the run id is empty: give an id or its first characters (`headstart runs` lists them)")]
+    EmptyRunId,
 }
 
 fn invalid(flag: &'static str, message: impl Into<String>) -> OptionsError {
@@ -234,6 +238,59 @@ pub fn export(global: &Global, args: &ExportArgs) -> ExportOptions {
         head: head_file(global, &args.head),
         out_dir: args.out.clone().unwrap_or_else(|| global.workspace.join("export")),
     }
+}
+
+/// How a listing is printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Table,
+    Json,
+    Csv,
+}
+
+/// What `runs` shows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunsQuery {
+    /// Every run, sorted by a metric if one is given.
+    List { sort: Option<String> },
+    /// One run by id prefix.
+    Show(String),
+    /// The differences between two runs.
+    Compare(String, String),
+}
+
+pub fn runs(global: &Global, args: &RunsArgs) -> Result<(RunsQuery, Format), OptionsError> {
+    let format = match (global.json, args.csv) {
+        (true, true) => return Err(invalid("csv", "cannot be combined with --json: choose one")),
+        (true, false) => Format::Json,
+        (false, true) => Format::Csv,
+        (false, false) => Format::Table,
+    };
+    let id = |id: &String| {
+        let id = id.trim();
+        if id.is_empty() {
+            Err(OptionsError::EmptyRunId)
+        } else {
+            Ok(id.to_string())
+        }
+    };
+    let query = match &args.action {
+        None => RunsQuery::List {
+            sort: match args.sort.as_deref().map(str::trim) {
+                Some("") => return Err(invalid("sort", "give a metric name, such as head.accuracy")),
+                sort => sort.map(String::from),
+            },
+        },
+        Some(_) if args.sort.is_some() => {
+            return Err(invalid(
+                "sort",
+                "orders the list only: leave it out for `runs show` and `runs compare`",
+            ))
+        }
+        Some(RunsAction::Show { id: run }) => RunsQuery::Show(id(run)?),
+        Some(RunsAction::Compare { a, b }) => RunsQuery::Compare(id(a)?, id(b)?),
+    };
+    Ok((query, format))
 }
 
 /// The `train-head` flag that sets each [`HeadParams`] field, by the field's name.

@@ -472,7 +472,7 @@ fn column_widths(rows: &[Vec<String>]) -> Vec<usize> {
 
 /// First column left-aligned (labels), the rest right-aligned (numbers), with
 /// a rule under the first `header_rows` rows.
-fn render_table(rows: &[Vec<String>], header_rows: usize) -> String {
+pub fn render_table(rows: &[Vec<String>], header_rows: usize) -> String {
     render_rows(rows, &column_widths(rows), header_rows)
 }
 

@@ -7,7 +7,7 @@ mod common;
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 
-use common::{headstart, json, make_dataset, tiny_model};
+use common::{headstart, json, make_dataset, run_json, tiny_model};
 use predicates::prelude::*;
 use predicates::str::contains;
 
@@ -31,18 +31,6 @@ fn prepared() -> (tempfile::TempDir, PathBuf, PathBuf) {
         .assert()
         .success();
     (tmp, data, ws)
-}
-
-fn run_json(ws: &Path, args: &[&str]) -> serde_json::Value {
-    json(
-        &headstart(ws)
-            .arg("--json")
-            .args(args)
-            .assert()
-            .success()
-            .get_output()
-            .stdout,
-    )
 }
 
 /// The tensors of a saved head, by name.

@@ -13,19 +13,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{headstart, json, shared_data};
-
-fn run_json(ws: &Path, args: &[&str]) -> serde_json::Value {
-    json(
-        &headstart(ws)
-            .arg("--json")
-            .args(args)
-            .assert()
-            .success()
-            .get_output()
-            .stdout,
-    )
-}
+use common::{headstart, json, run_json, shared_data};
 
 /// Mean accuracy of the head over seeds 0, 1, 2 on `split`, and the baseline's accuracy.
 fn head_and_baseline(ws: &Path, split: &str) -> (f64, f64) {

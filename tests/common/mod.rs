@@ -68,6 +68,19 @@ pub fn json(output: &[u8]) -> serde_json::Value {
     serde_json::from_slice(output).unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(output)))
 }
 
+/// Runs the binary with `--json` on workspace `ws`, expects success and returns its output.
+pub fn run_json(ws: &Path, args: &[&str]) -> serde_json::Value {
+    json(
+        &headstart(ws)
+            .arg("--json")
+            .args(args)
+            .assert()
+            .success()
+            .get_output()
+            .stdout,
+    )
+}
+
 /// The shared real data, which CI must have: missing data fails there and skips elsewhere.
 pub fn shared_data(name: &str) -> Option<PathBuf> {
     let dir = repo().join("../shared/data").join(name);

@@ -467,7 +467,7 @@ fn read_description(path: &Path) -> Result<Description, BackboneError> {
 pub struct Backbone {
     /// The resolved backbone this session runs.
     pub info: BackboneInfo,
-    /// The preprocessing every image goes through before [`Backbone::embed`]-ing.
+    /// How every image is turned into this network's input for [`Backbone::embed`].
     pub preprocessing: Preprocessing,
     session: Session,
     input: String,

@@ -91,7 +91,7 @@ pub struct Prediction {
 pub struct PredictSummary {
     /// The classifier's class names, in output order.
     pub classes: Vec<String>,
-    /// One entry per image that could be embedded, in input order.
+    /// One entry per image that could be embedded.
     pub predictions: Vec<Prediction>,
     /// Images that could not be read or embedded, with the reason.
     pub skipped: Vec<Skipped>,

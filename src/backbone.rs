@@ -22,13 +22,16 @@ pub const DEFAULT_MODEL: &str = "efficientnet_lite0";
 /// A backbone description file (`models/<name>.json`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Description {
+    /// The backbone's name, as `--model` takes it and reports show it.
     pub name: String,
     /// The ONNX file, relative to the description.
     pub file: String,
     /// Expected sha256 of the file; `null` for files users make themselves.
     #[serde(default)]
     pub sha256: Option<String>,
+    /// How images are scaled and normalised for this network.
     pub preset: Preset,
+    /// Side in pixels of the square image the network takes.
     pub input_size: u32,
     /// Shorter side before the centre crop; defaults to `input_size * 256 / 224`.
     #[serde(default)]
@@ -36,6 +39,7 @@ pub struct Description {
     /// The feature output; defaults to the model's first output.
     #[serde(default)]
     pub output: Option<String>,
+    /// Width of the feature vector, if known; only informative, the real width is read from the model.
     #[serde(default)]
     pub output_dim: Option<usize>,
     /// Name of this backbone's int8 version in the same folder, for `--int8`
@@ -49,83 +53,170 @@ pub struct Description {
 pub struct BackboneChoice {
     /// A name from `models/` or a path to an `.onnx` file.
     pub model: Option<String>,
+    /// `--output`: the feature output to read, overriding the description.
     pub output: Option<String>,
+    /// `--preset`: pixel scaling and normalisation, overriding the description.
     pub preset: Option<Preset>,
+    /// `--input-size`: side in pixels of the network input, overriding the description.
     pub input_size: Option<u32>,
+    /// `--resize`: shorter side in pixels before the centre crop, overriding the description.
     pub resize: Option<u32>,
     /// Use the backbone's int8 version instead (the description's `int8` entry).
     pub int8: bool,
 }
 
+/// Why a backbone could not be found, checked, opened or run.
 #[derive(Debug, thiserror::Error)]
 pub enum BackboneError {
+    /// `--model` is neither a file nor a known backbone name.
     #[error("no backbone named `{name}` in {searched} or among the bundled ones (known: {known}): pass --model with one of those names or a path to an .onnx file")]
     UnknownName {
+        /// The name asked for.
         name: String,
+        /// The folders searched, as a list for the message.
         searched: String,
+        /// The backbone names that exist, as a list for the message.
         known: String,
     },
+    /// The bundled backbone could not be unpacked into the home folder.
     #[error(transparent)]
     Bundled(#[from] crate::bundled::BundleError),
+    /// `--int8` was asked for a backbone without a usable int8 version.
     #[error("backbone `{name}` has no int8 version ({why}): make one with {fix}, or drop --int8")]
-    NoInt8 { name: String, why: String, fix: String },
+    NoInt8 {
+        /// The backbone's name.
+        name: String,
+        /// Why there is none: its description names no int8 version, or no description describes the file.
+        why: String,
+        /// The command that makes one.
+        fix: String,
+    },
+    /// A description or model file could not be read.
     #[error("cannot read {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// A backbone description file is not valid JSON of the expected shape.
     #[error("backbone description {path} is invalid: {source}")]
-    Description { path: PathBuf, source: serde_json::Error },
+    Description {
+        /// The description file.
+        path: PathBuf,
+        /// The parse error.
+        source: serde_json::Error,
+    },
+    /// The model file's SHA-256 differs from the one its description gives.
     #[error("{path} has sha256 {found} but its description expects {expected}: the file is damaged or not the one described; restore it or re-run the conversion script in models/")]
     Checksum {
+        /// The model file.
         path: PathBuf,
+        /// Its actual SHA-256, hex.
         found: String,
+        /// The SHA-256 the description expects, hex.
         expected: String,
     },
+    /// ONNX Runtime could not create a session from the file (not an ONNX model, or unsupported).
     #[error("ONNX Runtime cannot load {path}: {message}. Is it an ONNX model? Pass --model with an .onnx file (models/export_resnet50.py shows how to export one)")]
-    Session { path: PathBuf, message: String },
+    Session {
+        /// The model file.
+        path: PathBuf,
+        /// ONNX Runtime's message.
+        message: String,
+    },
+    /// The model's input is not a float32 image tensor `[N,3,H,W]` or `[N,H,W,3]`.
     #[error("{path}: input `{input}` has shape {shape:?}; expected an image tensor [N,3,H,W] or [N,H,W,3] of float32: pass --model with an image model (a CNN backbone)")]
     Input {
+        /// The model file.
         path: PathBuf,
+        /// The input's name.
         input: String,
+        /// The input's shape; -1 for a free dimension.
         shape: Vec<i64>,
     },
+    /// `--output` (or the description's output) names no output of the model.
     #[error("{path} has no output `{wanted}` (outputs: {available}): pass --output with one of those")]
     Output {
+        /// The model file.
         path: PathBuf,
+        /// The output asked for.
         wanted: String,
+        /// The model's outputs, as a list for the message.
         available: String,
     },
+    /// The model has no inputs.
     #[error("{path} has no inputs: pass --model with an image model that takes an image tensor")]
-    NoInputs { path: PathBuf },
+    NoInputs {
+        /// The model file.
+        path: PathBuf,
+    },
+    /// The model has no outputs.
     #[error("{path} has no outputs: pass --model with an image model whose output is its features")]
-    NoOutputs { path: PathBuf },
+    NoOutputs {
+        /// The model file.
+        path: PathBuf,
+    },
+    /// The feature output is not a float32 tensor.
     #[error("{path}: output `{output}` is {found}, not a float32 tensor of features: pass --output with a float32 feature output")]
     OutputType {
+        /// The model file.
         path: PathBuf,
+        /// The output's name.
         output: String,
+        /// What the output is instead, as ONNX Runtime describes it.
         found: String,
     },
+    /// `--input-size` contradicts the fixed input size of the model.
     #[error("{path}: input is {model}x{model} but --input-size says {given}: drop --input-size or fix it")]
-    InputSize { path: PathBuf, model: i64, given: u32 },
+    InputSize {
+        /// The model file.
+        path: PathBuf,
+        /// The model's fixed input side in pixels.
+        model: i64,
+        /// The side given with `--input-size`.
+        given: u32,
+    },
+    /// An `.onnx` file without a description beside it was given without `--preset`.
     #[error("{path} needs --preset: it has no description beside it (a {stem}.json); the presets are {presets}")]
     NoPreset {
+        /// The model file.
         path: PathBuf,
+        /// The file stem, naming the description that was looked for.
         stem: String,
+        /// The preset names, for the message.
         presets: &'static str,
     },
+    /// The model file recorded in a manifest or card no longer has the recorded SHA-256.
     #[error("the backbone {path} has changed since the head was trained (sha256 {found}, trained on {expected}): restore it or re-run extract and train-head")]
     ModelChanged {
+        /// The model file.
         path: PathBuf,
+        /// Its SHA-256 now, hex.
         found: String,
+        /// The SHA-256 recorded when the embeddings were made, hex.
         expected: String,
     },
+    /// ONNX Runtime failed while running a batch.
     #[error("running {path} failed: {message}")]
-    Run { path: PathBuf, message: String },
+    Run {
+        /// The model file.
+        path: PathBuf,
+        /// ONNX Runtime's message.
+        message: String,
+    },
+    /// The feature output is neither `[batch, D]` nor `[batch, D, 1, 1]`.
     #[error(
         "{path}: output `{output}` has shape {shape:?} for a batch of {batch}; expected [batch, D] or [batch, D, 1, 1]"
     )]
     OutputShape {
+        /// The model file.
         path: PathBuf,
+        /// The output's name.
         output: String,
+        /// The shape it returned.
         shape: Vec<i64>,
+        /// The number of images in the batch.
         batch: usize,
     },
 }
@@ -201,13 +292,19 @@ pub fn cache_key(model_sha256: &str, output: &str, preprocessing: &Preprocessing
 /// The backbone that produced a set of vectors, as recorded in the manifest and cache files.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BackboneRecord {
+    /// The backbone's name.
     pub name: String,
     /// The ONNX file, so that `predict` and `export` can run the same network later.
     pub model_path: PathBuf,
+    /// The cache key: a hash of the model's SHA-256, the output and the preprocessing (see [`cache_key`]).
     pub key: String,
+    /// SHA-256 of the ONNX file, hex.
     pub model_sha256: String,
+    /// The output the features were read from.
     pub output: String,
+    /// How images were turned into the network's input.
     pub preprocessing: Preprocessing,
+    /// Width of the feature vectors.
     pub dim: usize,
 }
 
@@ -244,12 +341,19 @@ impl BackboneRecord {
 /// A backbone resolved to a file, its checksum and its preprocessing, before opening it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct BackboneInfo {
+    /// The backbone's name: the description's, or the file stem for a bare `.onnx` file.
     pub name: String,
+    /// The ONNX file.
     pub path: PathBuf,
+    /// SHA-256 of the ONNX file, hex.
     pub sha256: String,
+    /// The feature output; `None` means the model's first output.
     pub output: Option<String>,
+    /// How pixels are scaled and normalised.
     pub preset: Preset,
+    /// Side in pixels of the network input; `None` means the model's own fixed size.
     pub input_size: Option<u32>,
+    /// Shorter side in pixels before the centre crop; `None` means `input_size * 256 / 224`.
     pub resize: Option<u32>,
 }
 
@@ -361,7 +465,9 @@ fn read_description(path: &Path) -> Result<Description, BackboneError> {
 
 /// An open backbone session with everything needed to feed it.
 pub struct Backbone {
+    /// The resolved backbone this session runs.
     pub info: BackboneInfo,
+    /// How every image is turned into this network's input for [`Backbone::embed`].
     pub preprocessing: Preprocessing,
     session: Session,
     input: String,
@@ -487,6 +593,7 @@ impl Backbone {
         cache_key(&self.info.sha256, &self.output, &self.preprocessing)
     }
 
+    /// The name of the output the features are read from.
     pub fn output_name(&self) -> &str {
         &self.output
     }

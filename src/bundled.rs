@@ -42,12 +42,17 @@ static DEMO: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/demo");
 /// The demo data set, inside the unpacked demo folder.
 const DEMO_DATA: &str = "cifar10";
 
+/// Why the bundled files could not be unpacked into the home folder.
 #[derive(Debug, thiserror::Error)]
 pub enum BundleError {
+    /// A bundled file or its folder could not be written.
     #[error("cannot unpack the bundled {what} into {path}: {source}. Set HEADSTART_HOME to a writable folder")]
     Write {
+        /// What was being unpacked: the backbones or the demo images.
         what: &'static str,
+        /// The file or folder.
         path: PathBuf,
+        /// The underlying error.
         source: std::io::Error,
     },
 }

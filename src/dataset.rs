@@ -22,17 +22,22 @@ pub const FEW_IMAGES: usize = 10;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Split {
+    /// Fits the classifiers (folder `train`, alias `training`).
     #[value(alias = "training")]
     Train,
+    /// Picks the epoch or alpha and reports progress (folder `val`, aliases `valid`, `validation`).
     #[value(alias = "valid", alias = "validation")]
     Val,
+    /// Held out for the final evaluation (folder `test`, alias `testing`).
     #[value(alias = "testing")]
     Test,
 }
 
 impl Split {
+    /// Every split, in order.
     pub const ALL: [Split; 3] = [Split::Train, Split::Val, Split::Test];
 
+    /// The split's folder name: `train`, `val` or `test`.
     pub fn name(self) -> &'static str {
         match self {
             Split::Train => "train",
@@ -62,7 +67,9 @@ impl std::fmt::Display for Split {
 /// Percentages of files that go to validation and test when the folder has no split folders.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct SplitPercentages {
+    /// Percent of files, in [0, 100), that go to validation.
     pub val: f64,
+    /// Percent of files, in [0, 100), that go to test; `val + test` stays below 100.
     pub test: f64,
 }
 
@@ -75,7 +82,9 @@ impl Default for SplitPercentages {
 /// A file that was not used, and why.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Skipped {
+    /// The file, relative to the data folder where it lies inside it.
     pub path: String,
+    /// Why it was not used.
     pub reason: String,
 }
 
@@ -84,14 +93,20 @@ pub struct Skipped {
 pub struct Sample {
     /// Path relative to the data folder, with `/` separators: the name users see in reports.
     pub path: String,
+    /// Index of its class in [`Dataset::classes`].
     pub class: usize,
+    /// The split it belongs to.
     pub split: Split,
 }
 
+/// The image files of a data folder, with their classes and splits.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Dataset {
+    /// The scanned folder.
     pub root: PathBuf,
+    /// Class names (folder names), sorted; a class index is a position in this list.
     pub classes: Vec<String>,
+    /// The usable images, sorted by path.
     pub samples: Vec<Sample>,
     /// Files in class folders that are not images by their extension, and folders inside them.
     pub ignored: Vec<String>,
@@ -104,19 +119,38 @@ pub struct Dataset {
     pub split_folders: bool,
 }
 
+/// Why a data folder could not be scanned.
 #[derive(Debug, thiserror::Error)]
 pub enum DatasetError {
+    /// The data folder or one of its folders could not be listed.
     #[error("cannot read the data folder {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        /// The folder.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// The folder holds no class folder with an image.
     #[error("no class folders with images in {0}: expected DIR/<class>/<image> or DIR/<split>/<class>/<image>")]
     Empty(PathBuf),
+    /// `--val-percent` or `--test-percent` is outside [0, 100), or they sum to 100 or more.
     #[error("split percentages val {val} + test {test} must each be in 0..100 and sum below 100: fix --val-percent / --test-percent")]
-    Percentages { val: f64, test: f64 },
+    Percentages {
+        /// The validation percentage given.
+        val: f64,
+        /// The test percentage given.
+        test: f64,
+    },
+    /// Split folders do not all hold the same class folders.
     #[error("the split folders of {root} do not share one class list (`{split}` has {found:?}, expected {expected:?}): give every split the same class folders")]
     ClassMismatch {
+        /// The data folder.
         root: PathBuf,
+        /// The split whose classes differ.
         split: String,
+        /// Its classes.
         found: Vec<String>,
+        /// The class list the other splits share.
         expected: Vec<String>,
     },
 }

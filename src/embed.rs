@@ -14,12 +14,15 @@ use crate::preprocess::preprocess;
 
 /// Receives progress of the long part of the run; the CLI draws it, tests ignore it.
 pub trait Progress: Sync {
+    /// The long part of the run starts, with this many images to go.
     fn start(&self, _total: u64) {}
+    /// This many more images are done, embedded or failed.
     fn advance(&self, _images: u64) {}
     /// A file was skipped; called as it happens so a long run shows problems early.
     fn skipped(&self, _file: &Skipped) {}
     /// Something the user should know that does not stop the run.
     fn warning(&self, _message: &str) {}
+    /// The long part of the run is over.
     fn finish(&self) {}
 }
 

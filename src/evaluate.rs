@@ -12,18 +12,27 @@ use crate::dataset::Split;
 use crate::metrics::{evaluate, Evaluation};
 use crate::report::{confusion_svg, training_curves_svg, EpochRecord, ReportError};
 
+/// Why `eval` failed.
 #[derive(Debug, thiserror::Error)]
 pub enum EvalError {
+    /// The workspace's manifest or cache could not be read, or the report folder not made.
     #[error(transparent)]
     Cache(#[from] CacheError),
+    /// The head or baseline could not be loaded, or does not fit the workspace.
     #[error(transparent)]
     Artifact(#[from] ArtifactError),
+    /// `eval.json` could not be written.
     #[error(transparent)]
     Write(#[from] WriteError),
+    /// A picture could not be drawn or written.
     #[error(transparent)]
     Report(#[from] ReportError),
+    /// The chosen split has no images in the workspace.
     #[error("the {split} split has no images: pass --split with one that has (train, val or test)")]
-    EmptySplit { split: Split },
+    EmptySplit {
+        /// The split asked for.
+        split: Split,
+    },
 }
 
 /// Which split of which workspace to evaluate, and where the report goes. Build it with
@@ -58,24 +67,37 @@ impl EvalOptions {
 /// A misclassified image, named by its path.
 #[derive(Debug, Clone, Serialize)]
 pub struct Misclassified {
+    /// The image, relative to the data folder.
     pub path: String,
+    /// Its class.
     pub true_label: String,
+    /// The class the model chose.
     pub predicted_label: String,
+    /// The probability, in [0, 1], the model gave the class it chose.
     pub confidence: f32,
 }
 
+/// One classifier's results on the split.
 #[derive(Debug, Clone, Serialize)]
 pub struct ModelEvaluation {
+    /// The classifier's kind: `head` or `baseline`.
     pub model: String,
+    /// The file it was loaded from.
     pub file: PathBuf,
+    /// Accuracy, per-class metrics and confusion matrix.
     pub evaluation: Evaluation,
+    /// Every misclassified image, most confident first.
     pub misclassified: Vec<Misclassified>,
 }
 
+/// What `eval` measured and wrote.
 #[derive(Debug, Clone, Serialize)]
 pub struct EvalSummary {
+    /// The split evaluated.
     pub split: Split,
+    /// Class names, in class-index order.
     pub classes: Vec<String>,
+    /// The head first, then the baseline if one lies beside it.
     pub models: Vec<ModelEvaluation>,
     /// eval.json and the SVG pictures.
     pub files: Vec<PathBuf>,

@@ -14,11 +14,16 @@ pub struct ExportOptions {
     pub out_dir: std::path::PathBuf,
 }
 
+/// What `export` wrote.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct ExportSummary {
+    /// The written `model.onnx`: image in, probabilities out.
     pub model: std::path::PathBuf,
+    /// The written `labels.txt`: one class name per line, in output order.
     pub labels: std::path::PathBuf,
+    /// The name of the model's probabilities output.
     pub output: String,
+    /// Number of classes, i.e. the width of that output.
     pub classes: usize,
     /// How images must be prepared for the exported model (it takes the backbone's input).
     pub preprocessing: crate::preprocess::Preprocessing,
@@ -27,21 +32,34 @@ pub struct ExportSummary {
 /// Why `headstart export` failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ExportError {
+    /// The classifier and backbone could not be spliced into one graph.
     #[error(transparent)]
     Compose(#[from] crate::onnx::SpliceError),
+    /// The head file could not be loaded.
     #[error(transparent)]
     Artifact(#[from] ArtifactError),
+    /// The backbone its card names is missing or has changed.
     #[error(transparent)]
     Backbone(#[from] crate::backbone::BackboneError),
+    /// `model.onnx` or `labels.txt` could not be written.
     #[error(transparent)]
     Write(#[from] WriteError),
+    /// The backbone's ONNX file could not be read.
     #[error("cannot read {path}: {source}")]
     Read {
+        /// The backbone file.
         path: std::path::PathBuf,
+        /// The underlying error.
         source: std::io::Error,
     },
+    /// The file holds a classifier with no dense-layer form (the baseline), which has no ONNX graph.
     #[error("{path} holds a {kind}, which cannot be one ONNX graph with the backbone: export a head instead")]
-    NotOneGraph { path: std::path::PathBuf, kind: String },
+    NotOneGraph {
+        /// The classifier file.
+        path: std::path::PathBuf,
+        /// Its kind, from its card.
+        kind: String,
+    },
 }
 
 /// The name of the exported model's output.

@@ -50,38 +50,58 @@ impl ExtractOptions {
     }
 }
 
+/// Why `extract` failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ExtractError {
+    /// The data folder could not be scanned.
     #[error(transparent)]
     Dataset(#[from] DatasetError),
+    /// The backbone could not be found, checked, opened or run.
     #[error(transparent)]
     Backbone(#[from] BackboneError),
+    /// The cache or manifest could not be read, written or locked.
     #[error(transparent)]
     Cache(#[from] CacheError),
+    /// ONNX Runtime could not be found or loaded.
     #[error(transparent)]
     Runtime(#[from] crate::runtime::RuntimeError),
+    /// Every image failed to decode or embed; holds the number of images tried.
     #[error("none of the {0} images could be embedded: see the skipped files above")]
     NothingEmbedded(usize),
 }
 
+/// What `extract` did.
 #[derive(Debug, Clone, Serialize)]
 pub struct ExtractSummary {
+    /// The image folder embedded.
     pub data: PathBuf,
+    /// The workspace written.
     pub workspace: PathBuf,
+    /// The backbone used, as the manifest records it.
     pub backbone: BackboneRecord,
+    /// Class names, in class-index order.
     pub classes: Vec<String>,
     /// `class -> [train, val, test]` images embedded.
     pub counts: BTreeMap<String, [usize; 3]>,
+    /// Images in the manifest now.
     pub images: usize,
+    /// Images run through the backbone in this run.
     pub computed: usize,
+    /// Images whose vectors were already cached.
     pub reused: usize,
+    /// Cached vectors removed because no image has that content any more.
     pub dropped_from_cache: usize,
+    /// Files that could not be read or embedded, with the reason.
     pub skipped: Vec<Skipped>,
+    /// Entries of class folders that are not images, by their extension.
     pub ignored: Vec<String>,
+    /// Classes with fewer than [`FEW_IMAGES`](crate::dataset::FEW_IMAGES) images in all, with their counts.
     pub small_classes: Vec<(String, usize)>,
+    /// Class folders without an image; they are not classes.
     pub empty_classes: Vec<String>,
     /// Cache files that failed their checks and were set aside; their images were recomputed.
     pub damaged_cache_files: Vec<Damaged>,
+    /// Wall time of the whole run, in seconds.
     pub seconds: f64,
     /// Newly computed images per second of the network phase (decode + run + write).
     pub images_per_second: f64,

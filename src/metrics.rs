@@ -19,11 +19,15 @@ pub const TOP_K: usize = 5;
 /// Per-class precision, recall and F1.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ClassMetrics {
+    /// The class name.
     pub name: String,
     /// Number of samples whose true class is this one.
     pub support: usize,
+    /// Share, in [0, 1], of the samples predicted as this class that are of it; 0 if it is never predicted.
     pub precision: f64,
+    /// Share, in [0, 1], of this class's samples predicted as it; 0 if it has none.
     pub recall: f64,
+    /// Harmonic mean of precision and recall; 0 when both are 0.
     pub f1: f64,
 }
 
@@ -32,7 +36,9 @@ pub struct ClassMetrics {
 pub struct Mistake {
     /// Row of the sample in the evaluated set.
     pub index: usize,
+    /// Index of the sample's true class.
     pub true_class: usize,
+    /// Index of the class the model chose (the most probable).
     pub predicted_class: usize,
     /// Probability given to the predicted class.
     pub confidence: f32,
@@ -43,6 +49,7 @@ pub struct Mistake {
 pub struct Evaluation {
     /// Number of evaluated samples.
     pub n: usize,
+    /// Share, in [0, 1], of samples whose most probable class is the true one; 0 for an empty set.
     pub accuracy: f64,
     /// Share of samples whose true class is among the [`TOP_K`] most probable;
     /// `None` unless there are more than [`TOP_K`] classes.

@@ -11,20 +11,35 @@ use crate::dataset::{image_files, DatasetError, Skipped};
 use crate::embed::{embed_files, Progress};
 use crate::settings::{RuntimeOptions, DEFAULT_BATCH_SIZE};
 
+/// Why `predict` failed.
 #[derive(Debug, thiserror::Error)]
 pub enum PredictError {
+    /// The classifier file could not be loaded, or does not fit its workspace.
     #[error(transparent)]
     Artifact(#[from] ArtifactError),
+    /// The backbone its card names is missing, has changed or failed to run.
     #[error(transparent)]
     Backbone(#[from] BackboneError),
+    /// ONNX Runtime could not be found or loaded.
     #[error(transparent)]
     Runtime(#[from] crate::runtime::RuntimeError),
+    /// An input path does not exist.
     #[error("{path}: no such file or folder")]
-    NoInput { path: PathBuf },
+    NoInput {
+        /// The input path.
+        path: PathBuf,
+    },
+    /// An input folder could not be listed.
     #[error(transparent)]
     Walk(#[from] DatasetError),
+    /// The backbone's features are not as wide as the classifier's input.
     #[error("the backbone gives {found} features but the head takes {expected}: the head belongs to another backbone output")]
-    Width { found: usize, expected: usize },
+    Width {
+        /// Width of the backbone's features.
+        found: usize,
+        /// Width the classifier takes.
+        expected: usize,
+    },
 }
 
 /// Which head labels which images, and how. Build it with [`PredictOptions::new`] and
@@ -60,8 +75,10 @@ impl PredictOptions {
     }
 }
 
+/// The labels of one image.
 #[derive(Debug, Clone, Serialize)]
 pub struct Prediction {
+    /// The image file, as found under the inputs.
     pub path: PathBuf,
     /// The `top_k` most likely labels, most likely first.
     pub top: Vec<(String, f32)>,
@@ -69,13 +86,18 @@ pub struct Prediction {
     pub probabilities: Vec<f32>,
 }
 
+/// What `predict` labelled.
 #[derive(Debug, Clone, Serialize)]
 pub struct PredictSummary {
+    /// The classifier's class names, in output order.
     pub classes: Vec<String>,
+    /// One entry per image that could be embedded.
     pub predictions: Vec<Prediction>,
+    /// Images that could not be read or embedded, with the reason.
     pub skipped: Vec<Skipped>,
 }
 
+/// Labels every image under `opts.inputs` with the saved classifier, running the backbone its card names.
 pub fn predict(opts: &PredictOptions, progress: &dyn Progress) -> Result<PredictSummary, PredictError> {
     let artifact::Loaded { classifier, card, .. } = artifact::open_in_place(&opts.head)?;
     let mut skipped = Vec::new();

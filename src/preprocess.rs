@@ -34,8 +34,10 @@ pub enum Preset {
 }
 
 impl Preset {
+    /// The preset names, as `--preset` takes them, for messages and help.
     pub const NAMES: &'static str = "tflite, inception, caffe, torch";
 
+    /// The preset's name, as `--preset` takes it.
     pub fn name(self) -> &'static str {
         match self {
             Preset::Tflite => "tflite",
@@ -73,18 +75,22 @@ impl std::str::FromStr for Preset {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Layout {
+    /// Channels first: `[N, 3, H, W]`.
     Nchw,
+    /// Channels last: `[N, H, W, 3]`.
     Nhwc,
 }
 
 /// Everything that decides the pixels a backbone sees; part of the cache key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Preprocessing {
+    /// How pixel values are scaled, normalised and channel-ordered.
     pub preset: Preset,
     /// The shorter side is scaled to this before the centre crop.
     pub resize: u32,
     /// Side of the square crop fed to the network.
     pub size: u32,
+    /// Memory order of the input tensor, read from the model's input shape.
     pub layout: Layout,
 }
 
@@ -94,6 +100,7 @@ impl Preprocessing {
         3 * self.size as usize * self.size as usize
     }
 
+    /// Whether the crop is empty (`size` 0), so an image gives no floats.
     pub fn is_empty(&self) -> bool {
         self.size == 0
     }
@@ -104,16 +111,29 @@ impl Preprocessing {
 /// camera photo in common use.
 pub const DEFAULT_MAX_PIXELS: u64 = 100_000_000;
 
+/// Why one image could not be turned into network input; the image is skipped.
 #[derive(Debug, thiserror::Error)]
 pub enum PreprocessError {
+    /// The image header claims more pixels than the `--max-pixels` limit.
     #[error("the image is {width}x{height} pixels, above the limit of {limit} pixels; it was not decoded (raise --max-pixels to include it)")]
-    TooLarge { width: u32, height: u32, limit: u64 },
+    TooLarge {
+        /// Width in pixels from the header.
+        width: u32,
+        /// Height in pixels from the header.
+        height: u32,
+        /// The limit, in pixels.
+        limit: u64,
+    },
+    /// The file is not a decodable image of a supported format.
     #[error("cannot decode: {0}")]
     Decode(#[from] image::ImageError),
+    /// The file could not be read.
     #[error("cannot decode: {0}")]
     Io(#[from] std::io::Error),
+    /// Resizing failed; holds the resizer's message.
     #[error("cannot resize: {0}")]
     Resize(String),
+    /// A JPEG file ends before its end marker (a partial download or copy).
     #[error("cannot decode: the JPEG data is cut short (no end marker after its last scan); copy or download the file again")]
     TruncatedJpeg,
 }

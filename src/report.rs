@@ -17,15 +17,26 @@ use crate::metrics::Evaluation;
 /// Why a plot could not be produced.
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
+    /// Training curves were asked for with no epochs recorded.
     #[error("the training history is empty: record at least one epoch before plotting curves")]
     EmptyHistory,
+    /// A confusion matrix was asked for with no classes.
     #[error("the evaluation has no classes, so there is no confusion matrix to draw")]
     NoClasses,
+    /// The plotting library failed to draw.
     #[error("drawing {path} failed: {message}")]
-    Draw { path: PathBuf, message: String },
+    Draw {
+        /// The picture being drawn.
+        path: PathBuf,
+        /// The plotting library's message.
+        message: String,
+    },
+    /// The SVG file could not be written.
     #[error("cannot write {path}: {source}")]
     Write {
+        /// The SVG file.
         path: PathBuf,
+        /// The underlying error.
         #[source]
         source: std::io::Error,
     },
@@ -34,10 +45,13 @@ pub enum ReportError {
 /// One epoch of a head's training, as plotted by [`training_curves_svg`].
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct EpochRecord {
+    /// 1-based epoch number.
     pub epoch: usize,
+    /// Mean training loss of the epoch.
     pub train_loss: f32,
     /// Fraction in `[0, 1]`.
     pub train_accuracy: f32,
+    /// Validation loss after the epoch; `None` without a validation set.
     pub val_loss: Option<f32>,
     /// Fraction in `[0, 1]`.
     pub val_accuracy: Option<f32>,

@@ -19,10 +19,13 @@ pub const ORT_VERSION: &str = "1.32.0";
 pub struct Wheel {
     /// `std::env::consts::OS` and `ARCH` of the platforms it serves.
     pub os: &'static str,
+    /// The architectures, as `std::env::consts::ARCH`.
     pub arch: &'static str,
     /// pip's `--platform` tag.
     pub platform: &'static str,
+    /// The wheel's file name.
     pub file: &'static str,
+    /// SHA-256 of the wheel, hex; a downloaded wheel must match it.
     pub sha256: &'static str,
     /// The library's path inside the wheel; its file name is the one headstart keeps.
     pub library: &'static str,
@@ -107,25 +110,44 @@ fn library_kind() -> String {
     )
 }
 
+/// Why ONNX Runtime could not be found or loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
+    /// No ONNX Runtime library was found in any of the places looked in.
     #[error(
         "ONNX Runtime could not be loaded. Tried, in order:\n{tried}\nFix: pass --ort-lib PATH \
          (or set ORT_DYLIB_PATH) to ONNX Runtime {ORT_VERSION}'s {library}, for example the one \
          in the PyPI wheel `onnxruntime=={ORT_VERSION}` under onnxruntime/capi/, or make \
          `python3 -m pip download` work so headstart can fetch it itself"
     )]
-    NotFound { tried: String, library: String },
+    NotFound {
+        /// The places tried, one per line, with why each failed.
+        tried: String,
+        /// The platform's library file name.
+        library: String,
+    },
+    /// The library was found but could not be loaded or initialised.
     #[error("ONNX Runtime at {path} could not be initialised: {message}")]
-    Load { path: PathBuf, message: String },
+    Load {
+        /// The library file.
+        path: PathBuf,
+        /// ONNX Runtime's message.
+        message: String,
+    },
+    /// An earlier attempt in this process failed; later calls repeat its message.
     #[error("{message}")]
-    Failed { message: String },
+    Failed {
+        /// The first attempt's error message.
+        message: String,
+    },
 }
 
 /// ONNX Runtime, loaded: the library's path and the process-wide environment sessions need.
 #[derive(Clone)]
 pub struct Runtime {
+    /// The library file loaded.
     pub library: PathBuf,
+    /// The process-wide ONNX Runtime environment every session is created in.
     pub environment: ort::environment::Environment,
 }
 

@@ -12,18 +12,24 @@ use crate::cache::{load_snapshot, CacheError, SplitData};
 use crate::dataset::Split;
 use crate::head::{EpochStats, HeadError, HeadParams};
 
+/// Why `train-head` failed.
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {
+    /// The workspace's manifest or cache could not be read.
     #[error(transparent)]
     Cache(#[from] CacheError),
+    /// The head's parameters or data are invalid, or training diverged.
     #[error(transparent)]
     Head(#[from] HeadError),
+    /// The baseline's parameters or data are invalid, or it could not be fitted.
     #[error(transparent)]
     Baseline(#[from] BaselineError),
+    /// The workspace has no training images.
     #[error(
         "the train split is empty: give the data train/ folders or a lower --val-percent/--test-percent at extract"
     )]
     NoTrain,
+    /// A classifier file could not be written.
     #[error(transparent)]
     Artifact(#[from] ArtifactError),
 }
@@ -54,27 +60,44 @@ impl TrainOptions {
     }
 }
 
+/// The fitted baseline, as `train-head --baseline` reports it.
 #[derive(Debug, Clone, Serialize)]
 pub struct BaselineSummary {
+    /// The written `baseline.safetensors`.
     pub path: PathBuf,
+    /// The regularisation strength the sweep chose.
     pub chosen_alpha: f64,
+    /// How it was chosen (validation accuracy or a fallback).
     pub selection: AlphaSelection,
+    /// Each alpha tried, with its scores.
     pub sweep: Vec<SweepPoint>,
+    /// Wall time of the baseline's fit and save, in seconds.
     pub seconds: f64,
 }
 
+/// What `train-head` fitted and wrote.
 #[derive(Debug, Clone, Serialize)]
 pub struct TrainSummary {
+    /// The written head file.
     pub head_path: PathBuf,
+    /// Class names, in output order.
     pub classes: Vec<String>,
+    /// Training images.
     pub n_train: usize,
+    /// Validation images; 0 when there is no validation split.
     pub n_val: usize,
+    /// One entry per epoch trained.
     pub history: Vec<EpochStats>,
+    /// The 1-based epoch whose weights were saved.
     pub best_epoch: usize,
+    /// Wall time of the head's training, in seconds.
     pub seconds: f64,
+    /// The baseline, when one was asked for.
     pub baseline: Option<BaselineSummary>,
 }
 
+/// Fits the head (and the baseline if asked) on the workspace's train split, choosing with its
+/// val split, and saves them; `on_epoch` is told after each head epoch.
 pub fn train(opts: &TrainOptions, on_epoch: &mut dyn FnMut(&EpochStats)) -> Result<TrainSummary, TrainError> {
     let (manifest, store) = load_snapshot(&opts.workspace)?;
     let SplitData { x, y, .. } = manifest.split(&store, Split::Train)?;

@@ -40,20 +40,53 @@ pub const FORMAT: &str = "headstart-embeddings-1";
 /// The metadata key of a cache file's seal: `{"format": FORMAT, "crc32": "<8 hex digits>"}`.
 pub const SEAL_KEY: &str = "headstart";
 
+/// Why the embeddings cache or the workspace's manifest could not be read, written or locked.
 #[derive(Debug, thiserror::Error)]
 pub enum CacheError {
+    /// A cache file, the manifest or the workspace folder could not be written.
     #[error("cannot write {path}: {source}{}", storage_hint(source))]
-    Write { path: PathBuf, source: std::io::Error },
+    Write {
+        /// The file or folder.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// A cache file, the manifest or a cache folder could not be read.
     #[error("cannot read {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        /// The file or folder.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// A cache file or the manifest failed its format or checksum checks.
     #[error("{path} is damaged or not a headstart cache file ({message}): re-run `headstart extract` to recompute it")]
-    Corrupt { path: PathBuf, message: String },
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// The workspace has no `dataset.json`: `extract` has not been run on it.
     #[error("no extracted data set in {0}: run `headstart extract --data DIR` first (or pass --workspace)")]
     NoManifest(PathBuf),
+    /// The store lacks the vector of an image the manifest lists.
     #[error("the cache in {dir} lacks the vector of {path}: re-run `headstart extract`")]
-    Missing { dir: PathBuf, path: String },
+    Missing {
+        /// The store's folder, `embeddings/<key>/`.
+        dir: PathBuf,
+        /// The image, relative to the data folder.
+        path: String,
+    },
+    /// The workspace's `extract.lock` could not be opened or locked.
     #[error("cannot lock {path}: {source}")]
-    Lock { path: PathBuf, source: std::io::Error },
+    Lock {
+        /// The lock file.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// The store file the manifest names does not exist.
     #[error("{0} is gone, though dataset.json names it: re-run `headstart extract` to recompute it")]
     StoreGone(PathBuf),
 }
@@ -74,6 +107,7 @@ pub struct WorkspaceLock {
 }
 
 impl WorkspaceLock {
+    /// The lock file's name inside the workspace.
     pub const FILE: &'static str = "extract.lock";
 
     /// Takes the lock. If another process holds it, `waiting` is told once and the call blocks
@@ -109,20 +143,27 @@ impl WorkspaceLock {
 /// An image of the data set with the hash of its content.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Entry {
+    /// The image: path, class and split.
     #[serde(flatten)]
     pub sample: Sample,
+    /// SHA-256 of the image file's bytes, hex: the key of its vector in the store.
     pub sha256: String,
 }
 
 /// `dataset.json`: what the last `extract` produced, so later commands need no `--data`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Manifest {
+    /// The image folder that was extracted.
     pub data_root: PathBuf,
+    /// Class names, sorted; a class index is a position in this list.
     pub classes: Vec<String>,
+    /// The backbone that made the vectors.
     pub backbone: BackboneRecord,
     /// The store file, in `embeddings/<key>/`, that holds every entry's vector.
     pub store: String,
+    /// Every embedded image, in the data set's order.
     pub entries: Vec<Entry>,
+    /// Files that could not be read or embedded, with the reason.
     pub skipped: Vec<Skipped>,
     /// CRC-32 of this JSON written with an empty checksum; filled in by [`Manifest::save`].
     #[serde(default)]
@@ -130,6 +171,7 @@ pub struct Manifest {
 }
 
 impl Manifest {
+    /// The manifest's file name inside the workspace.
     pub const FILE: &'static str = "dataset.json";
 
     fn canonical_checksum(&self) -> String {
@@ -152,6 +194,7 @@ impl Manifest {
         serde_json::to_vec_pretty(&sealed).expect("plain data")
     }
 
+    /// Writes the manifest, sealed, to `workspace/dataset.json`, atomically.
     pub fn save(&self, workspace: &Path) -> Result<(), CacheError> {
         let bytes = self.to_bytes();
         Ok(write_file(&workspace.join(Self::FILE), |tmp| {
@@ -172,6 +215,7 @@ impl Manifest {
         Ok(manifest)
     }
 
+    /// Reads and checks `workspace/dataset.json`.
     pub fn load(workspace: &Path) -> Result<Manifest, CacheError> {
         let path = workspace.join(Self::FILE);
         if !path.is_file() {
@@ -230,15 +274,20 @@ pub fn load_snapshot(workspace: &Path) -> Result<(Manifest, Store), CacheError> 
 
 /// One split's embeddings (`x`, one row per entry), class indices and entries.
 pub struct SplitData {
+    /// The embeddings, one row per entry.
     pub x: Array2<f32>,
+    /// Each row's class index into [`Manifest::classes`].
     pub y: Vec<usize>,
+    /// The images of the split, in row order.
     pub entries: Vec<Entry>,
 }
 
+/// A content key as 64 lowercase hex digits, as the manifest stores it.
 pub fn key_hex(key: &ContentKey) -> String {
     crate::runtime::hex(key)
 }
 
+/// The content key written as 64 hex digits; `None` if `hex` is not that.
 pub fn parse_key(hex: &str) -> Option<ContentKey> {
     if hex.len() != 64 || !hex.is_ascii() {
         return None;
@@ -253,8 +302,11 @@ pub fn parse_key(hex: &str) -> Option<ContentKey> {
 /// The content of one cache file: `keys[i]` is the image whose vector is row `i` of `rows`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Vectors {
+    /// Width of each vector.
     pub dim: usize,
+    /// The images' content keys, one per row.
     pub keys: Vec<ContentKey>,
+    /// The vectors, row after row (`keys.len() * dim` floats).
     pub rows: Vec<f32>,
 }
 
@@ -428,13 +480,17 @@ fn read_part(reader: &mut impl Read, buf: &mut [u8], what: &str) -> Result<(), R
 /// A cache file that failed its checks and was moved to `damaged/`; its images are recomputed.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Damaged {
+    /// Where the file now lies, in the store's `damaged/` folder.
     pub path: PathBuf,
+    /// Which check it failed.
     pub reason: String,
 }
 
 /// All vectors of one backbone key, in memory: rows in one buffer, indexed by content key.
 pub struct Store {
+    /// The store's folder, `workspace/embeddings/<key>/`.
     pub dir: PathBuf,
+    /// Width of the vectors; `None` while the store is empty.
     pub dim: Option<usize>,
     rows: Vec<f32>,
     index: HashMap<ContentKey, usize>,
@@ -466,6 +522,7 @@ fn list_dir(dir: &Path) -> Result<Vec<PathBuf>, CacheError> {
 }
 
 impl Store {
+    /// The store folder of one backbone key in a workspace: `workspace/embeddings/<key>/`.
     pub fn dir_for(workspace: &Path, backbone_key: &str) -> PathBuf {
         workspace.join("embeddings").join(backbone_key)
     }
@@ -546,18 +603,22 @@ impl Store {
         self.stored.as_ref().map(|(name, _)| name.as_str())
     }
 
+    /// Number of vectors held.
     pub fn len(&self) -> usize {
         self.index.len()
     }
 
+    /// Whether it holds no vectors.
     pub fn is_empty(&self) -> bool {
         self.index.is_empty()
     }
 
+    /// Whether it holds the vector of an image with this content.
     pub fn contains(&self, key: &ContentKey) -> bool {
         self.index.contains_key(key)
     }
 
+    /// The vector of an image with this content, if held.
     pub fn get(&self, key: &ContentKey) -> Option<&[f32]> {
         let dim = self.dim?;
         self.index.get(key).map(|&i| &self.rows[i * dim..(i + 1) * dim])

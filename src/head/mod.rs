@@ -93,8 +93,11 @@ pub enum ClassWeights {
 /// flags take their defaults from here.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct HeadParams {
+    /// Passes over the training set, >= 1; fewer when early stopping ends training first.
     pub epochs: usize,
+    /// Rows per gradient step, >= 1 (capped at the training set's size).
     pub batch_size: usize,
+    /// Adam's step size, finite and > 0.
     pub learning_rate: f32,
     /// Sizes of the hidden ReLU layers; empty for a linear head.
     pub hidden: Vec<usize>,
@@ -104,10 +107,12 @@ pub struct HeadParams {
     pub weight_decay: f32,
     /// Label smoothing s in [0, 1].
     pub label_smoothing: f32,
+    /// How much each class counts in the training loss.
     pub class_weights: ClassWeights,
     /// Patience in epochs: stop after this many epochs without a lower validation loss and
     /// restore the weights of the best epoch. Needs a validation set.
     pub early_stopping: Option<usize>,
+    /// Seeds the initial weights, the shuffles and the dropout masks.
     pub seed: u64,
 }
 
@@ -129,42 +134,52 @@ impl Default for HeadParams {
 }
 
 impl HeadParams {
+    /// Sets [`epochs`](Self::epochs).
     pub fn epochs(mut self, epochs: usize) -> Self {
         self.epochs = epochs;
         self
     }
+    /// Sets [`batch_size`](Self::batch_size).
     pub fn batch_size(mut self, batch_size: usize) -> Self {
         self.batch_size = batch_size;
         self
     }
+    /// Sets [`learning_rate`](Self::learning_rate).
     pub fn learning_rate(mut self, learning_rate: f32) -> Self {
         self.learning_rate = learning_rate;
         self
     }
+    /// Sets [`hidden`](Self::hidden); an empty list gives a linear head.
     pub fn hidden(mut self, hidden: Vec<usize>) -> Self {
         self.hidden = hidden;
         self
     }
+    /// Sets [`dropout`](Self::dropout).
     pub fn dropout(mut self, dropout: f32) -> Self {
         self.dropout = dropout;
         self
     }
+    /// Sets [`weight_decay`](Self::weight_decay).
     pub fn weight_decay(mut self, weight_decay: f32) -> Self {
         self.weight_decay = weight_decay;
         self
     }
+    /// Sets [`label_smoothing`](Self::label_smoothing).
     pub fn label_smoothing(mut self, label_smoothing: f32) -> Self {
         self.label_smoothing = label_smoothing;
         self
     }
+    /// Sets [`class_weights`](Self::class_weights).
     pub fn class_weights(mut self, class_weights: ClassWeights) -> Self {
         self.class_weights = class_weights;
         self
     }
+    /// Sets [`early_stopping`](Self::early_stopping): `Some(patience)` in epochs, `None` to train every epoch.
     pub fn early_stopping(mut self, patience: Option<usize>) -> Self {
         self.early_stopping = patience;
         self
     }
+    /// Sets [`seed`](Self::seed).
     pub fn seed(mut self, seed: u64) -> Self {
         self.seed = seed;
         self
@@ -359,9 +374,13 @@ impl HeadParams {
 pub struct EpochStats {
     /// 1-based, like `history` positions + 1.
     pub epoch: usize,
+    /// Mean training loss over the epoch's samples, in training mode (dropout, smoothing and class weights applied).
     pub train_loss: f32,
+    /// Share of training samples, in [0, 1], whose largest logit was the true class during the epoch's steps.
     pub train_accuracy: f32,
+    /// Validation loss after the epoch, in inference mode; `None` without a validation set.
     pub val_loss: Option<f32>,
+    /// Validation accuracy in [0, 1] after the epoch; `None` without a validation set.
     pub val_accuracy: Option<f32>,
     /// Wall time of the epoch, validation included.
     pub seconds: f32,
@@ -370,7 +389,9 @@ pub struct EpochStats {
 /// A trained head with its training history.
 #[derive(Clone, Debug)]
 pub struct Fitted {
+    /// The trained head, with the weights of [`best_epoch`](Self::best_epoch).
     pub head: Head,
+    /// One entry per epoch trained, in order.
     pub history: Vec<EpochStats>,
     /// The 1-based epoch whose weights `head` holds: the lowest validation loss under early
     /// stopping, otherwise the last epoch trained.
@@ -381,50 +402,82 @@ pub struct Fitted {
 /// field in backticks (see [`HeadError::parameter`]), so a front end can name its own flag.
 #[derive(thiserror::Error, Debug)]
 pub enum HeadError {
+    /// `epochs` is 0.
     #[error("epochs must be >= 1 (got {0}): set `epochs` to a positive count")]
     Epochs(usize),
+    /// `batch_size` is 0.
     #[error("batch size must be >= 1 (got {0}): set `batch_size` to a positive count such as 32")]
     BatchSize(usize),
+    /// `learning_rate` is not finite or not > 0.
     #[error(
         "learning rate must be a finite number > 0 (got {0}): set `learning_rate` to a positive value such as 0.001"
     )]
     LearningRate(f32),
+    /// A hidden layer size is 0.
     #[error("hidden layer sizes must all be >= 1 (got {0:?}): set `hidden` to positive sizes such as 512, or to none for a linear head")]
     Hidden(Vec<usize>),
+    /// `dropout` is outside [0, 1).
     #[error("dropout must be in [0, 1) (got {0}): set `dropout` to a value such as 0.5, or 0 to turn it off")]
     Dropout(f32),
+    /// `weight_decay` is not finite or is negative.
     #[error(
         "weight decay must be a finite number >= 0 (got {0}): set `weight_decay` to 0 or a small value such as 0.004"
     )]
     WeightDecay(f32),
+    /// `label_smoothing` is outside [0, 1].
     #[error("label smoothing must be in [0, 1] (got {0}): set `label_smoothing` to a value such as 0.1, or 0 to turn it off")]
     LabelSmoothing(f32),
+    /// Given class weights are not one finite weight >= 0 per class.
     #[error("class weights are invalid ({reason}): set `class_weights` to balanced, or to one finite weight >= 0 per class ({n_classes} classes)")]
-    ClassWeights { reason: String, n_classes: usize },
+    ClassWeights {
+        /// What is wrong with them.
+        reason: String,
+        /// The number of classes, i.e. how many weights are needed.
+        n_classes: usize,
+    },
+    /// Early-stopping patience is 0.
     #[error("early-stopping patience must be >= 1 (got 0): set `early_stopping` to a positive number of epochs, or leave it out to train every epoch")]
     Patience,
+    /// Early stopping was asked for without a validation set.
     #[error("early stopping watches the validation loss, but there is no validation set: give the data a validation split, or leave out `early_stopping`")]
     EarlyStoppingWithoutValidation,
+    /// The data has fewer than 2 classes.
     #[error("a classifier needs at least 2 classes (got {0}): add images of another class")]
     TooFewClasses(usize),
+    /// The training or validation set has no rows or no features.
     #[error(
         "the {set} set is empty ({rows} embeddings of {cols} features): it needs at least one embedding with features"
     )]
     EmptySet {
+        /// Which set: `training` or `validation`.
         set: &'static str,
+        /// Its number of embeddings.
         rows: usize,
+        /// Its number of features.
         cols: usize,
     },
+    /// The validation set's embeddings are not as wide as the training set's.
     #[error("the {set} set has {got} features per embedding but the head expects {expected}: embed every set with the same backbone")]
     FeatureCount {
+        /// Which set.
         set: &'static str,
+        /// The width the head was built for.
         expected: usize,
+        /// The set's width.
         got: usize,
     },
+    /// The labels or features of a set are unusable (a label out of range, a length mismatch, a non-finite value).
     #[error(transparent)]
     Set(#[from] SetError),
+    /// The training loss became NaN or infinite.
     #[error("training diverged in epoch {epoch} (the training loss became {loss}): set a smaller `learning_rate`")]
-    Diverged { epoch: usize, loss: f32 },
+    Diverged {
+        /// The 1-based epoch in which it happened.
+        epoch: usize,
+        /// The non-finite loss.
+        loss: f32,
+    },
+    /// Loaded tensors do not form a valid head (missing, misshapen or mismatched layers).
     #[error("the head tensors are inconsistent: {0}")]
     Tensors(String),
 }
@@ -482,10 +535,12 @@ impl Head {
         Self { blocks }
     }
 
+    /// Width of the embeddings the head takes.
     pub fn n_features(&self) -> usize {
         self.blocks[0].dense.kernel.nrows()
     }
 
+    /// Number of classes it predicts.
     pub fn n_classes(&self) -> usize {
         self.blocks[self.blocks.len() - 1].dense.kernel.ncols()
     }

@@ -39,37 +39,74 @@ use crate::classifier::{Activation, DenseChain, DenseLayer};
 /// Why a backbone and head could not be put together; each message says what to do about it.
 #[derive(Debug, thiserror::Error)]
 pub enum SpliceError {
+    /// The backbone bytes do not decode as an ONNX model.
     #[error("the backbone is not a readable ONNX model ({0}): pass the .onnx file the embeddings were made with")]
     Malformed(String),
+    /// The model has no graph.
     #[error("the backbone model has no graph: pass an ONNX model file with a graph, not a function library or training artifact")]
     NoGraph,
+    /// The model imports no operator set of the default ONNX domain.
     #[error("the backbone imports no standard ONNX operator set (only custom domains), so the head's Gemm and Softmax cannot be added: export the backbone with an ONNX opset import")]
     NoOpset,
+    /// The model's default-domain opset is older than 7.
     #[error(
         "the backbone imports ONNX opset {0}; the head needs opset 7 or later: convert it with onnx.version_converter"
     )]
     OldOpset(i64),
+    /// An initializer of the backbone keeps its data in an external file.
     #[error("backbone initializer `{0}` keeps its data in an external file, which a single exported file cannot carry: load the model with onnx and save it with save_as_external_data=False")]
     ExternalData(String),
+    /// No output or node output of the backbone graph has the feature tensor's name.
     #[error("the backbone graph has no tensor `{name}` (its outputs: {outputs}): pass one of those, or the name of a tensor one of its nodes produces")]
-    FeatureNotFound { name: String, outputs: String },
+    FeatureNotFound {
+        /// The tensor asked for.
+        name: String,
+        /// The graph's outputs, as a list for the message.
+        outputs: String,
+    },
+    /// The feature tensor is not float32.
     #[error("feature tensor `{name}` holds {found}; the head takes float32 features: export from a float32 backbone or pick a float32 tensor")]
-    FeatureType { name: String, found: String },
+    FeatureType {
+        /// The tensor.
+        name: String,
+        /// Its element type.
+        found: String,
+    },
+    /// The feature tensor has no batch axis (rank below 2).
     #[error("feature tensor `{name}` has shape {shape}; the head needs a batch axis first, [batch, D] or [batch, C, H, W]: pick another tensor")]
-    FeatureRank { name: String, shape: String },
+    FeatureRank {
+        /// The tensor.
+        name: String,
+        /// Its shape, written out.
+        shape: String,
+    },
+    /// The feature tensor's values per image differ from the head's input width.
     #[error("feature tensor `{name}` has shape {shape}, {width} values per image, but the head's first layer takes {expected}: the head was trained on another feature output or backbone; export with the one it was trained on")]
     FeatureWidth {
+        /// The tensor.
         name: String,
+        /// Its shape, written out.
         shape: String,
+        /// Values per image (product of the non-batch axes).
         width: i64,
+        /// Inputs of the head's first layer.
         expected: usize,
     },
+    /// The head to splice has no layers.
     #[error("the head has no layers: train a head before exporting")]
     NoLayers,
+    /// A head layer is inconsistent (mismatched sizes or a bias of the wrong length).
     #[error("head layer {layer}: {problem}")]
-    Layer { layer: usize, problem: String },
+    Layer {
+        /// The layer's 0-based position.
+        layer: usize,
+        /// What is wrong with it.
+        problem: String,
+    },
+    /// The probabilities output's name is already a tensor of the backbone.
     #[error("the backbone already has a tensor named `{0}`: choose another name for the probabilities output")]
     NameTaken(String),
+    /// A metadata key to write is given twice.
     #[error("metadata key `{0}` is given twice: give each key once")]
     DuplicateMetadata(String),
 }

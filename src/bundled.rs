@@ -112,14 +112,11 @@ fn unpack<'a>(
         if intact {
             continue;
         }
-        let parent = path.parent().unwrap_or(dir);
-        std::fs::create_dir_all(parent)
-            .and_then(|()| crate::home::write_atomically(&path, bytes))
-            .map_err(|source| BundleError::Write {
-                what,
-                path: path.clone(),
-                source,
-            })?;
+        crate::atomic::write_file(&path, |tmp| std::fs::write(tmp, bytes)).map_err(|e| BundleError::Write {
+            what,
+            path: path.clone(),
+            source: e.source,
+        })?;
         written += 1;
     }
     Ok(written)

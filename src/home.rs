@@ -4,9 +4,7 @@
 //! it is a cache folder and may be deleted at any time.
 
 use std::ffi::OsString;
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::path::PathBuf;
 
 /// The home folder: `HEADSTART_HOME`, else `headstart` in the user's cache folder
 /// (`$XDG_CACHE_HOME` or `~/.cache` on Linux, `~/Library/Caches` on macOS, `%LOCALAPPDATA%` on
@@ -31,27 +29,6 @@ fn choose(os: &str, var: impl Fn(&str) -> Option<OsString>) -> PathBuf {
     cache.unwrap_or_else(std::env::temp_dir).join("headstart")
 }
 
-/// Writes `bytes` to `path` so that it appears whole or not at all, even when two processes
-/// write it at once: a temporary name in the same folder, fsync, then rename over `path`.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let name = path.file_name().unwrap_or_default().to_string_lossy();
-    let temporary = path.with_file_name(format!(
-        ".{name}.{}-{}.partial",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    ));
-    let written = std::fs::File::create(&temporary).and_then(|mut file| {
-        file.write_all(bytes)?;
-        file.sync_all()
-    });
-    let renamed = written.and_then(|()| std::fs::rename(&temporary, path));
-    if renamed.is_err() {
-        let _ = std::fs::remove_file(&temporary);
-    }
-    renamed
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -66,37 +43,19 @@ mod tests {
         let all = [
             ("HEADSTART_HOME", "/opt/hs"),
             ("XDG_CACHE_HOME", "/xdg"),
-            ("HOME", "/home/u"),
+            ("HOME", "/u"),
             ("LOCALAPPDATA", "/local"),
         ];
         assert_eq!(choose("linux", env(&all)), PathBuf::from("/opt/hs"));
         assert_eq!(choose("linux", env(&all[1..])), PathBuf::from("/xdg/headstart"));
-        assert_eq!(
-            choose("linux", env(&all[2..])),
-            PathBuf::from("/home/u/.cache/headstart")
-        );
+        assert_eq!(choose("linux", env(&all[2..])), PathBuf::from("/u/.cache/headstart"));
         assert_eq!(
             choose("macos", env(&all[1..])),
-            PathBuf::from("/home/u/Library/Caches/headstart")
+            PathBuf::from("/u/Library/Caches/headstart")
         );
         assert_eq!(choose("windows", env(&all[1..])), PathBuf::from("/local/headstart"));
-        let relative = [("HEADSTART_HOME", "rel"), ("XDG_CACHE_HOME", ""), ("HOME", "/home/u")];
-        assert_eq!(
-            choose("linux", env(&relative)),
-            PathBuf::from("/home/u/.cache/headstart")
-        );
+        let relative = [("HEADSTART_HOME", "rel"), ("XDG_CACHE_HOME", ""), ("HOME", "/u")];
+        assert_eq!(choose("linux", env(&relative)), PathBuf::from("/u/.cache/headstart"));
         assert_eq!(choose("linux", env(&[])), std::env::temp_dir().join("headstart"));
-    }
-
-    #[test]
-    fn atomic_write_replaces_the_file_and_leaves_no_temporary() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("x.bin");
-        write_atomically(&path, b"first").unwrap();
-        write_atomically(&path, b"second").unwrap();
-        assert_eq!(std::fs::read(&path).unwrap(), b"second");
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
-        let missing = dir.path().join("no/such/folder/x.bin");
-        assert!(write_atomically(&missing, b"x").is_err());
     }
 }

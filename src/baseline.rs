@@ -61,34 +61,54 @@ const UNSEEN_CLASS_LOGIT: f32 = -1.0e4;
 /// Why fitting, saving or loading a baseline failed.
 #[derive(Debug, thiserror::Error)]
 pub enum BaselineError {
+    /// No training rows were given.
     #[error("the training set is empty: pass at least one embedding row")]
     EmptyTrainingSet,
     #[error(
         "the validation set is empty: pass `None` as `valid` to fit the default alpha, \
          or give it at least one row"
     )]
+    /// A validation set was given but has no rows.
     EmptyValidationSet,
     #[error(
         "validation embeddings have {found} features but training ones have {expected}: \
          use embeddings from the same backbone for both"
     )]
-    FeatureMismatch { expected: usize, found: usize },
+    /// Validation and training embeddings differ in width.
+    FeatureMismatch {
+        /// Features of the training embeddings.
+        expected: usize,
+        /// Features of the validation embeddings.
+        found: usize,
+    },
     #[error("the training labels contain {found} distinct class(es): a classifier needs at least 2")]
-    TooFewClasses { found: usize },
+    /// Fewer than two classes occur in the training labels.
+    TooFewClasses {
+        /// Distinct classes found.
+        found: usize,
+    },
     #[error("`alphas` must be a non-empty list of finite values > 0, got {0:?}")]
+    /// `alphas` is empty or holds a value that is not finite and positive.
     InvalidAlphas(Vec<f64>),
     #[error("`fallback_alpha` must be finite and > 0, got {0}")]
+    /// `fallback_alpha` is not finite and positive.
     InvalidFallbackAlpha(f64),
     #[error("`max_iterations` must be at least 1")]
+    /// `max_iterations` is zero.
     InvalidMaxIterations,
     #[error("`tolerance` must be finite and > 0, got {0}")]
+    /// `tolerance` is not finite and positive.
     InvalidTolerance(f64),
     #[error("logistic regression with alpha = {alpha} failed: {source}")]
+    /// linfa-logistic returned an error.
     Fit {
+        /// The L2 strength being fitted.
         alpha: f64,
+        /// linfa-logistic's error.
         #[source]
         source: linfa_logistic::error::Error,
     },
+    /// The embeddings or labels are unusable (shape, non-finite values, label range).
     #[error(transparent)]
     Set(#[from] SetError),
 }
@@ -360,6 +380,7 @@ pub struct SweepPoint {
     pub alpha: f64,
     /// The same strength as scikit-learn's `C` (`1 / alpha`).
     pub c: f64,
+    /// Accuracy on the training set.
     pub train_accuracy: f64,
     /// `None` when no validation set was given.
     pub val_accuracy: Option<f64>,
@@ -398,7 +419,9 @@ pub struct FittedBaseline {
     pub model: Baseline,
     /// Every alpha tried, strongest regularisation first.
     pub sweep: Vec<SweepPoint>,
+    /// The alpha of `model`.
     pub chosen_alpha: f64,
+    /// How `chosen_alpha` was picked.
     pub selection: AlphaSelection,
 }
 
@@ -440,10 +463,12 @@ impl Baseline {
         }
     }
 
+    /// Width of the embeddings the model takes.
     pub fn n_features(&self) -> usize {
         self.weights.nrows()
     }
 
+    /// Number of classes the model scores.
     pub fn n_classes(&self) -> usize {
         self.weights.ncols()
     }

@@ -48,14 +48,37 @@ use crate::dataset::{group_key, Sample, Split};
 /// Why no folds could be assigned.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FoldError {
+    /// Fewer than two folds were asked for.
     #[error("{0} folds: cross-validation needs at least 2")]
     TooFewFolds(usize),
     #[error("{k} folds but only {images} training images (train and val splits): use at most {images} folds")]
-    MoreFoldsThanImages { k: usize, images: usize },
+    /// More folds than training images.
+    MoreFoldsThanImages {
+        /// Folds asked for.
+        k: usize,
+        /// Training images (train and val splits).
+        images: usize,
+    },
     #[error("with {k} folds, fold {fold} gets no image: the training images form only {groups} groups (files of a class sharing a name up to `_nohash_` stay together); use fewer folds")]
-    EmptyFold { k: usize, fold: usize, groups: usize },
+    /// A fold would hold no image.
+    EmptyFold {
+        /// Folds asked for.
+        k: usize,
+        /// The empty fold.
+        fold: usize,
+        /// Groups of training files there are.
+        groups: usize,
+    },
     #[error("{path} has class index {class}, but there are only {classes} classes: the manifest is inconsistent, run `headstart extract` again")]
-    UnknownClass { path: String, class: usize, classes: usize },
+    /// A sample's class index is out of range.
+    UnknownClass {
+        /// The sample's path.
+        path: String,
+        /// Its class index.
+        class: usize,
+        /// Number of classes.
+        classes: usize,
+    },
 }
 
 /// Something the user should know about the folds that does not stop cross-validation.
@@ -63,7 +86,14 @@ pub enum FoldError {
 pub enum FoldWarning {
     /// The class has fewer groups of training files than there are folds, so the held-out part
     /// of `k - groups` folds has none of it.
-    FewGroups { class: String, groups: usize, k: usize },
+    FewGroups {
+        /// The class name.
+        class: String,
+        /// Its groups of training files.
+        groups: usize,
+        /// Folds asked for.
+        k: usize,
+    },
 }
 
 impl std::fmt::Display for FoldWarning {
@@ -86,6 +116,7 @@ pub struct Folds {
     pub k: usize,
     /// One entry per file, in the order given: its fold in `0..k`, or `None` for test files.
     pub fold: Vec<Option<usize>>,
+    /// What the user should know about the assignment.
     pub warnings: Vec<FoldWarning>,
 }
 

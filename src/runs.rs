@@ -27,20 +27,42 @@ pub const SCHEMA: u32 = 1;
 /// The workspace folder holding the records.
 pub const DIR: &str = "runs";
 
+/// Why a run record could not be written or found.
 #[derive(Debug, thiserror::Error)]
 pub enum RunsError {
+    /// The workspace's manifest could not be read.
     #[error(transparent)]
     Cache(#[from] CacheError),
+    /// The record could not be written.
     #[error(transparent)]
     Write(#[from] WriteError),
+    /// A file in `runs/` could not be read.
     #[error("cannot read {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The IO error.
+        source: std::io::Error,
+    },
+    /// No id starts with the prefix given.
     #[error("no run has an id starting with `{0}`: `headstart runs` lists them")]
     NotFound(String),
+    /// Several ids start with the prefix given.
     #[error("`{prefix}` starts {} run ids ({}): give more of the id", matches.len(), matches.join(", "))]
-    Ambiguous { prefix: String, matches: Vec<String> },
+    Ambiguous {
+        /// The prefix given.
+        prefix: String,
+        /// The ids it starts.
+        matches: Vec<String>,
+    },
+    /// The metric to sort by is in no record.
     #[error("no run has the metric `{metric}`; the runs have: {}", known.join(", "))]
-    UnknownMetric { metric: String, known: Vec<String> },
+    UnknownMetric {
+        /// The metric asked for.
+        metric: String,
+        /// The metrics the records have.
+        known: Vec<String>,
+    },
 }
 
 /// One run of a command, as stored in `runs/<id>.json`.
@@ -59,7 +81,9 @@ pub struct RunRecord {
     pub argv: Vec<String>,
     /// Every option of the command, defaults included.
     pub settings: Value,
+    /// Which images the run used.
     pub data: DataFingerprint,
+    /// Which embeddings the run used.
     pub backbone: BackboneId,
     /// Flat metric names (`head.accuracy`) to values; see README.md for the names.
     pub metrics: BTreeMap<String, f64>,
@@ -75,7 +99,9 @@ pub struct RunRecord {
 pub struct DataFingerprint {
     /// SHA-256 over the manifest's (path, class name, split) triples, in sorted order.
     pub sha256: String,
+    /// Images in the manifest.
     pub images: usize,
+    /// Classes in the manifest.
     pub classes: usize,
 }
 
@@ -84,6 +110,7 @@ pub struct DataFingerprint {
 pub struct BackboneId {
     /// The cache key: model checksum, output and preprocessing.
     pub key: String,
+    /// The backbone's file name, for people.
     pub name: String,
 }
 
@@ -94,14 +121,18 @@ pub struct FileChecksum {
     pub model: String,
     /// `written` or `read`.
     pub access: String,
+    /// The file.
     pub path: PathBuf,
+    /// SHA-256 of its content, hex.
     pub sha256: String,
 }
 
 /// When and how a command was started; make one before running it.
 #[derive(Debug, Clone)]
 pub struct Invocation {
+    /// The command line.
     pub argv: Vec<String>,
+    /// Wall-clock start, for the record's id and time.
     pub started: SystemTime,
     clock: Instant,
 }
@@ -385,7 +416,9 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
 /// The records of a workspace, oldest first, and the files in `runs/` that could not be read.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Runs {
+    /// The readable records, oldest first.
     pub records: Vec<RunRecord>,
+    /// The files that could not be read as records.
     pub damaged: Vec<Damaged>,
 }
 
@@ -393,7 +426,9 @@ pub struct Runs {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Order {
+    /// Smallest first (losses, durations).
     Ascending,
+    /// Largest first (accuracies).
     Descending,
 }
 
@@ -524,9 +559,12 @@ pub fn flatten(value: &Value) -> BTreeMap<String, Value> {
 /// A key whose value differs between two runs; `None` where a run lacks the key.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Difference {
+    /// `settings.…` or `metrics.…`.
     pub key: String,
+    /// The value in the first run.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub a: Option<Value>,
+    /// The value in the second run.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub b: Option<Value>,
 }

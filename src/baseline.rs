@@ -187,6 +187,7 @@ impl BaselineParams {
     /// divided by the number of training samples. Dividing makes the same value
     /// mean the same thing for 100 or 100 000 samples (linfa's own tolerance is
     /// on the summed objective, whose gradient grows with the sample count).
+    /// For `alpha < 1` (`C > 1`) it is multiplied by `alpha`: see `tolerance_at`.
     pub fn tolerance(mut self, tolerance: f64) -> Self {
         self.tolerance = tolerance;
         self
@@ -260,7 +261,7 @@ impl BaselineParams {
             let mut solver = MultiLogisticRegression::default()
                 .alpha(alpha)
                 .max_iterations(self.max_iterations)
-                .gradient_tolerance(self.tolerance * x.nrows() as f64);
+                .gradient_tolerance(self.tolerance_at(alpha) * x.nrows() as f64);
             if let Some(params) = previous.take() {
                 solver = solver.initial_params(params);
             }
@@ -290,7 +291,7 @@ impl BaselineParams {
                 val_accuracy,
                 val_loss,
                 gradient_norm,
-                status: if gradient_norm <= self.tolerance {
+                status: if gradient_norm <= self.tolerance_at(alpha) {
                     FitStatus::Converged
                 } else {
                     FitStatus::NotConverged
@@ -313,6 +314,14 @@ impl BaselineParams {
             sweep,
             selection,
         })
+    }
+
+    /// The gradient tolerance used at `alpha`: [`tolerance`](Self::tolerance), made finer in
+    /// proportion for `alpha < 1`. The objective's curvature is at least `alpha / n` per sample,
+    /// so a fixed gradient threshold lets the weakly regularised fits (large `C`) stop
+    /// `tolerance / alpha` away from their optimum, where the loss surface is nearly flat.
+    fn tolerance_at(&self, alpha: f64) -> f64 {
+        self.tolerance * alpha.min(1.0)
     }
 
     fn check(&self) -> Result<(), BaselineError> {

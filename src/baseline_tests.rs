@@ -230,7 +230,8 @@ fn fit_matches_scikit_learn_when_logits_are_far_apart_linfa_patch() {
     ];
     let fitted = BaselineParams::default()
         .fallback_alpha(1e-3)
-        .tolerance(1e-9)
+        // 1e-9 at this alpha (the tolerance is scaled by alpha below 1).
+        .tolerance(1e-6)
         .fit(x.view(), &y, 3, None)
         .unwrap();
     assert_eq!(fitted.sweep[0].status, FitStatus::Converged, "{:?}", fitted.sweep);
@@ -256,7 +257,9 @@ fn weak_alphas_on_separable_noise_converge_and_the_whole_grid_is_fitted() {
     assert_eq!(fitted.sweep.len(), 4);
     for point in &fitted.sweep {
         assert_eq!(point.status, FitStatus::Converged, "{:#?}", fitted.sweep);
-        assert!(point.gradient_norm <= 1e-4);
+        // The tolerance is finer in proportion to alpha below 1, so the weak
+        // fits get close to their optimum on this flat surface.
+        assert!(point.gradient_norm <= 1e-4 * point.alpha.min(1.0), "{point:?}");
     }
     let weakest = fitted.sweep.last().unwrap();
     assert_eq!(weakest.alpha, 1e-4);

@@ -5,6 +5,7 @@
 use std::process::ExitCode;
 
 use anyhow::Result;
+use headstart::atomic::write_file;
 use headstart::baseline::FitStatus;
 use headstart::evaluate::{eval, EvalSummary};
 use headstart::export::{export, ExportSummary};
@@ -13,10 +14,15 @@ use headstart::head::EpochStats;
 use headstart::predict::{predict, PredictSummary};
 use headstart::report::{comparison_table, confusion_table, render_table};
 use headstart::runs::{self, Difference, Invocation, Order, RunRecord, Runs, RunsError};
+use headstart::sweep::leaderboard;
+use headstart::sweep::trial::{Outcome, TrialResult};
+use headstart::sweep::{sweep, SweepSummary};
 use headstart::train::{train, TrainSummary};
 use serde_json::Value;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
-use crate::cli::{Cli, Command, DemoArgs, Global};
+use crate::cli::{Cli, Command, DemoArgs, Global, SweepArgs};
 use crate::options::{self, Format, RunsQuery};
 use crate::progress::Reporter;
 
@@ -64,7 +70,158 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             show_runs(&global.workspace, query, format)?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Sweep(args) => sweep_command(global, args),
     }
+}
+
+/// `sweep`: runs the trials with a progress line each, writes the leaderboard files, prints the
+/// top rows. Ctrl-C stops after the running trials and prints what finished (exit 130); a
+/// second Ctrl-C ends at once, and the journal keeps every finished trial either way.
+fn sweep_command(global: &Global, args: &SweepArgs) -> Result<ExitCode> {
+    let run = Invocation::begin(argv());
+    let mut opts = options::sweep(global, args)?;
+    // The trials are the parallelism: one GEMM thread each, so the workers never compete with
+    // matrixmultiply's own threads for the cores. Set before any GEMM reads it.
+    std::env::set_var("MATMUL_NUM_THREADS", "1");
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&stop);
+    let quiet = global.quiet || global.json;
+    let _ = ctrlc::set_handler(move || {
+        if flag.swap(true, Ordering::SeqCst) {
+            std::process::exit(130);
+        }
+        eprintln!("\nstopping after the trials running (Ctrl-C again to quit now)");
+    });
+    opts.stop = Some(stop);
+    if !quiet {
+        eprintln!(
+            "sweep: {} configurations, {}-fold cross-validation on train + val",
+            opts.trials.len(),
+            opts.folds
+        );
+    }
+    let summary = sweep(&opts, &|r: &TrialResult, done, total| {
+        if !quiet {
+            eprintln!("[{done}/{total}] {}", trial_line(r));
+        }
+    })?;
+    let dir = global.workspace.join(headstart::sweep::journal::DIR);
+    let json_path = dir.join("leaderboard.json");
+    let csv_path = dir.join("leaderboard.csv");
+    let json = serde_json::to_vec_pretty(&summary)?;
+    write_file(&json_path, |tmp| std::fs::write(tmp, &json))?;
+    let csv = leaderboard::csv(&summary.results);
+    write_file(&csv_path, |tmp| std::fs::write(tmp, &csv))?;
+    if global.json {
+        println!("{}", String::from_utf8(json)?);
+    } else {
+        print_sweep(&summary, args.top, &json_path, &csv_path);
+    }
+    if !summary.interrupted {
+        keep_record(global, runs::sweep_record(&run, &opts, &summary));
+    }
+    Ok(if summary.interrupted {
+        ExitCode::from(130)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// One trial's outcome in a line.
+fn trial_line(r: &TrialResult) -> String {
+    match &r.outcome {
+        Outcome::Done { accuracy, log_loss, .. } => format!(
+            "{}: accuracy {:.3} ± {:.3}, log loss {:.3} ({:.1} s)",
+            r.spec.label(),
+            accuracy.mean,
+            accuracy.std,
+            log_loss.mean,
+            r.seconds
+        ),
+        Outcome::Failed { fold, reason } => format!("{}: FAILED on fold {fold}: {reason}", r.spec.label()),
+    }
+}
+
+fn print_sweep(s: &SweepSummary, top: usize, json_path: &std::path::Path, csv_path: &std::path::Path) {
+    for w in &s.warnings {
+        println!("note: {w}");
+    }
+    let header = [
+        "configuration",
+        "accuracy ± std [95% CI]",
+        "mean recall",
+        "log loss",
+        "s",
+    ];
+    let mut rows = vec![header.map(String::from).to_vec()];
+    for (i, r) in s.results.iter().take(top).enumerate() {
+        let cells = match &r.outcome {
+            Outcome::Done {
+                accuracy,
+                mean_class_recall,
+                log_loss,
+                ..
+            } => [
+                format!(
+                    "{:.3} ± {:.3} [{:.3}, {:.3}]",
+                    accuracy.mean, accuracy.std, accuracy.low, accuracy.high
+                ),
+                format!("{:.3}", mean_class_recall.mean),
+                format!("{:.3}", log_loss.mean),
+            ],
+            Outcome::Failed { .. } => ["failed".into(), String::new(), String::new()],
+        };
+        let mut row = vec![format!("{:>2}. {}", i + 1, r.spec.label())];
+        row.extend(cells);
+        row.push(format!("{:.1}", r.seconds));
+        rows.push(row);
+    }
+    println!(
+        "{} of {} configurations, {} folds ({} images each), backbone {}{}",
+        s.results.len(),
+        s.results.len() + s.not_run,
+        s.folds,
+        s.fold_sizes.iter().map(usize::to_string).collect::<Vec<_>>().join("/"),
+        s.backbone,
+        if s.resumed > 0 {
+            format!(", {} from the journal", s.resumed)
+        } else {
+            String::new()
+        }
+    );
+    print!("{}", render_table(&rows, 1));
+    let failed: Vec<&TrialResult> = s
+        .results
+        .iter()
+        .filter(|r| matches!(r.outcome, Outcome::Failed { .. }))
+        .collect();
+    for r in &failed {
+        println!("failed: {}", trial_line(r));
+    }
+    if s.interrupted {
+        println!(
+            "interrupted: {} configurations not run; run the same command again to resume",
+            s.not_run
+        );
+    }
+    match &s.refit {
+        Some(refit) => {
+            println!(
+                "winner refitted on train + val: {} -> {}",
+                refit.label,
+                refit.path.display()
+            );
+            if let Some(t) = &refit.test {
+                println!(
+                    "winner on the test split (scored once): accuracy {:.3}, mean class recall {:.3}, log loss {:.3}",
+                    t.accuracy, t.mean_class_recall, t.log_loss
+                );
+            }
+        }
+        None if !s.interrupted => println!("the workspace's head is unchanged (--refit none or no trial finished)"),
+        None => {}
+    }
+    println!("full leaderboard: {} and {}", json_path.display(), csv_path.display());
 }
 
 /// The command line as typed; arguments that are not UTF-8 are kept lossily.

@@ -10,6 +10,7 @@ use headstart::head::HeadParams;
 use headstart::predict::PredictOptions;
 use headstart::preprocess::Preset;
 use headstart::settings::DEFAULT_BATCH_SIZE;
+use headstart::sweep::SweepOptions;
 
 use crate::options::{class_weights_flag, hidden_flag};
 
@@ -72,6 +73,81 @@ pub enum Command {
     Demo(DemoArgs),
     /// Past train-head and eval runs of the workspace: list them, show one, compare two.
     Runs(RunsArgs),
+    /// Compare many classifier configurations by k-fold cross-validation on the cache; the winner becomes the workspace's head.
+    Sweep(Box<SweepArgs>),
+}
+
+/// `sweep`: the search space (a file, or these flags), the protocol and what to keep.
+///
+/// List flags take comma-separated alternatives; each is one value of the grid.
+#[derive(Debug, Args)]
+pub struct SweepArgs {
+    /// Search space file, TOML or JSON (see README.md); replaces the space flags below.
+    #[arg(long, value_name = "FILE")]
+    pub space: Option<PathBuf>,
+    /// Head kinds to try: mlp, logistic, knn, prototype.
+    #[arg(long, default_value = "mlp,logistic,knn,prototype")]
+    pub heads: String,
+    /// MLP hidden layers: a size, `none` (linear softmax) or sizes joined by `+` (512+256).
+    #[arg(long, default_value = "none,512")]
+    pub hidden: String,
+    /// MLP learning rates.
+    #[arg(long, default_value = "0.001")]
+    pub lr: String,
+    /// MLP dropout rates.
+    #[arg(long, default_value = "0.5")]
+    pub dropout: String,
+    /// MLP weight decays.
+    #[arg(long, default_value = "0")]
+    pub weight_decay: String,
+    /// MLP label smoothings.
+    #[arg(long, default_value = "0")]
+    pub label_smoothing: String,
+    /// MLP epochs.
+    #[arg(long, default_value_t = HeadParams::default().epochs.to_string())]
+    pub epochs: String,
+    /// MLP batch sizes.
+    #[arg(long, default_value_t = HeadParams::default().batch_size.to_string())]
+    pub batch_size: String,
+    /// MLP class weights: none, balanced.
+    #[arg(long, default_value = "none")]
+    pub class_weights: String,
+    /// Logistic regression's C values (inverse L2 strength).
+    #[arg(long, default_value = "0.01,0.1,1,10,100")]
+    pub c: String,
+    /// kNN's numbers of neighbours.
+    #[arg(long, default_value = "1,5,10,20")]
+    pub k: String,
+    /// kNN's vote weights: uniform, distance.
+    #[arg(long, default_value = "uniform,distance")]
+    pub knn_weights: String,
+    /// Nearest-prototype shrinkage toward the global mean, in [0, 1].
+    #[arg(long, default_value = "0")]
+    pub shrinkage: String,
+    /// Cross-validation folds over train + val.
+    #[arg(long, default_value_t = SweepOptions::DEFAULT_FOLDS)]
+    pub folds: usize,
+    /// Random search: try this many configurations drawn from the grid instead of all of it.
+    #[arg(long, value_name = "N")]
+    pub trials: Option<usize>,
+    /// Seeds the MLP trials and the random search: the same seed gives the same leaderboard.
+    #[arg(long, default_value_t = HeadParams::default().seed)]
+    pub seed: u64,
+    /// Rows of the leaderboard to print (all are in the JSON and CSV files).
+    #[arg(long, default_value_t = 10)]
+    pub top: usize,
+    /// `best`: refit the winner on train + val and save it as the workspace's head; `none`: keep the head as it is.
+    #[arg(long, value_enum, default_value_t = Refit::Best)]
+    pub refit: Refit,
+}
+
+/// What `sweep` does with its winner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Refit {
+    /// Refit on train + val and save as the workspace's head.
+    Best,
+    /// Leave the workspace's head alone.
+    None,
 }
 
 /// `train-head`: the head's hyper-parameters, and the baseline's if it is fitted too.

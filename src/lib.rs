@@ -9,8 +9,8 @@
 //! another. [`runtime`] finds and loads ONNX Runtime; [`settings`] holds how the commands that
 //! open a backbone run it; [`bundled`] carries the default backbone and the demo images inside
 //! the binary and unpacks them into [`home`]; [`atomic`] writes every file; [`runs`]
-//! records each `train-head` and `eval`, and [`folds`] splits the training files for
-//! cross-validation.
+//! records each `train-head`, `eval` and `sweep`, and [`folds`] splits the training files for
+//! the cross-validation of [`sweep`], which compares many classifiers on the cache.
 //!
 //! # Example
 //!
@@ -68,12 +68,15 @@ pub mod extract;
 pub mod folds;
 pub mod head;
 pub mod home;
+pub mod knn;
 pub mod metrics;
 pub mod onnx;
 pub mod predict;
 pub mod preprocess;
+pub mod prototype;
 pub mod report;
 pub mod runs;
 pub mod runtime;
 pub mod settings;
+pub mod sweep;
 pub mod train;

@@ -58,6 +58,10 @@ pub struct Evaluation {
     /// ("balanced accuracy"), which a model cannot inflate by favouring the
     /// largest classes.
     pub mean_class_recall: f64,
+    /// Mean cross-entropy of the true class, see [`log_loss`]; absent (0) in reports written
+    /// before it was measured.
+    #[serde(default)]
+    pub log_loss: f64,
     /// One entry per class, in class-index order.
     pub per_class: Vec<ClassMetrics>,
     /// Counts indexed `[true class][predicted class]`.
@@ -159,10 +163,39 @@ pub fn evaluate(probs: ArrayView2<f32>, y: &[usize], class_names: &[String]) -> 
         accuracy: ratio(correct, n),
         top5_accuracy: (n_classes > TOP_K).then(|| ratio(top_k_hits, n)),
         mean_class_recall,
+        log_loss: log_loss(probs, y),
         per_class,
         confusion,
         mistakes,
     }
+}
+
+/// Probabilities below this count as it in [`log_loss`]: one confident miss then costs
+/// -ln(1e-15) = 34.5 instead of infinity (scikit-learn clips likewise, at its float's epsilon).
+pub const LOG_LOSS_FLOOR: f64 = 1e-15;
+
+/// Mean negative log probability of the true class (cross-entropy), each probability clamped
+/// to [`LOG_LOSS_FLOOR`, 1]; 0 for an empty set.
+///
+/// # Panics
+/// If `probs` has a different number of rows than `y` or a label is not a column of it.
+pub fn log_loss(probs: ArrayView2<f32>, y: &[usize]) -> f64 {
+    assert_eq!(
+        probs.nrows(),
+        y.len(),
+        "log_loss: {} rows but {} labels",
+        probs.nrows(),
+        y.len()
+    );
+    if y.is_empty() {
+        return 0.0;
+    }
+    let total: f64 = y
+        .iter()
+        .enumerate()
+        .map(|(i, &label)| -f64::from(probs[[i, label]]).clamp(LOG_LOSS_FLOOR, 1.0).ln())
+        .sum();
+    total / y.len() as f64
 }
 
 fn most_probable(row: ArrayView1<f32>) -> (usize, f32) {
@@ -188,6 +221,18 @@ mod tests {
     use super::*;
     use approx::assert_abs_diff_eq;
     use ndarray::{array, Array2};
+
+    /// scikit-learn 1.9: `log_loss([0, 2, 1], [[.7, .2, .1], [.1, .1, .8], [.5, 0, .5]],
+    /// labels=[0, 1, 2])` clips the 0 to its epsilon; with the 1e-15 floor here the mean is
+    /// (-ln .7 - ln .8 - ln 1e-15) / 3 = 11.7318.
+    #[test]
+    fn log_loss_is_the_mean_cross_entropy_with_a_floor() {
+        let probs = array![[0.7f32, 0.2, 0.1], [0.1, 0.1, 0.8], [0.5, 0.0, 0.5]];
+        let expected = (-(0.7f64.ln()) - 0.8f64.ln() - 1e-15f64.ln()) / 3.0;
+        assert_abs_diff_eq!(log_loss(probs.view(), &[0, 2, 1]), expected, epsilon = 1e-6);
+        assert_abs_diff_eq!(expected, 11.7318, epsilon = 1e-4);
+        assert_eq!(log_loss(Array2::<f32>::zeros((0, 3)).view(), &[]), 0.0);
+    }
 
     fn names(n: usize) -> Vec<String> {
         (0..n).map(|i| format!("c{i}")).collect()

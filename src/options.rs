@@ -8,7 +8,8 @@
 use std::path::{Path, PathBuf};
 
 use crate::cli::{
-    BackboneArgs, DemoArgs, EvalArgs, ExportArgs, ExtractArgs, Global, PredictArgs, RunsAction, RunsArgs, TrainArgs,
+    BackboneArgs, DemoArgs, EvalArgs, ExportArgs, ExtractArgs, Global, PredictArgs, Refit, RunsAction, RunsArgs,
+    SweepArgs, TrainArgs,
 };
 use headstart::artifact::HEAD_FILE;
 use headstart::backbone::BackboneChoice;
@@ -20,6 +21,8 @@ use headstart::extract::ExtractOptions;
 use headstart::head::{ClassWeights, HeadParams};
 use headstart::predict::PredictOptions;
 use headstart::settings::RuntimeOptions;
+use headstart::sweep::space::{Space, SpaceError, KINDS};
+use headstart::sweep::SweepOptions;
 use headstart::train::{TrainError, TrainOptions};
 
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +33,8 @@ pub enum OptionsError {
     NoData(PathBuf),
     #[error("the run id is empty: give an id or its first characters (`headstart runs` lists them)")]
     EmptyRunId,
+    #[error(transparent)]
+    Space(#[from] SpaceError),
 }
 
 fn invalid(flag: &'static str, message: impl Into<String>) -> OptionsError {
@@ -237,6 +242,141 @@ pub fn export(global: &Global, args: &ExportArgs) -> ExportOptions {
     ExportOptions {
         head: head_file(global, &args.head),
         out_dir: args.out.clone().unwrap_or_else(|| global.workspace.join("export")),
+    }
+}
+
+/// `sweep`'s options: the space from `--space` or from the flags, which go through the same
+/// parser as a file (errors about a key of the flags' space name the flag instead).
+pub fn sweep(global: &Global, args: &SweepArgs) -> Result<SweepOptions, OptionsError> {
+    let space = match &args.space {
+        Some(path) => Space::from_file(path)?,
+        None => Space::from_value(&flag_space(args)?, args.seed).map_err(flag_error)?,
+    };
+    let trials = match args.trials {
+        Some(0) => return Err(invalid("trials", "must be at least 1")),
+        Some(n) => space.random(n, args.seed),
+        None => space.trials,
+    };
+    if args.folds < 2 {
+        return Err(invalid("folds", "cross-validation needs at least 2 folds"));
+    }
+    Ok(SweepOptions {
+        folds: args.folds,
+        threads: match global.threads {
+            Some(0) => return Err(invalid("threads", "must be at least 1")),
+            Some(n) => n,
+            None => 0,
+        },
+        refit: args.refit == Refit::Best,
+        ..SweepOptions::new(&global.workspace, trials)
+    })
+}
+
+/// Each space key the sweep flags set, with its flag.
+const SWEEP_FLAGS: [(&str, &str, &str); 13] = [
+    ("mlp", "hidden", "hidden"),
+    ("mlp", "learning_rate", "lr"),
+    ("mlp", "dropout", "dropout"),
+    ("mlp", "weight_decay", "weight-decay"),
+    ("mlp", "label_smoothing", "label-smoothing"),
+    ("mlp", "epochs", "epochs"),
+    ("mlp", "batch_size", "batch-size"),
+    ("mlp", "class_weights", "class-weights"),
+    ("logistic", "c", "c"),
+    ("knn", "k", "k"),
+    ("knn", "weights", "knn-weights"),
+    ("prototype", "shrinkage", "shrinkage"),
+    ("", "", "heads"),
+];
+
+/// The space the flags describe, in the JSON form a space file parses to.
+fn flag_space(args: &SweepArgs) -> Result<serde_json::Value, OptionsError> {
+    let values = |flag: &str| -> Vec<serde_json::Value> {
+        let text = match flag {
+            "hidden" => &args.hidden,
+            "lr" => &args.lr,
+            "dropout" => &args.dropout,
+            "weight-decay" => &args.weight_decay,
+            "label-smoothing" => &args.label_smoothing,
+            "epochs" => &args.epochs,
+            "batch-size" => &args.batch_size,
+            "class-weights" => &args.class_weights,
+            "c" => &args.c,
+            "k" => &args.k,
+            "knn-weights" => &args.knn_weights,
+            _ => &args.shrinkage,
+        };
+        text.split(',')
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .map(|v| flag_value(flag, v))
+            .collect()
+    };
+    let mut space = serde_json::Map::new();
+    for kind in args.heads.split(',').map(str::trim).filter(|k| !k.is_empty()) {
+        if !KINDS.contains(&kind) {
+            return Err(invalid(
+                "heads",
+                format!("`{kind}` is not a head kind: use {}", KINDS.join(", ")),
+            ));
+        }
+        let mut table = serde_json::Map::new();
+        for (_, key, flag) in SWEEP_FLAGS.iter().filter(|(k, _, _)| *k == kind) {
+            table.insert(key.to_string(), serde_json::Value::Array(values(flag)));
+        }
+        space.insert(kind.to_string(), serde_json::Value::Object(table));
+    }
+    if space.is_empty() {
+        return Err(invalid(
+            "heads",
+            "give at least one head kind: mlp, logistic, knn, prototype",
+        ));
+    }
+    Ok(serde_json::Value::Object(space))
+}
+
+/// One comma-separated item of a sweep flag: a number, a list of layer sizes (`512+256`) for
+/// `--hidden`, or a word.
+fn flag_value(flag: &str, item: &str) -> serde_json::Value {
+    if flag == "hidden" && item.contains('+') {
+        let sizes: Option<Vec<serde_json::Value>> = item
+            .split('+')
+            .map(|s| s.trim().parse::<u64>().ok().map(Into::into))
+            .collect();
+        return sizes.map_or_else(|| item.into(), serde_json::Value::Array);
+    }
+    if let Ok(n) = item.parse::<u64>() {
+        return n.into();
+    }
+    match item.parse::<f64>() {
+        Ok(x) => x.into(),
+        Err(_) => item.into(),
+    }
+}
+
+/// A space error about a key the flags set, told as that flag's.
+fn flag_error(e: SpaceError) -> OptionsError {
+    let flag_of = |kind: &str, key: &str| {
+        SWEEP_FLAGS
+            .iter()
+            .find(|(k, name, _)| *k == kind && *name == key)
+            .map(|(_, _, flag)| *flag)
+    };
+    match &e {
+        SpaceError::EmptyList { kind, key } => match flag_of(kind, key) {
+            Some(flag) => invalid(flag, "give at least one value"),
+            None => e.into(),
+        },
+        SpaceError::BadValue {
+            kind,
+            key,
+            value,
+            reason,
+        } => match flag_of(kind, key) {
+            Some(flag) => invalid(flag, format!("{value}: {reason}")),
+            None => e.into(),
+        },
+        _ => e.into(),
     }
 }
 

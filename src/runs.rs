@@ -20,6 +20,8 @@ use crate::evaluate::{EvalOptions, EvalSummary};
 use crate::head::EpochStats;
 use crate::metrics::Evaluation;
 use crate::runtime::hex;
+use crate::sweep::trial::Outcome;
+use crate::sweep::{SweepOptions, SweepSummary};
 use crate::train::{TrainOptions, TrainSummary};
 
 /// Version of the record format; a reader skips records of a newer one as damaged.
@@ -200,8 +202,8 @@ pub fn train_record(run: &Invocation, opts: &TrainOptions, s: &TrainSummary) -> 
     record(run, "train-head", &opts.workspace, settings, metrics, durations, files)
 }
 
-/// The record of an `eval` run: per model, `accuracy`, `mean_class_recall`, `macro_f1` and
-/// `top5_accuracy` (when there are more than 5 classes).
+/// The record of an `eval` run: per model, `accuracy`, `mean_class_recall`, `macro_f1`,
+/// `log_loss` and `top5_accuracy` (when there are more than 5 classes).
 pub fn eval_record(run: &Invocation, opts: &EvalOptions, s: &EvalSummary) -> Result<RunRecord, RunsError> {
     let settings = json!({
         "workspace": opts.workspace,
@@ -217,12 +219,59 @@ pub fn eval_record(run: &Invocation, opts: &EvalOptions, s: &EvalSummary) -> Res
         put("accuracy", e.accuracy);
         put("mean_class_recall", e.mean_class_recall);
         put("macro_f1", macro_f1(e));
+        put("log_loss", e.log_loss);
         if let Some(top5) = e.top5_accuracy {
             put("top5_accuracy", top5);
         }
         files.push(checksum(&m.model, "read", &m.file)?);
     }
     record(run, "eval", &opts.workspace, settings, metrics, BTreeMap::new(), files)
+}
+
+/// The record of a `sweep` run: the winner's cross-validated `cv.accuracy`, `cv.accuracy_std`,
+/// `cv.mean_class_recall` and `cv.log_loss`, its `test.*` scores when it was refitted and the
+/// workspace has a test split, and the numbers of `trials` and `failed` trials.
+pub fn sweep_record(run: &Invocation, opts: &SweepOptions, s: &SweepSummary) -> Result<RunRecord, RunsError> {
+    let settings = json!({
+        "workspace": opts.workspace,
+        "folds": opts.folds,
+        "threads": s.threads,
+        "refit": opts.refit,
+        "trials": opts.trials,
+        "winner": s.results.first().map(|r| &r.spec),
+    });
+    let mut metrics = BTreeMap::new();
+    metrics.insert("trials".to_string(), s.results.len() as f64);
+    let failed = s
+        .results
+        .iter()
+        .filter(|r| matches!(r.outcome, Outcome::Failed { .. }))
+        .count();
+    metrics.insert("failed".to_string(), failed as f64);
+    if let Some(Outcome::Done {
+        accuracy,
+        mean_class_recall,
+        log_loss,
+        ..
+    }) = s.results.first().map(|r| &r.outcome)
+    {
+        metrics.insert("cv.accuracy".into(), accuracy.mean);
+        metrics.insert("cv.accuracy_std".into(), accuracy.std);
+        metrics.insert("cv.mean_class_recall".into(), mean_class_recall.mean);
+        metrics.insert("cv.log_loss".into(), log_loss.mean);
+    }
+    let mut files = Vec::new();
+    let mut durations = BTreeMap::from([("sweep".to_string(), s.seconds)]);
+    if let Some(refit) = &s.refit {
+        if let Some(t) = &refit.test {
+            metrics.insert("test.accuracy".into(), t.accuracy);
+            metrics.insert("test.mean_class_recall".into(), t.mean_class_recall);
+            metrics.insert("test.log_loss".into(), t.log_loss);
+        }
+        durations.insert("refit".into(), refit.seconds);
+        files.push(checksum("winner", "written", &refit.path)?);
+    }
+    record(run, "sweep", &opts.workspace, settings, metrics, durations, files)
 }
 
 /// `value` as its JSON text reads back. `json!` would widen an f32 field to its exact f64

@@ -1,0 +1,340 @@
+//! `sweep`: many classifier configurations compared by k-fold cross-validation on the cached
+//! embeddings, the winner refitted and saved as the workspace's head.
+//!
+//! # Protocol
+//! - The train and val splits together are split into `k` folds by [`crate::folds::assign`]:
+//!   stratified, group-aware (files sharing a `_nohash_` prefix stay in one fold) and placed by
+//!   a hash of the file name, so a file keeps its fold when others are added. The test split is
+//!   never used for choosing.
+//! - Every configuration ([`space::TrialSpec`]) is fitted on k - 1 folds and scored on the
+//!   held-out one, for each fold; [`trial::Outcome`] holds the mean, standard deviation and
+//!   95% interval of accuracy, mean class recall and log loss over the folds.
+//! - Trials are ranked by mean accuracy, ties by lower log loss ([`leaderboard::rank`]).
+//! - The winner is fitted again on all train and val images and saved as the workspace's
+//!   `head.safetensors`, so `eval`, `predict` and `export` use it; the test split is then
+//!   scored once, for the winner only.
+//!
+//! # Engineering
+//! - Trials run in parallel on a pool of `threads` workers, one trial per worker, its folds in
+//!   turn. No ONNX Runtime session is open during a sweep, so the workers have the cores to
+//!   themselves; the binary limits each GEMM to one thread (`MATMUL_NUM_THREADS=1`) before any
+//!   runs, so that workers never oversubscribe the cores.
+//! - A trial's result depends only on its configuration and the data, never on the order or
+//!   the worker it ran on: the same space and seed give the same leaderboard.
+//! - Each trial is written to the [`journal`] as it finishes; running the sweep again skips
+//!   the trials already there, so a killed sweep resumes where it stopped.
+//! - [`SweepOptions::stop`] ends the sweep after the trials running; the summary says
+//!   `interrupted`, and nothing is refitted.
+//! - A trial that fails (its fit errs or diverges) is recorded as failed with the reason, and
+//!   the sweep goes on.
+//! - The embeddings are held once; each running trial gathers its fold's rows, one fold at a
+//!   time.
+
+pub mod journal;
+pub mod leaderboard;
+pub mod space;
+pub mod trial;
+
+#[cfg(test)]
+mod tests;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use ndarray::{concatenate, Array2, Axis};
+use rayon::prelude::*;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::artifact::{self, ArtifactError, Card, HEAD_FILE};
+use crate::cache::{load_snapshot, CacheError};
+use crate::dataset::Split;
+use crate::folds::{self, FoldError, FoldWarning};
+use journal::Journal;
+use space::TrialSpec;
+use trial::{FoldScore, Outcome, TrialResult};
+
+/// Why a sweep could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum SweepError {
+    /// The workspace's manifest or cache could not be read.
+    #[error(transparent)]
+    Cache(#[from] CacheError),
+    /// The folds could not be made.
+    #[error(transparent)]
+    Folds(#[from] FoldError),
+    /// The space has no configuration.
+    #[error("the search space has no configuration: give at least one head kind")]
+    NoTrials,
+    /// The journal could not be read or written.
+    #[error("cannot use the sweep journal {path}: {source}")]
+    Journal {
+        /// The journal file.
+        path: PathBuf,
+        /// What the operating system said.
+        source: std::io::Error,
+    },
+    /// The winner could not be refitted.
+    #[error("refitting the winner ({label}) on train + val failed: {reason}")]
+    Refit {
+        /// The winner's configuration.
+        label: String,
+        /// Why.
+        reason: String,
+    },
+    /// The winner could not be saved.
+    #[error(transparent)]
+    Artifact(#[from] ArtifactError),
+    /// The worker pool could not be started.
+    #[error("cannot start {threads} worker threads: {message}")]
+    Pool {
+        /// Threads asked for.
+        threads: usize,
+        /// Why.
+        message: String,
+    },
+}
+
+/// What a sweep runs; build with [`SweepOptions::new`] and struct update.
+#[derive(Debug, Clone)]
+pub struct SweepOptions {
+    /// Folder holding the cache; the journal, the winner and the leaderboard go there too.
+    pub workspace: PathBuf,
+    /// The configurations to try.
+    pub trials: Vec<TrialSpec>,
+    /// Number of folds, >= 2.
+    pub folds: usize,
+    /// Trials run at once; 0 for one per core.
+    pub threads: usize,
+    /// Refit the winner on train + val and save it as the workspace's head.
+    pub refit: bool,
+    /// Set to stop the sweep after the trials running (Ctrl-C).
+    pub stop: Option<Arc<AtomicBool>>,
+}
+
+impl SweepOptions {
+    /// Default number of folds.
+    pub const DEFAULT_FOLDS: usize = 5;
+
+    /// A 5-fold sweep over `trials` on all cores, refitting the winner.
+    pub fn new(workspace: impl Into<PathBuf>, trials: Vec<TrialSpec>) -> Self {
+        SweepOptions {
+            workspace: workspace.into(),
+            trials,
+            folds: Self::DEFAULT_FOLDS,
+            threads: 0,
+            refit: true,
+            stop: None,
+        }
+    }
+}
+
+/// The winner, fitted on train + val.
+#[derive(Debug, Clone, Serialize)]
+pub struct Refit {
+    /// Its configuration's id.
+    pub id: String,
+    /// Its configuration in words.
+    pub label: String,
+    /// The file written.
+    pub path: PathBuf,
+    /// Its scores on the test split; `None` when the workspace has no test images.
+    pub test: Option<FoldScore>,
+    /// Seconds to fit and save.
+    pub seconds: f64,
+}
+
+/// What a sweep did. Its JSON form is the sweep's output file (schema in README.md).
+#[derive(Debug, Clone, Serialize)]
+pub struct SweepSummary {
+    /// The journal's protocol id: data fingerprint, backbone and folds.
+    pub protocol: String,
+    /// The journal file.
+    pub journal: PathBuf,
+    /// Number of folds.
+    pub folds: usize,
+    /// Train and val images in each fold.
+    pub fold_sizes: Vec<usize>,
+    /// What the folds could not do as asked (a class with fewer groups than folds).
+    pub warnings: Vec<FoldWarning>,
+    /// Class names.
+    pub classes: Vec<String>,
+    /// The backbone's name.
+    pub backbone: String,
+    /// Every trial of the space that finished, best first (failed last).
+    pub results: Vec<TrialResult>,
+    /// How many of them came from the journal rather than this run.
+    pub resumed: usize,
+    /// Trials of the space not run (the sweep was stopped).
+    pub not_run: usize,
+    /// Whether the sweep was stopped before the end.
+    pub interrupted: bool,
+    /// The refitted winner.
+    pub refit: Option<Refit>,
+    /// Worker threads used.
+    pub threads: usize,
+    /// Wall time of the sweep, in seconds.
+    pub seconds: f64,
+}
+
+/// Runs the sweep (see the module docs); `on_trial` is told of each trial as it finishes, with
+/// the number finished and the total.
+pub fn sweep(
+    opts: &SweepOptions,
+    on_trial: &(dyn Fn(&TrialResult, usize, usize) + Sync),
+) -> Result<SweepSummary, SweepError> {
+    let started = Instant::now();
+    if opts.trials.is_empty() {
+        return Err(SweepError::NoTrials);
+    }
+    let (manifest, store) = load_snapshot(&opts.workspace)?;
+    let train = manifest.split(&store, Split::Train)?;
+    let val = manifest.split(&store, Split::Val)?;
+    let samples = train.entries.iter().chain(&val.entries).map(|e| &e.sample);
+    let assigned = folds::assign(&manifest.classes, samples, opts.folds)?;
+    let x: Array2<f32> = concatenate(Axis(0), &[train.x.view(), val.x.view()]).expect("same width");
+    let y: Vec<usize> = train.y.iter().chain(&val.y).copied().collect();
+    let fold: Vec<usize> = assigned
+        .fold
+        .iter()
+        .map(|f| f.expect("train and val files have a fold"))
+        .collect();
+    drop((train, val));
+
+    let protocol = protocol_id(
+        &crate::runs::fingerprint(&manifest).sha256,
+        &manifest.backbone.key,
+        opts.folds,
+    );
+    let journal = Journal::open(&opts.workspace, &protocol).map_err(|source| SweepError::Journal {
+        path: opts.workspace.join(journal::DIR),
+        source,
+    })?;
+    let journal_error = |source| SweepError::Journal {
+        path: journal.path().to_path_buf(),
+        source,
+    };
+    let done = journal.read().map_err(journal_error)?;
+
+    let mut results = Vec::new();
+    let mut pending = Vec::new();
+    for spec in &opts.trials {
+        match done.get(&spec.id()) {
+            Some(r) if r.spec == *spec => results.push(r.clone()),
+            _ => pending.push(spec.clone()),
+        }
+    }
+    let resumed = results.len();
+    let total = opts.trials.len();
+    let threads = if opts.threads == 0 {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    } else {
+        opts.threads
+    };
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .map_err(|e| SweepError::Pool {
+            threads,
+            message: e.to_string(),
+        })?;
+    let finished = Mutex::new((results, None::<std::io::Error>));
+    let stopped = || opts.stop.as_ref().is_some_and(|s| s.load(Ordering::SeqCst));
+    pool.install(|| {
+        pending.par_iter().with_max_len(1).for_each(|spec| {
+            if stopped() {
+                return;
+            }
+            let result = trial::run(spec, x.view(), &y, &fold, opts.folds, &manifest.classes);
+            let written = journal.append(&result);
+            let mut guard = finished.lock().expect("no worker panics holding the lock");
+            if let Err(e) = written {
+                guard.1.get_or_insert(e);
+            }
+            guard.0.push(result);
+            on_trial(guard.0.last().expect("just pushed"), guard.0.len(), total);
+        });
+    });
+    let (mut results, write_error) = finished.into_inner().expect("no worker panicked");
+    if let Some(source) = write_error {
+        return Err(journal_error(source));
+    }
+    leaderboard::rank(&mut results);
+    let not_run = total - results.len();
+    let interrupted = not_run > 0;
+
+    let refit = match results.first() {
+        Some(winner) if opts.refit && !interrupted && matches!(winner.outcome, Outcome::Done { .. }) => {
+            Some(refit(opts, &manifest, &store, winner, &x, &y)?)
+        }
+        _ => None,
+    };
+    Ok(SweepSummary {
+        protocol,
+        journal: journal.path().to_path_buf(),
+        folds: opts.folds,
+        fold_sizes: assigned.sizes(),
+        warnings: assigned.warnings,
+        classes: manifest.classes.clone(),
+        backbone: manifest.backbone.name.clone(),
+        results,
+        resumed,
+        not_run,
+        interrupted,
+        refit,
+        threads,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// Fits the winner on all of `x`, saves it as the workspace's head and scores the test split.
+fn refit(
+    opts: &SweepOptions,
+    manifest: &crate::cache::Manifest,
+    store: &crate::cache::Store,
+    winner: &TrialResult,
+    x: &Array2<f32>,
+    y: &[usize],
+) -> Result<Refit, SweepError> {
+    let started = Instant::now();
+    let label = winner.spec.label();
+    let model = trial::fit(&winner.spec, x.view(), y, manifest.classes.len()).map_err(|reason| SweepError::Refit {
+        label: label.clone(),
+        reason,
+    })?;
+    let card = Card {
+        kind: match winner.spec {
+            TrialSpec::Mlp(_) => "head".into(),
+            ref other => other.kind().into(),
+        },
+        classes: manifest.classes.clone(),
+        backbone: manifest.backbone.clone(),
+        settings: serde_json::to_value(&winner.spec).expect("plain data"),
+        history: Vec::new(),
+        best_epoch: None,
+        sweep: Vec::new(),
+    };
+    let path = opts.workspace.join(HEAD_FILE);
+    artifact::save(&path, model.as_ref(), card.to_metadata())?;
+    let seconds = started.elapsed().as_secs_f64();
+    let test = manifest.split(store, Split::Test)?;
+    let test = (!test.y.is_empty()).then(|| {
+        let probs = model.predict_proba(test.x.view());
+        trial::score(probs.view(), &test.y, &manifest.classes, 0.0)
+    });
+    Ok(Refit {
+        id: winner.id.clone(),
+        label,
+        path,
+        test,
+        seconds,
+    })
+}
+
+/// The journal's name: 16 hex digits of the SHA-256 of what makes results comparable.
+fn protocol_id(data: &str, backbone: &str, folds: usize) -> String {
+    let text = format!("data {data}\nbackbone {backbone}\nfolds {folds}\nfold scheme 1\n");
+    crate::runtime::hex(&Sha256::digest(text.as_bytes()))[..16].to_string()
+}

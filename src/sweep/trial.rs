@@ -1,0 +1,209 @@
+//! One trial: a configuration fitted on k - 1 folds and scored on the held-out one, for each
+//! fold, and the summary of its scores.
+
+use ndarray::{Array2, ArrayView2, Axis};
+use serde::{Deserialize, Serialize};
+
+use super::space::TrialSpec;
+use crate::classifier::Classifier;
+use crate::metrics::{evaluate, log_loss};
+
+/// A statistic over the folds: mean, sample standard deviation and a 95% interval of the mean.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Stat {
+    /// Mean over the folds.
+    pub mean: f64,
+    /// Sample standard deviation over the folds (n - 1); 0 for one fold.
+    pub std: f64,
+    /// Lower end of the 95% interval of the mean, Student's t with k - 1 degrees of freedom.
+    pub low: f64,
+    /// Upper end of that interval.
+    pub high: f64,
+}
+
+impl Stat {
+    /// The statistic of `values` (at least one).
+    pub fn of(values: &[f64]) -> Stat {
+        let n = values.len() as f64;
+        let mean = values.iter().sum::<f64>() / n;
+        let std = if values.len() > 1 {
+            (values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt()
+        } else {
+            0.0
+        };
+        let half = t_975(values.len().saturating_sub(1)) * std / n.sqrt();
+        Stat {
+            mean,
+            std,
+            low: mean - half,
+            high: mean + half,
+        }
+    }
+}
+
+/// The 97.5% quantile of Student's t with `dof` degrees of freedom (the two-sided 95%
+/// interval), tabulated to 3 decimals for 1..=30 and the normal 1.960 beyond. A fold count
+/// above 30 is rare enough that the normal value loses nothing that matters.
+fn t_975(dof: usize) -> f64 {
+    const T: [f64; 30] = [
+        12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
+        2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042,
+    ];
+    match dof {
+        0 => 0.0,
+        d if d <= 30 => T[d - 1],
+        _ => 1.960,
+    }
+}
+
+/// Scores of one fold.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct FoldScore {
+    /// Share of held-out images whose most probable class is right.
+    pub accuracy: f64,
+    /// Mean over the classes present of each class's recall.
+    pub mean_class_recall: f64,
+    /// Mean negative log probability of the true class (probabilities clamped at 1e-15).
+    pub log_loss: f64,
+    /// Seconds to fit and score.
+    pub seconds: f64,
+}
+
+/// How a trial ended.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "lowercase")]
+pub enum Outcome {
+    /// Every fold was fitted and scored.
+    Done {
+        /// Accuracy over the folds.
+        accuracy: Stat,
+        /// Mean class recall over the folds.
+        mean_class_recall: Stat,
+        /// Log loss over the folds.
+        log_loss: Stat,
+        /// Each fold's scores, in fold order.
+        folds: Vec<FoldScore>,
+    },
+    /// A fold could not be fitted (invalid for this data, diverged); the sweep goes on.
+    Failed {
+        /// The fold that failed.
+        fold: usize,
+        /// Why, as the classifier's error says it.
+        reason: String,
+    },
+}
+
+/// A trial's configuration and outcome, as a sweep's journal and leaderboard hold it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrialResult {
+    /// [`TrialSpec::id`].
+    pub id: String,
+    /// The configuration.
+    pub spec: TrialSpec,
+    /// How it ended.
+    #[serde(flatten)]
+    pub outcome: Outcome,
+    /// Seconds for all folds.
+    pub seconds: f64,
+}
+
+/// Fits `spec` on `x`/`y` (class indices in `0..n_classes`) with no validation set.
+pub fn fit(spec: &TrialSpec, x: ArrayView2<f32>, y: &[usize], n_classes: usize) -> Result<Box<dyn Classifier>, String> {
+    match spec {
+        TrialSpec::Mlp(p) => p
+            .fit(x, y, n_classes, None, &mut |_| {})
+            .map(|f| Box::new(f.head) as Box<dyn Classifier>)
+            .map_err(|e| e.to_string()),
+        TrialSpec::Logistic { c } => TrialSpec::baseline_params(*c)
+            .fit(x, y, n_classes, None)
+            .map(|f| Box::new(f.model) as Box<dyn Classifier>)
+            .map_err(|e| e.to_string()),
+        TrialSpec::Knn(p) => p
+            .fit(x, y, n_classes)
+            .map(|m| Box::new(m) as Box<dyn Classifier>)
+            .map_err(|e| e.to_string()),
+        TrialSpec::Prototype(p) => p
+            .fit(x, y, n_classes)
+            .map(|m| Box::new(m) as Box<dyn Classifier>)
+            .map_err(|e| e.to_string()),
+    }
+}
+
+/// Scores of `probs` against `y`.
+pub fn score(probs: ArrayView2<f32>, y: &[usize], class_names: &[String], seconds: f64) -> FoldScore {
+    let e = evaluate(probs, y, class_names);
+    FoldScore {
+        accuracy: e.accuracy,
+        mean_class_recall: e.mean_class_recall,
+        log_loss: log_loss(probs, y),
+        seconds,
+    }
+}
+
+/// Runs `spec` over the folds: for each fold in `0..k`, fits on the rows of `x` whose fold
+/// differs and scores on the rows of that fold. `fold[i]` is row i's fold. The rows of each
+/// side are gathered once per fold; nothing else is copied.
+pub fn run(
+    spec: &TrialSpec,
+    x: ArrayView2<f32>,
+    y: &[usize],
+    fold: &[usize],
+    k: usize,
+    class_names: &[String],
+) -> TrialResult {
+    let started = std::time::Instant::now();
+    let mut folds = Vec::with_capacity(k);
+    let mut failure = None;
+    for f in 0..k {
+        let fold_started = std::time::Instant::now();
+        let train: Vec<usize> = (0..y.len()).filter(|&i| fold[i] != f).collect();
+        let held: Vec<usize> = (0..y.len()).filter(|&i| fold[i] == f).collect();
+        let (xt, yt) = gather(x, y, &train);
+        let (xh, yh) = gather(x, y, &held);
+        match fit(spec, xt.view(), &yt, class_names.len()) {
+            Ok(model) => {
+                let probs = model.predict_proba(xh.view());
+                if probs.iter().any(|p| !p.is_finite()) {
+                    failure = Some((
+                        f,
+                        "the model's probabilities are not finite (the fit diverged)".to_string(),
+                    ));
+                    break;
+                }
+                folds.push(score(
+                    probs.view(),
+                    &yh,
+                    class_names,
+                    fold_started.elapsed().as_secs_f64(),
+                ));
+            }
+            Err(reason) => {
+                failure = Some((f, reason));
+                break;
+            }
+        }
+    }
+    let outcome = match failure {
+        Some((fold, reason)) => Outcome::Failed { fold, reason },
+        None => {
+            let stat = |get: fn(&FoldScore) -> f64| Stat::of(&folds.iter().map(get).collect::<Vec<_>>());
+            Outcome::Done {
+                accuracy: stat(|s| s.accuracy),
+                mean_class_recall: stat(|s| s.mean_class_recall),
+                log_loss: stat(|s| s.log_loss),
+                folds,
+            }
+        }
+    };
+    TrialResult {
+        id: spec.id(),
+        spec: spec.clone(),
+        outcome,
+        seconds: started.elapsed().as_secs_f64(),
+    }
+}
+
+/// The rows `rows` of `x` and their labels.
+pub fn gather(x: ArrayView2<f32>, y: &[usize], rows: &[usize]) -> (Array2<f32>, Vec<usize>) {
+    (x.select(Axis(0), rows), rows.iter().map(|&i| y[i]).collect())
+}

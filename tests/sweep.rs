@@ -1,0 +1,207 @@
+//! `headstart sweep` end to end on a generated data set and a tiny backbone: the leaderboard,
+//! determinism across worker counts, resuming a killed sweep, failed trials, the refitted
+//! winner used by `eval`, and the errors a user can make.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::{headstart, make_dataset, run_json, tiny_model};
+use serde_json::Value;
+
+/// A workspace with 3 classes of 24 images extracted with the tiny backbone (train, val, test).
+fn workspace() -> (tempfile::TempDir, PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, ws) = (tmp.path().join("data"), tmp.path().join("ws"));
+    make_dataset(&data, 3, 24);
+    std::fs::remove_file(data.join("class1/broken.jpg")).unwrap();
+    headstart(&ws)
+        .args(["extract", "--val-percent", "20", "--test-percent", "20", "--model"])
+        .arg(tiny_model("tiny_nchw"))
+        .arg("--data")
+        .arg(&data)
+        .assert()
+        .success();
+    (tmp, ws)
+}
+
+const SPACE: [&str; 14] = [
+    "sweep",
+    "--heads",
+    "mlp,logistic,knn,prototype",
+    "--hidden",
+    "none,16",
+    "--epochs",
+    "4",
+    "--c",
+    "0.1,10",
+    "--k",
+    "1,3",
+    "--knn-weights",
+    "uniform",
+    "--folds=3",
+];
+
+/// Each result without its timings, which are the only thing allowed to differ between runs.
+fn ranked(summary: &Value) -> Vec<Value> {
+    summary["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let mut r = r.clone();
+            r.as_object_mut().unwrap().remove("seconds");
+            if let Some(folds) = r.get_mut("folds") {
+                for f in folds.as_array_mut().unwrap() {
+                    f.as_object_mut().unwrap().remove("seconds");
+                }
+            }
+            r
+        })
+        .collect()
+}
+
+fn journal(ws: &Path, summary: &Value) -> PathBuf {
+    PathBuf::from(summary["journal"].as_str().unwrap())
+        .canonicalize()
+        .unwrap_or_else(|_| {
+            ws.join("sweeps")
+                .join(format!("{}.jsonl", summary["protocol"].as_str().unwrap()))
+        })
+}
+
+#[test]
+fn a_sweep_ranks_every_config_refits_the_winner_and_is_the_same_on_any_worker_count() {
+    let (_tmp, ws) = workspace();
+    let mut one = SPACE.to_vec();
+    one.extend(["--threads", "1", "--refit", "none"]);
+    let first = run_json(&ws, &one);
+    let results = first["results"].as_array().unwrap();
+    // 2 mlp + 2 logistic + 2 knn + 1 prototype.
+    assert_eq!(results.len(), 7);
+    assert_eq!(first["resumed"], 0);
+    assert_eq!(first["folds"], 3);
+    let sizes: usize = first["fold_sizes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_u64().unwrap() as usize)
+        .sum();
+    assert!(sizes > 30, "train + val images are in the folds: {sizes}");
+    let accuracy = |r: &Value| r["accuracy"]["mean"].as_f64().unwrap();
+    for pair in results.windows(2) {
+        assert!(accuracy(&pair[0]) >= accuracy(&pair[1]), "ranked best first");
+    }
+    for r in results {
+        assert_eq!(r["status"], "done", "{r}");
+        assert_eq!(r["folds"].as_array().unwrap().len(), 3);
+        let (low, high) = (
+            r["accuracy"]["low"].as_f64().unwrap(),
+            r["accuracy"]["high"].as_f64().unwrap(),
+        );
+        assert!(low <= accuracy(r) && accuracy(r) <= high);
+    }
+    assert!(first["refit"].is_null());
+    assert!(
+        !ws.join("head.safetensors").exists(),
+        "--refit none leaves the head alone"
+    );
+
+    // Two workers, a fresh journal: the same leaderboard, to the last bit.
+    std::fs::remove_dir_all(ws.join("sweeps")).unwrap();
+    let mut two = SPACE.to_vec();
+    two.extend(["--threads", "2"]);
+    let second = run_json(&ws, &two);
+    assert_eq!(ranked(&second), ranked(&first));
+
+    // The winner is the workspace's head now: eval scores it, and the test split was scored once.
+    let refit = &second["refit"];
+    assert_eq!(refit["id"], results[0]["id"]);
+    assert!(ws.join("head.safetensors").is_file());
+    let test = refit["test"]["accuracy"].as_f64().unwrap();
+    let eval = run_json(&ws, &["eval", "--split", "test"]);
+    assert_eq!(eval["models"][0]["evaluation"]["accuracy"].as_f64().unwrap(), test);
+
+    // The CSV has a row per trial and the sweep left a run record.
+    let csv = std::fs::read_to_string(ws.join("sweeps/leaderboard.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 1 + 7);
+    let runs = std::fs::read_dir(ws.join("runs")).unwrap().count();
+    assert!(runs >= 2, "the sweeps and the eval are recorded");
+}
+
+#[test]
+fn a_killed_sweep_resumes_to_the_same_leaderboard() {
+    let (_tmp, ws) = workspace();
+    let whole = run_json(&ws, &SPACE);
+    let path = journal(&ws, &whole);
+    let lines: Vec<String> = std::fs::read_to_string(&path)
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect();
+    assert_eq!(lines.len(), 7);
+    // What a kill leaves: two finished trials and half of the third's line.
+    let torn = format!("{}\n{}\n{}", lines[0], lines[1], &lines[2][..lines[2].len() / 2]);
+    std::fs::write(&path, torn).unwrap();
+    let resumed = run_json(&ws, &SPACE);
+    assert_eq!(resumed["resumed"], 2);
+    assert_eq!(ranked(&resumed), ranked(&whole));
+    // Run again: nothing left to do, all from the journal.
+    let again = run_json(&ws, &SPACE);
+    assert_eq!(again["resumed"], 7);
+    assert_eq!(ranked(&again), ranked(&whole));
+}
+
+#[test]
+fn a_failing_trial_is_reported_and_the_sweep_goes_on() {
+    let (_tmp, ws) = workspace();
+    let out = run_json(
+        &ws,
+        &[
+            "sweep",
+            "--heads",
+            "knn,prototype",
+            "--k",
+            "1,1000",
+            "--knn-weights",
+            "uniform",
+            "--folds",
+            "3",
+        ],
+    );
+    let results = out["results"].as_array().unwrap();
+    assert_eq!(results.len(), 3);
+    let failed: Vec<&Value> = results.iter().filter(|r| r["status"] == "failed").collect();
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0]["spec"]["k"], 1000);
+    assert!(!failed[0]["reason"].as_str().unwrap().is_empty());
+    assert_eq!(results.last().unwrap()["status"], "failed", "failures rank last");
+    assert_eq!(out["refit"]["id"], results[0]["id"]);
+}
+
+#[test]
+fn bad_spaces_and_folds_are_clear_errors() {
+    let (tmp, ws) = workspace();
+    let stderr = |args: &[&str]| {
+        let out = headstart(&ws).args(args).assert().failure().get_output().clone();
+        String::from_utf8(out.stderr).unwrap()
+    };
+    let heads = stderr(&["sweep", "--heads", "mlp,svm"]);
+    assert!(heads.contains("--heads: `svm` is not a head kind"), "{heads}");
+    let dropout = stderr(&["sweep", "--heads", "mlp", "--dropout", "0.5,1.5"]);
+    assert!(dropout.contains("--dropout: 1.5: must be in [0, 1)"), "{dropout}");
+    let folds = stderr(&["sweep", "--folds", "1000"]);
+    assert!(folds.contains("1000 folds but only"), "{folds}");
+    let file = tmp.path().join("space.toml");
+    std::fs::write(&file, "[mlp]\ndropot = 0.5\n").unwrap();
+    let key = stderr(&["sweep", "--space", file.to_str().unwrap()]);
+    assert!(key.contains("`mlp.dropot` is not a setting of mlp"), "{key}");
+    std::fs::write(&file, "[knn\n").unwrap();
+    let syntax = stderr(&["sweep", "--space", file.to_str().unwrap()]);
+    assert!(syntax.contains("is not valid TOML"), "{syntax}");
+    // A space file that works: JSON this time.
+    let json = tmp.path().join("space.json");
+    std::fs::write(&json, r#"{"prototype": {"shrinkage": [0, 0.5]}, "knn": {"k": 3}}"#).unwrap();
+    let out = run_json(&ws, &["sweep", "--space", json.to_str().unwrap(), "--folds", "3"]);
+    assert_eq!(out["results"].as_array().unwrap().len(), 3);
+}

@@ -212,7 +212,7 @@ impl BaselineParams {
         n_classes: usize,
         valid: Option<(ArrayView2<f32>, &[usize])>,
     ) -> Result<FittedBaseline, BaselineError> {
-        self.check()?;
+        self.validate()?;
         check_set("training", x, y, n_classes)?;
         if x.nrows() == 0 {
             return Err(BaselineError::EmptyTrainingSet);
@@ -324,7 +324,9 @@ impl BaselineParams {
         self.tolerance * alpha.min(1.0)
     }
 
-    fn check(&self) -> Result<(), BaselineError> {
+    /// Checks the settings alone, as [`fit`](Self::fit) does first; callers that do other work
+    /// before fitting call it early, so a bad setting fails before that work.
+    pub fn validate(&self) -> Result<(), BaselineError> {
         if self.alphas.is_empty() || self.alphas.iter().any(|a| !a.is_finite() || *a <= 0.0) {
             return Err(BaselineError::InvalidAlphas(self.alphas.clone()));
         }

@@ -99,6 +99,11 @@ pub struct TrainSummary {
 /// Fits the head (and the baseline if asked) on the workspace's train split, choosing with its
 /// val split, and saves them; `on_epoch` is told after each head epoch.
 pub fn train(opts: &TrainOptions, on_epoch: &mut dyn FnMut(&EpochStats)) -> Result<TrainSummary, TrainError> {
+    if let Some(params) = &opts.baseline {
+        // The head is saved before the baseline is fitted: a bad baseline setting must not
+        // fail after the head file has been replaced.
+        params.validate()?;
+    }
     let (manifest, store) = load_snapshot(&opts.workspace)?;
     let SplitData { x, y, .. } = manifest.split(&store, Split::Train)?;
     if x.nrows() == 0 {

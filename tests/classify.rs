@@ -247,6 +247,8 @@ fn parameter_errors_from_the_library_name_the_flag() {
     fails(&iterations, "--baseline-max-iterations must be at least 1");
     let tolerance = [&baseline[..], &["--baseline-tolerance=-1"]].concat();
     fails(&tolerance, "--baseline-tolerance must be finite and > 0, got -1");
+    // Refused before any training: no head was written by the failed runs above.
+    assert!(!ws.join("head.safetensors").exists());
     // The baseline's settings mean nothing without it.
     headstart(&ws)
         .args(["train-head", "--baseline-tolerance", "0.01"])

@@ -205,3 +205,71 @@ fn bad_spaces_and_folds_are_clear_errors() {
     let out = run_json(&ws, &["sweep", "--space", json.to_str().unwrap(), "--folds", "3"]);
     assert_eq!(out["results"].as_array().unwrap().len(), 3);
 }
+
+/// Ctrl-C: the running trials finish, the partial leaderboard is printed, the exit code is 130,
+/// and the same command then resumes from the journal to the whole leaderboard.
+#[test]
+fn ctrl_c_prints_the_partial_leaderboard_and_the_sweep_resumes() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+
+    let (_tmp, ws) = workspace();
+    let args = [
+        "sweep",
+        "--heads",
+        "mlp",
+        "--hidden",
+        "8,16,24,32,40,48",
+        "--epochs",
+        "60",
+        "--folds",
+        "3",
+        "--threads",
+        "1",
+    ];
+    let mut child = Command::new(env!("CARGO_BIN_EXE_headstart"))
+        .arg("--workspace")
+        .arg(&ws)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    while !line.starts_with("[1/6]") {
+        line.clear();
+        assert!(
+            stderr.read_line(&mut line).unwrap() > 0,
+            "the sweep ended before its first trial"
+        );
+    }
+    // SAFETY: sending a signal to our own child process.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(130), "{stdout}");
+    assert!(
+        stdout.contains("interrupted:") && stdout.contains("run the same command again"),
+        "{stdout}"
+    );
+    let partial: usize = stdout
+        .split(" of 6 configurations")
+        .next()
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!((1..6).contains(&partial), "{stdout}");
+    assert!(
+        !ws.join("head.safetensors").exists(),
+        "nothing is refitted after an interruption"
+    );
+
+    let mut again = vec!["sweep"];
+    again.extend(&args[1..]);
+    let resumed = run_json(&ws, &again);
+    assert_eq!(resumed["resumed"].as_u64().unwrap() as usize, partial);
+    assert_eq!(resumed["results"].as_array().unwrap().len(), 6);
+    assert!(ws.join("head.safetensors").is_file());
+}

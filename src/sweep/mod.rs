@@ -140,7 +140,8 @@ pub struct Refit {
     pub label: String,
     /// The file written.
     pub path: PathBuf,
-    /// Its scores on the test split; `None` when the workspace has no test images.
+    /// Its scores on the test split (`seconds`: the prediction); `None` when the workspace has
+    /// no test images.
     pub test: Option<FoldScore>,
     /// Seconds to fit and save.
     pub seconds: f64,
@@ -321,8 +322,14 @@ fn refit(
     let seconds = started.elapsed().as_secs_f64();
     let test = manifest.split(store, Split::Test)?;
     let test = (!test.y.is_empty()).then(|| {
+        let scoring = Instant::now();
         let probs = model.predict_proba(test.x.view());
-        trial::score(probs.view(), &test.y, &manifest.classes, 0.0)
+        trial::score(
+            probs.view(),
+            &test.y,
+            &manifest.classes,
+            scoring.elapsed().as_secs_f64(),
+        )
     });
     Ok(Refit {
         id: winner.id.clone(),

@@ -92,7 +92,15 @@ fn a_sweep_ranks_every_config_refits_the_winner_and_is_the_same_on_any_worker_co
     assert!(sizes > 30, "train + val images are in the folds: {sizes}");
     let accuracy = |r: &Value| r["accuracy"]["mean"].as_f64().unwrap();
     for pair in results.windows(2) {
-        assert!(accuracy(&pair[0]) >= accuracy(&pair[1]), "ranked best first");
+        let correct = |r: &Value| -> u64 {
+            r["folds"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|f| f["correct"].as_u64().unwrap())
+                .sum()
+        };
+        assert!(correct(&pair[0]) >= correct(&pair[1]), "ranked best first");
     }
     for r in results {
         assert_eq!(r["status"], "done", "{r}");

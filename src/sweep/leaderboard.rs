@@ -2,9 +2,10 @@
 
 use std::cmp::Ordering;
 
-use super::trial::{Outcome, TrialResult};
+use super::trial::{correct, Outcome, TrialResult};
 
-/// Sorts `results` best first: finished trials by mean accuracy, ties by lower mean log loss,
+/// Sorts `results` best first: finished trials by the images classified right over all folds
+/// (pooled accuracy; see [`correct`]), ties by lower mean log loss,
 /// then by id and backbone, so equal results always come in the same order; failed trials last, by id.
 pub fn rank(results: &mut [TrialResult]) {
     results.sort_by(compare);
@@ -14,18 +15,17 @@ fn compare(a: &TrialResult, b: &TrialResult) -> Ordering {
     match (&a.outcome, &b.outcome) {
         (
             Outcome::Done {
-                accuracy: aa,
+                folds: af,
                 log_loss: al,
                 ..
             },
             Outcome::Done {
-                accuracy: ba,
+                folds: bf,
                 log_loss: bl,
                 ..
             },
-        ) => ba
-            .mean
-            .total_cmp(&aa.mean)
+        ) => correct(bf)
+            .cmp(&correct(af))
             .then(al.mean.total_cmp(&bl.mean))
             .then_with(|| (&a.id, &a.backbone).cmp(&(&b.id, &b.backbone))),
         (Outcome::Done { .. }, Outcome::Failed { .. }) => Ordering::Less,

@@ -9,7 +9,8 @@
 //! - Every configuration ([`space::TrialSpec`]) is fitted on k - 1 folds and scored on the
 //!   held-out one, for each fold; [`trial::Outcome`] holds the mean, standard deviation and
 //!   95% interval of accuracy, mean class recall and log loss over the folds.
-//! - Trials are ranked by mean accuracy, ties by lower log loss ([`leaderboard::rank`]).
+//! - Trials are ranked by the images classified right over all folds (pooled accuracy), ties
+//!   by lower mean log loss ([`leaderboard::rank`]).
 //! - The winner is fitted again on all train and val images and saved as the workspace's
 //!   `head.safetensors`, so `eval`, `predict` and `export` use it; the test split is then
 //!   scored once, for the winner only.

@@ -193,7 +193,7 @@ fn the_leaderboard_ranks_by_accuracy_then_log_loss_and_puts_failures_last() {
     leaderboard::rank(&mut results);
     assert!(matches!(results[2].outcome, Outcome::Failed { .. }));
     let key = |r: &trial::TrialResult| match &r.outcome {
-        Outcome::Done { accuracy, log_loss, .. } => (accuracy.mean, log_loss.mean),
+        Outcome::Done { folds, log_loss, .. } => (trial::correct(folds), log_loss.mean),
         Outcome::Failed { .. } => unreachable!(),
     };
     let (a, b) = (key(&results[0]), key(&results[1]));

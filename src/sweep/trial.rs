@@ -61,12 +61,23 @@ fn t_975(dof: usize) -> f64 {
 pub struct FoldScore {
     /// Share of held-out images whose most probable class is right.
     pub accuracy: f64,
+    /// How many held-out images that is.
+    pub correct: usize,
+    /// Held-out images.
+    pub n: usize,
     /// Mean over the classes present of each class's recall.
     pub mean_class_recall: f64,
     /// Mean negative log probability of the true class (probabilities clamped at 1e-15).
     pub log_loss: f64,
     /// Seconds to fit and score.
     pub seconds: f64,
+}
+
+/// Images classified right over all held-out folds: equal counts are a tie, whatever the
+/// fold sizes (the means of fold accuracies differ in the fourth decimal when the same number
+/// of images is missed in folds of different sizes).
+pub fn correct(folds: &[FoldScore]) -> usize {
+    folds.iter().map(|f| f.correct).sum()
 }
 
 /// How a trial ended.
@@ -137,6 +148,8 @@ pub fn score(probs: ArrayView2<f32>, y: &[usize], class_names: &[String], second
     let e = evaluate(probs, y, class_names);
     FoldScore {
         accuracy: e.accuracy,
+        correct: e.confusion.iter().enumerate().map(|(c, row)| row[c]).sum(),
+        n: e.n,
         mean_class_recall: e.mean_class_recall,
         log_loss: log_loss(probs, y),
         seconds,

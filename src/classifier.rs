@@ -116,7 +116,17 @@ pub fn check_set(set: &'static str, x: ArrayView2<f32>, y: &[usize], n_classes: 
             n_classes,
         });
     }
-    if let Some(((row, col), _)) = x.indexed_iter().find(|(_, v)| !v.is_finite()) {
+    // A branch-free pass over the values first: it vectorises, where looking for the first bad
+    // index does not (14 ms -> ~2 ms on 3888 x 1280), and almost every set is all finite.
+    let all_finite = match x.as_slice_memory_order() {
+        Some(values) => values.iter().fold(true, |ok, v| ok & v.is_finite()),
+        None => x.iter().all(|v| v.is_finite()),
+    };
+    if !all_finite {
+        let ((row, col), _) = x
+            .indexed_iter()
+            .find(|(_, v)| !v.is_finite())
+            .expect("some value is not finite");
         return Err(SetError::NonFinite { set, row, col });
     }
     Ok(())

@@ -11,34 +11,15 @@
 //!
 //! Prints a readable summary and one `BENCH_JSON {...}` line for benches/run.py.
 
+mod common;
+
 use std::time::Instant;
 
 use headstart::baseline::BaselineParams;
-use ndarray::{Array1, Array2};
-use safetensors::tensor::Dtype;
+use ndarray::Array1;
 use safetensors::SafeTensors;
 
-fn matrix(file: &SafeTensors, name: &str) -> Array2<f32> {
-    let view = file.tensor(name).unwrap_or_else(|_| panic!("{name} is missing"));
-    assert_eq!(view.dtype(), Dtype::F32, "{name} must be f32");
-    let &[rows, cols] = view.shape() else {
-        panic!("{name} must be 2-D")
-    };
-    let values = view
-        .data()
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]));
-    Array2::from_shape_vec((rows, cols), values.collect()).expect("shape read from the tensor")
-}
-
-fn labels(file: &SafeTensors, name: &str) -> Vec<usize> {
-    let view = file.tensor(name).unwrap_or_else(|_| panic!("{name} is missing"));
-    assert_eq!(view.dtype(), Dtype::I64, "{name} must be i64");
-    view.data()
-        .chunks_exact(8)
-        .map(|b| usize::try_from(i64::from_le_bytes(b.try_into().expect("8 bytes"))).expect("labels >= 0"))
-        .collect()
-}
+use common::{labels, matrix};
 
 fn main() {
     let usage = "usage: baseline ARRAYS.safetensors";

@@ -15,37 +15,18 @@
 //!
 //! Prints a readable summary and one `BENCH_JSON {...}` line.
 
+mod common;
+
 use std::time::Instant;
 
 use headstart::classifier::{argmax, Classifier};
 use headstart::knn::{KnnParams, KnnWeights};
-use ndarray::{Array2, Axis};
-use safetensors::tensor::Dtype;
+use ndarray::Axis;
 use safetensors::SafeTensors;
 
 const FOLDS: usize = 5;
 
-fn matrix(file: &SafeTensors, name: &str) -> Array2<f32> {
-    let view = file.tensor(name).unwrap_or_else(|_| panic!("{name} is missing"));
-    assert_eq!(view.dtype(), Dtype::F32, "{name} must be f32");
-    let &[rows, cols] = view.shape() else {
-        panic!("{name} must be 2-D")
-    };
-    let values = view
-        .data()
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]));
-    Array2::from_shape_vec((rows, cols), values.collect()).expect("shape read from the tensor")
-}
-
-fn labels(file: &SafeTensors, name: &str) -> Vec<usize> {
-    let view = file.tensor(name).unwrap_or_else(|_| panic!("{name} is missing"));
-    assert_eq!(view.dtype(), Dtype::I64, "{name} must be i64");
-    view.data()
-        .chunks_exact(8)
-        .map(|b| usize::try_from(i64::from_le_bytes(b.try_into().expect("8 bytes"))).expect("labels >= 0"))
-        .collect()
-}
+use common::{labels, matrix};
 
 fn main() {
     let usage = "usage: knn ARRAYS.safetensors [--k K] [--weights uniform|distance]";

@@ -5,7 +5,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{headstart, json, make_dataset, run_json, tiny_model};
+use common::{extracted, headstart, json, run_json};
 use predicates::prelude::*;
 use predicates::str::contains;
 use serde_json::Value;
@@ -35,17 +35,7 @@ fn differing_keys(ws: &Path, a: &str, b: &str) -> Vec<String> {
 
 #[test]
 fn train_and_eval_are_recorded_listed_shown_and_compared() {
-    let tmp = tempfile::tempdir().unwrap();
-    let (data, ws) = (tmp.path().join("data"), tmp.path().join("ws"));
-    make_dataset(&data, 3, 24);
-    std::fs::remove_file(data.join("class1/broken.jpg")).unwrap();
-    headstart(&ws)
-        .args(["extract", "--val-percent", "20", "--test-percent", "20", "--model"])
-        .arg(tiny_model("tiny_nchw"))
-        .arg("--data")
-        .arg(&data)
-        .assert()
-        .success();
+    let (tmp, _data, ws) = extracted(3, 24);
     let base = ["train-head", "--epochs", "6", "--seed", "3", "--baseline"];
     let first = run_json(&ws, &base);
     // The same training with the head written elsewhere: bit-identical metrics, one setting apart.

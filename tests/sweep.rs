@@ -6,22 +6,12 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{headstart, make_dataset, run_json, tiny_model};
+use common::{extracted, headstart, run_json, tiny_model};
 use serde_json::Value;
 
 /// A workspace with 3 classes of 24 images extracted with the tiny backbone (train, val, test).
 fn workspace() -> (tempfile::TempDir, PathBuf) {
-    let tmp = tempfile::tempdir().unwrap();
-    let (data, ws) = (tmp.path().join("data"), tmp.path().join("ws"));
-    make_dataset(&data, 3, 24);
-    std::fs::remove_file(data.join("class1/broken.jpg")).unwrap();
-    headstart(&ws)
-        .args(["extract", "--val-percent", "20", "--test-percent", "20", "--model"])
-        .arg(tiny_model("tiny_nchw"))
-        .arg("--data")
-        .arg(&data)
-        .assert()
-        .success();
+    let (tmp, _data, ws) = extracted(3, 24);
     (tmp, ws)
 }
 

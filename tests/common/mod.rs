@@ -64,6 +64,24 @@ pub fn make_dataset(root: &Path, classes: usize, per_class: usize) {
     std::fs::write(root.join("class1/broken.jpg"), b"\xff\xd8\xff\xe0 truncated").unwrap();
 }
 
+/// `classes` classes of `per_class` generated images (the broken JPEG removed) extracted with
+/// the tiny backbone, 20% each for val and test: the temporary folder, the data and the
+/// workspace.
+pub fn extracted(classes: usize, per_class: usize) -> (tempfile::TempDir, PathBuf, PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, ws) = (tmp.path().join("data"), tmp.path().join("ws"));
+    make_dataset(&data, classes, per_class);
+    std::fs::remove_file(data.join("class1/broken.jpg")).unwrap();
+    headstart(&ws)
+        .args(["extract", "--val-percent", "20", "--test-percent", "20", "--model"])
+        .arg(tiny_model("tiny_nchw"))
+        .arg("--data")
+        .arg(&data)
+        .assert()
+        .success();
+    (tmp, data, ws)
+}
+
 pub fn json(output: &[u8]) -> serde_json::Value {
     serde_json::from_slice(output).unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(output)))
 }

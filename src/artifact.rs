@@ -375,3 +375,19 @@ fn take_and_check_crc<'a>(
     }
     Ok(())
 }
+
+/// For each kind's tests: `model` saved with a metadata entry and loaded back through
+/// [`load`], with its format marker and metadata checked and no temporary file left behind.
+#[cfg(test)]
+pub(crate) fn saved_and_loaded(model: &dyn Classifier) -> Box<dyn Classifier> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("model.safetensors");
+    let metadata = BTreeMap::from([("note".to_owned(), "x".to_owned())]);
+    save(&path, model, metadata.clone()).unwrap();
+    let (loaded, loaded_metadata) = load(&path).unwrap();
+    assert_eq!(loaded.format(), model.format());
+    assert_eq!(loaded_metadata, metadata);
+    let leftovers = std::fs::read_dir(dir.path()).unwrap().count();
+    assert_eq!(leftovers, 1, "temporary file left behind");
+    loaded
+}

@@ -1,5 +1,3 @@
-use std::collections::BTreeMap;
-
 use super::*;
 use crate::artifact::{self, Card};
 use crate::backbone::BackboneRecord;
@@ -366,13 +364,8 @@ fn save_and_load_round_trip() {
     }
     .fit(x.view(), &y, 4)
     .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("knn.safetensors");
-    let metadata = BTreeMap::from([("note".to_owned(), "x".to_owned())]);
-    artifact::save(&path, &knn, metadata.clone()).unwrap();
-    let (loaded, loaded_metadata) = artifact::load(&path).unwrap();
+    let loaded = artifact::saved_and_loaded(&knn);
     assert_eq!(loaded.format(), Some(FORMAT_VALUE));
-    assert_eq!(loaded_metadata, metadata);
     assert_eq!(Knn::from_tensors(loaded.tensors()).unwrap(), knn);
     let q = gaussian(25, 6, 9);
     assert_eq!(loaded.predict_proba(q.view()), knn.predict_proba(q.view()));

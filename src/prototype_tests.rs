@@ -1,5 +1,3 @@
-use std::collections::BTreeMap;
-
 use super::*;
 use crate::artifact;
 use crate::export::{export, ExportError, ExportOptions};
@@ -188,13 +186,8 @@ fn save_and_load_round_trip() {
     let x = gaussian(30, 5, 7);
     let y: Vec<usize> = cycling(30, 3).into_iter().map(|c| [0, 1, 3][c]).collect();
     let model = PrototypeParams { shrinkage: 0.3 }.fit(x.view(), &y, 4).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("prototype.safetensors");
-    let metadata = BTreeMap::from([("note".to_owned(), "x".to_owned())]);
-    artifact::save(&path, &model, metadata.clone()).unwrap();
-    let (loaded, loaded_metadata) = artifact::load(&path).unwrap();
+    let loaded = artifact::saved_and_loaded(&model);
     assert_eq!(loaded.format(), Some(FORMAT_VALUE));
-    assert_eq!(loaded_metadata, metadata);
     assert_eq!(Prototype::from_tensors(loaded.tensors()).unwrap(), model);
     let q = gaussian(9, 5, 8);
     assert_eq!(loaded.predict_proba(q.view()), model.predict_proba(q.view()));

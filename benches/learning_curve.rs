@@ -22,7 +22,11 @@ use serde_json::{json, Value};
 
 fn list<T: std::str::FromStr>(text: &str) -> Vec<T> {
     text.split(',')
-        .map(|v| v.trim().parse().unwrap_or_else(|_| panic!("cannot read `{v}` in `{text}`")))
+        .map(|v| {
+            v.trim()
+                .parse()
+                .unwrap_or_else(|_| panic!("cannot read `{v}` in `{text}`"))
+        })
         .collect()
 }
 
@@ -75,14 +79,20 @@ fn main() {
         eval_split,
         eval.y.len()
     );
-    println!("{:>9} {:>10} {:>10} {:>10} {:>10}", "per class", "mlp", "logistic", "knn", "prototype");
+    println!(
+        "{:>9} {:>10} {:>10} {:>10} {:>10}",
+        "per class", "mlp", "logistic", "knn", "prototype"
+    );
     for &n in &per_class {
         let rows: Vec<usize> = by_class.iter().flat_map(|r| r.iter().take(n).copied()).collect();
         let (x, y) = gather(train.x.view(), &train.y, &rows);
         let mut kinds: Vec<(&str, Vec<TrialSpec>)> = vec![
             ("mlp", seeds.iter().map(|&s| spec(json!({"mlp": {}}), s)).collect()),
             ("logistic", vec![spec(json!({"logistic": {"c": 1.0}}), 0)]),
-            ("knn", vec![spec(json!({"knn": {"k": n.min(5), "weights": "uniform"}}), 0)]),
+            (
+                "knn",
+                vec![spec(json!({"knn": {"k": n.min(5), "weights": "uniform"}}), 0)],
+            ),
             ("prototype", vec![spec(json!({"prototype": {}}), 0)]),
         ];
         let mut accuracy = BTreeMap::new();

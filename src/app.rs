@@ -102,7 +102,7 @@ fn sweep_command(global: &Global, args: &SweepArgs) -> Result<ExitCode> {
     }
     let summary = sweep(&opts, &|r: &TrialResult, done, total| {
         if !quiet {
-            eprintln!("[{done}/{total}] {}", trial_line(r));
+            eprintln!("[{done}/{total}] {} {}", r.backbone, trial_line(r));
         }
     })?;
     let dir = global.workspace.join(headstart::sweep::journal::DIR);
@@ -171,7 +171,11 @@ fn print_sweep(s: &SweepSummary, top: usize, json_path: &std::path::Path, csv_pa
             ],
             Outcome::Failed { .. } => ["failed".into(), String::new(), String::new()],
         };
-        let mut row = vec![format!("{:>2}. {}", i + 1, r.spec.label())];
+        let label = match s.backbones.len() {
+            1 => r.spec.label(),
+            _ => format!("{} {}", r.backbone, r.spec.label()),
+        };
+        let mut row = vec![format!("{:>2}. {label}", i + 1)];
         row.extend(cells);
         row.push(format!("{:.1}", r.seconds));
         rows.push(row);
@@ -182,7 +186,7 @@ fn print_sweep(s: &SweepSummary, top: usize, json_path: &std::path::Path, csv_pa
         s.results.len() + s.not_run,
         s.folds,
         s.fold_sizes.iter().map(usize::to_string).collect::<Vec<_>>().join("/"),
-        s.backbone,
+        s.backbones.join(", "),
         if s.resumed > 0 {
             format!(", {} from the journal", s.resumed)
         } else {
@@ -207,10 +211,17 @@ fn print_sweep(s: &SweepSummary, top: usize, json_path: &std::path::Path, csv_pa
     match &s.refit {
         Some(refit) => {
             println!(
-                "winner refitted on train + val: {} -> {}",
+                "winner refitted on train + val: {} {} -> {}",
+                refit.backbone,
                 refit.label,
                 refit.path.display()
             );
+            if refit.switched_backbone {
+                println!(
+                    "the workspace now uses backbone {} (its cached embeddings), as `extract --model {}` would",
+                    refit.backbone, refit.backbone
+                );
+            }
             if let Some(t) = &refit.test {
                 println!(
                     "winner on the test split (scored once): accuracy {:.3}, mean class recall {:.3}, log loss {:.3}",

@@ -22,6 +22,8 @@ use crate::baseline::{Baseline, SweepPoint};
 use crate::cache::{tensors_crc, CacheError, Manifest};
 use crate::classifier::{Classifier, Tensor};
 use crate::head::{EpochStats, Head};
+use crate::knn::Knn;
+use crate::prototype::Prototype;
 
 /// File names of the workspace's latest head and baseline.
 pub const HEAD_FILE: &str = "head.safetensors";
@@ -116,7 +118,7 @@ pub enum ArtifactError {
 /// alone is enough to predict with the same backbone and preprocessing.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Card {
-    /// `head` or `baseline`.
+    /// `head`, `baseline`, `knn` or `prototype`.
     pub kind: String,
     /// Class names, in output order.
     pub classes: Vec<String>,
@@ -349,6 +351,8 @@ fn decode(format: Option<&str>, tensors: Vec<Tensor>) -> Result<Box<dyn Classifi
     match format {
         None => Ok(Box::new(Head::from_tensors(tensors).map_err(|e| e.to_string())?)),
         Some(crate::baseline::FORMAT_VALUE) => Ok(Box::new(Baseline::from_tensors(tensors)?)),
+        Some(crate::knn::FORMAT_VALUE) => Ok(Box::new(Knn::from_tensors(tensors)?)),
+        Some(crate::prototype::FORMAT_VALUE) => Ok(Box::new(Prototype::from_tensors(tensors)?)),
         Some(other) => Err(format!(
             "format {other:?} is not one this headstart version reads; it was written by another version"
         )),

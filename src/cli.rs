@@ -124,6 +124,9 @@ pub struct SweepArgs {
     /// Nearest-prototype shrinkage toward the global mean, in [0, 1].
     #[arg(long, default_value = "0")]
     pub shrinkage: String,
+    /// Backbones to compare, each under the same folds: `current` (the last extract), `all` cached for this data, or names (as `extract --model` took them), comma-separated.
+    #[arg(long, default_value = "current")]
+    pub backbones: String,
     /// Cross-validation folds over train + val.
     #[arg(long, default_value_t = SweepOptions::DEFAULT_FOLDS)]
     pub folds: usize,

@@ -52,8 +52,12 @@ pub enum ExportError {
         /// The underlying error.
         source: std::io::Error,
     },
-    /// The file holds a classifier with no dense-layer form (the baseline), which has no ONNX graph.
-    #[error("{path} holds a {kind}, which cannot be one ONNX graph with the backbone: export a head instead")]
+    /// The file holds a classifier with no dense-layer form (k-nearest neighbours, prototype),
+    /// which cannot be appended to the backbone's graph.
+    #[error(
+        "{path} holds a `{kind}` classifier, which cannot be one ONNX graph with the backbone: \
+         only a head or a baseline can be exported, while `headstart predict` uses this one as it is"
+    )]
     NotOneGraph {
         /// The classifier file.
         path: std::path::PathBuf,

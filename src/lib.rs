@@ -2,8 +2,9 @@
 //!
 //! Data flows one way through the stages, one module each:
 //! [`dataset`] (which files) -> [`preprocess`] (pixels) -> [`backbone`] (features, run in
-//! batches by [`embed`]) -> [`cache`] (embeddings on disk) -> [`head`] / [`baseline`]
-//! (classifiers, behind the [`classifier::Classifier`] trait, saved and loaded by [`artifact`])
+//! batches by [`embed`]) -> [`cache`] (embeddings on disk) -> [`head`] / [`baseline`] /
+//! [`knn`] / [`prototype`] (classifiers, behind the [`classifier::Classifier`] trait, saved and
+//! loaded by [`artifact`])
 //! -> [`metrics`] -> [`report`]. The commands orchestrate them: [`extract`], [`train`],
 //! [`evaluate`], [`predict`] and [`export`] (which splices through [`onnx`]); no command uses
 //! another. [`runtime`] finds and loads ONNX Runtime; [`settings`] holds how the commands that
@@ -60,6 +61,7 @@ pub mod baseline;
 pub mod bundled;
 pub mod cache;
 pub mod classifier;
+mod cosine;
 pub mod dataset;
 pub mod embed;
 pub mod evaluate;

@@ -22,7 +22,7 @@ use headstart::head::{ClassWeights, HeadParams};
 use headstart::predict::PredictOptions;
 use headstart::settings::RuntimeOptions;
 use headstart::sweep::space::{Space, SpaceError, KINDS};
-use headstart::sweep::SweepOptions;
+use headstart::sweep::{Backbones, SweepOptions};
 use headstart::train::{TrainError, TrainOptions};
 
 #[derive(Debug, thiserror::Error)]
@@ -268,6 +268,21 @@ pub fn sweep(global: &Global, args: &SweepArgs) -> Result<SweepOptions, OptionsE
             None => 0,
         },
         refit: args.refit == Refit::Best,
+        backbones: match args.backbones.trim() {
+            "current" => Backbones::Current,
+            "all" => Backbones::All,
+            list => {
+                let names: Vec<String> = list
+                    .split(',')
+                    .map(|n| n.trim().to_string())
+                    .filter(|n| !n.is_empty())
+                    .collect();
+                if names.is_empty() {
+                    return Err(invalid("backbones", "give `current`, `all` or backbone names"));
+                }
+                Backbones::Named(names)
+            }
+        },
         ..SweepOptions::new(&global.workspace, trials)
     })
 }

@@ -62,12 +62,14 @@ fn ranked(summary: &Value) -> Vec<Value> {
 }
 
 fn journal(ws: &Path, summary: &Value) -> PathBuf {
-    PathBuf::from(summary["journal"].as_str().unwrap())
-        .canonicalize()
-        .unwrap_or_else(|_| {
-            ws.join("sweeps")
-                .join(format!("{}.jsonl", summary["protocol"].as_str().unwrap()))
-        })
+    let journal = &summary["journals"][0];
+    let path = PathBuf::from(journal["path"].as_str().unwrap());
+    assert_eq!(
+        path,
+        ws.join("sweeps")
+            .join(format!("{}.jsonl", journal["protocol"].as_str().unwrap()))
+    );
+    path
 }
 
 #[test]
@@ -204,4 +206,142 @@ fn bad_spaces_and_folds_are_clear_errors() {
     std::fs::write(&json, r#"{"prototype": {"shrinkage": [0, 0.5]}, "knn": {"k": 3}}"#).unwrap();
     let out = run_json(&ws, &["sweep", "--space", json.to_str().unwrap(), "--folds", "3"]);
     assert_eq!(out["results"].as_array().unwrap().len(), 3);
+}
+
+/// Ctrl-C: the running trials finish, the partial leaderboard is printed, the exit code is 130,
+/// and the same command then resumes from the journal to the whole leaderboard.
+#[test]
+fn ctrl_c_prints_the_partial_leaderboard_and_the_sweep_resumes() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+
+    let (_tmp, ws) = workspace();
+    let args = [
+        "sweep",
+        "--heads",
+        "mlp",
+        "--hidden",
+        "8,16,24,32,40,48",
+        "--epochs",
+        "60",
+        "--folds",
+        "3",
+        "--threads",
+        "1",
+    ];
+    let mut child = Command::new(env!("CARGO_BIN_EXE_headstart"))
+        .arg("--workspace")
+        .arg(&ws)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    while !line.starts_with("[1/6]") {
+        line.clear();
+        assert!(
+            stderr.read_line(&mut line).unwrap() > 0,
+            "the sweep ended before its first trial"
+        );
+    }
+    // SAFETY: sending a signal to our own child process.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(130), "{stdout}");
+    assert!(
+        stdout.contains("interrupted:") && stdout.contains("run the same command again"),
+        "{stdout}"
+    );
+    let partial: usize = stdout
+        .split(" of 6 configurations")
+        .next()
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!((1..6).contains(&partial), "{stdout}");
+    assert!(
+        !ws.join("head.safetensors").exists(),
+        "nothing is refitted after an interruption"
+    );
+
+    let mut again = vec!["sweep"];
+    again.extend(&args[1..]);
+    let resumed = run_json(&ws, &again);
+    assert_eq!(resumed["resumed"].as_u64().unwrap() as usize, partial);
+    assert_eq!(resumed["results"].as_array().unwrap().len(), 6);
+    assert!(ws.join("head.safetensors").is_file());
+}
+
+/// Two backbones cached for the same images are compared in one leaderboard under the same
+/// folds; the refit switches the workspace to the winner's backbone when it is not the current
+/// one, and eval then uses it. A backbone not cached names the extract command that adds it.
+#[test]
+fn backbones_cached_for_the_data_are_compared_in_one_leaderboard() {
+    let (tmp, ws) = workspace();
+    let data = tmp.path().join("data");
+    let extract = |model: &str| {
+        headstart(&ws)
+            .args(["extract", "--val-percent", "20", "--test-percent", "20", "--model"])
+            .arg(tiny_model(model))
+            .arg("--data")
+            .arg(&data)
+            .assert()
+            .success();
+    };
+    extract("tiny_nhwc_b1");
+    let args = [
+        "sweep",
+        "--heads",
+        "knn,prototype",
+        "--k",
+        "1,3",
+        "--knn-weights",
+        "uniform",
+        "--folds",
+        "3",
+    ];
+    let mut all = args.to_vec();
+    all.extend(["--backbones", "all"]);
+    let out = run_json(&ws, &all);
+    let mut backbones: Vec<&str> = out["backbones"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b.as_str().unwrap())
+        .collect();
+    backbones.sort_unstable();
+    assert_eq!(backbones, ["tiny_nchw", "tiny_nhwc_b1"]);
+    let results = out["results"].as_array().unwrap();
+    assert_eq!(results.len(), 2 * 3);
+    for name in ["tiny_nchw", "tiny_nhwc_b1"] {
+        assert_eq!(results.iter().filter(|r| r["backbone"] == name).count(), 3, "{name}");
+    }
+    assert_eq!(out["journals"].as_array().unwrap().len(), 2);
+    let refit = &out["refit"];
+    assert_eq!(refit["backbone"], results[0]["backbone"]);
+    assert_eq!(refit["switched_backbone"], results[0]["backbone"] != "tiny_nhwc_b1");
+    let manifest: Value = serde_json::from_slice(&std::fs::read(ws.join("dataset.json")).unwrap()).unwrap();
+    assert_eq!(
+        manifest["backbone"]["name"], results[0]["backbone"],
+        "the workspace uses the winner's backbone"
+    );
+    let eval = run_json(&ws, &["eval", "--split", "test"]);
+    assert_eq!(
+        eval["models"][0]["evaluation"]["accuracy"].as_f64().unwrap(),
+        refit["test"]["accuracy"].as_f64().unwrap()
+    );
+
+    let mut missing = args.to_vec();
+    missing.extend(["--backbones", "tiny_nchw,efficientnet_lite4"]);
+    let out = headstart(&ws).args(&missing).assert().code(1).get_output().clone();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        stderr.contains("backbone `efficientnet_lite4` is not cached for this data"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("--model efficientnet_lite4"), "{stderr}");
 }

@@ -194,12 +194,43 @@ impl Manifest {
         serde_json::to_vec_pretty(&sealed).expect("plain data")
     }
 
-    /// Writes the manifest, sealed, to `workspace/dataset.json`, atomically.
+    /// Writes the manifest, sealed, to `workspace/dataset.json`, atomically, after a copy in
+    /// its backbone's store folder (`embeddings/<key>/dataset.json`): the record of that
+    /// backbone's last extract, through which a sweep compares every backbone cached for the
+    /// data ([`Manifest::cached_backbones`]).
     pub fn save(&self, workspace: &Path) -> Result<(), CacheError> {
         let bytes = self.to_bytes();
+        let dir = Store::dir_for(workspace, &self.backbone.key);
+        std::fs::create_dir_all(&dir).map_err(|source| CacheError::Write {
+            path: dir.clone(),
+            source,
+        })?;
+        write_file(&dir.join(Self::FILE), |tmp| std::fs::write(tmp, &bytes))?;
         Ok(write_file(&workspace.join(Self::FILE), |tmp| {
             std::fs::write(tmp, &bytes)
         })?)
+    }
+
+    /// The manifest of every backbone's last extract in the workspace, sorted by backbone name
+    /// (then key). Store folders without one (written before headstart kept it) or with a
+    /// damaged one are left out: their backbone is extracted again to bring it back.
+    pub fn cached_backbones(workspace: &Path) -> Result<Vec<Manifest>, CacheError> {
+        let mut manifests = Vec::new();
+        for dir in list_dir(&workspace.join("embeddings"))? {
+            let Ok(bytes) = std::fs::read(dir.join(Self::FILE)) else {
+                continue;
+            };
+            if let Ok(manifest) = Manifest::from_slice(&bytes) {
+                manifests.push(manifest);
+            }
+        }
+        manifests.sort_by(|a, b| (&a.backbone.name, &a.backbone.key).cmp(&(&b.backbone.name, &b.backbone.key)));
+        Ok(manifests)
+    }
+
+    /// This manifest's store, read as [`load_snapshot`] does.
+    pub fn open_store(&self, workspace: &Path) -> Result<Store, CacheError> {
+        Store::read_snapshot(&Store::dir_for(workspace, &self.backbone.key), &self.store)
     }
 
     /// Parses and checks a manifest's bytes; the error says what is wrong.

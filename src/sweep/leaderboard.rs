@@ -5,7 +5,7 @@ use std::cmp::Ordering;
 use super::trial::{Outcome, TrialResult};
 
 /// Sorts `results` best first: finished trials by mean accuracy, ties by lower mean log loss,
-/// then by id, so equal results always come in the same order; failed trials last, by id.
+/// then by id and backbone, so equal results always come in the same order; failed trials last, by id.
 pub fn rank(results: &mut [TrialResult]) {
     results.sort_by(compare);
 }
@@ -27,15 +27,16 @@ fn compare(a: &TrialResult, b: &TrialResult) -> Ordering {
             .mean
             .total_cmp(&aa.mean)
             .then(al.mean.total_cmp(&bl.mean))
-            .then_with(|| a.id.cmp(&b.id)),
+            .then_with(|| (&a.id, &a.backbone).cmp(&(&b.id, &b.backbone))),
         (Outcome::Done { .. }, Outcome::Failed { .. }) => Ordering::Less,
         (Outcome::Failed { .. }, Outcome::Done { .. }) => Ordering::Greater,
-        (Outcome::Failed { .. }, Outcome::Failed { .. }) => a.id.cmp(&b.id),
+        (Outcome::Failed { .. }, Outcome::Failed { .. }) => (&a.id, &a.backbone).cmp(&(&b.id, &b.backbone)),
     }
 }
 
 /// The columns of [`csv`].
-pub const CSV_HEADER: &str = "rank,id,kind,config,status,accuracy_mean,accuracy_std,accuracy_low,accuracy_high,\
+pub const CSV_HEADER: &str =
+    "rank,id,backbone,kind,config,status,accuracy_mean,accuracy_std,accuracy_low,accuracy_high,\
 mean_class_recall_mean,mean_class_recall_std,log_loss_mean,log_loss_std,seconds,reason";
 
 /// The ranked results as CSV, one row per trial; empty cells for what a failed trial lacks.
@@ -71,9 +72,10 @@ pub fn csv(ranked: &[TrialResult]) -> String {
             }
         };
         out += &format!(
-            "{},{},{},{},{}\n",
+            "{},{},{},{},{},{}\n",
             i + 1,
             r.id,
+            quote(&r.backbone),
             r.spec.kind(),
             quote(&r.spec.label()),
             fields.join(",")

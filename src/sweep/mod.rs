@@ -49,9 +49,9 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::artifact::{self, ArtifactError, Card, HEAD_FILE};
-use crate::cache::{load_snapshot, CacheError};
+use crate::cache::{CacheError, Manifest, WorkspaceLock};
 use crate::dataset::Split;
-use crate::folds::{self, FoldError, FoldWarning};
+use crate::folds::{self, FoldError, FoldWarning, Folds};
 use journal::Journal;
 use space::TrialSpec;
 use trial::{FoldScore, Outcome, TrialResult};
@@ -87,6 +87,24 @@ pub enum SweepError {
     /// The winner could not be saved.
     #[error(transparent)]
     Artifact(#[from] ArtifactError),
+    /// A backbone asked for has no embeddings of this data in the workspace.
+    #[error("backbone `{name}` is not cached for this data ({cached}): run `headstart extract --data {} --model {name}` first", data.display())]
+    NotCached {
+        /// The name asked for.
+        name: String,
+        /// The backbones that are cached, in words.
+        cached: String,
+        /// The workspace's data folder.
+        data: PathBuf,
+    },
+    /// A cached backbone's embeddings are of other images than the workspace's current ones.
+    #[error("backbone `{name}` was last extracted from other images than the workspace's current data: run `headstart extract --data {} --model {name}` again", data.display())]
+    OtherData {
+        /// The backbone.
+        name: String,
+        /// The workspace's data folder.
+        data: PathBuf,
+    },
     /// The worker pool could not be started.
     #[error("cannot start {threads} worker threads: {message}")]
     Pool {
@@ -112,6 +130,19 @@ pub struct SweepOptions {
     pub refit: bool,
     /// Set to stop the sweep after the trials running (Ctrl-C).
     pub stop: Option<Arc<AtomicBool>>,
+    /// The backbones whose embeddings are compared.
+    pub backbones: Backbones,
+}
+
+/// Which cached backbones a sweep runs on; every one under the same folds, in one leaderboard.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Backbones {
+    /// The workspace's current backbone (its last `extract`).
+    Current,
+    /// Every backbone cached for the workspace's data.
+    All,
+    /// These, by name (as `extract --model` took them) or cache key.
+    Named(Vec<String>),
 }
 
 impl SweepOptions {
@@ -127,6 +158,7 @@ impl SweepOptions {
             threads: 0,
             refit: true,
             stop: None,
+            backbones: Backbones::Current,
         }
     }
 }
@@ -138,21 +170,36 @@ pub struct Refit {
     pub id: String,
     /// Its configuration in words.
     pub label: String,
+    /// Its backbone's name.
+    pub backbone: String,
+    /// Whether the workspace was switched to that backbone (it was not the current one): its
+    /// manifest became the workspace's, as `extract --model` with everything cached would do.
+    pub switched_backbone: bool,
     /// The file written.
     pub path: PathBuf,
-    /// Its scores on the test split; `None` when the workspace has no test images.
+    /// Its scores on the test split (`seconds`: the prediction); `None` when the workspace has
+    /// no test images.
     pub test: Option<FoldScore>,
     /// Seconds to fit and save.
     pub seconds: f64,
 }
 
+/// One backbone's journal.
+#[derive(Debug, Clone, Serialize)]
+pub struct JournalRef {
+    /// The backbone's name.
+    pub backbone: String,
+    /// The protocol id: data fingerprint, backbone and folds.
+    pub protocol: String,
+    /// The journal file.
+    pub path: PathBuf,
+}
+
 /// What a sweep did. Its JSON form is the sweep's output file (schema in README.md).
 #[derive(Debug, Clone, Serialize)]
 pub struct SweepSummary {
-    /// The journal's protocol id: data fingerprint, backbone and folds.
-    pub protocol: String,
-    /// The journal file.
-    pub journal: PathBuf,
+    /// Each backbone's journal.
+    pub journals: Vec<JournalRef>,
     /// Number of folds.
     pub folds: usize,
     /// Train and val images in each fold.
@@ -161,8 +208,8 @@ pub struct SweepSummary {
     pub warnings: Vec<FoldWarning>,
     /// Class names.
     pub classes: Vec<String>,
-    /// The backbone's name.
-    pub backbone: String,
+    /// The backbones compared, by name.
+    pub backbones: Vec<String>,
     /// Every trial of the space that finished, best first (failed last).
     pub results: Vec<TrialResult>,
     /// How many of them came from the journal rather than this run.
@@ -189,45 +236,8 @@ pub fn sweep(
     if opts.trials.is_empty() {
         return Err(SweepError::NoTrials);
     }
-    let (manifest, store) = load_snapshot(&opts.workspace)?;
-    let train = manifest.split(&store, Split::Train)?;
-    let val = manifest.split(&store, Split::Val)?;
-    let samples = train.entries.iter().chain(&val.entries).map(|e| &e.sample);
-    let assigned = folds::assign(&manifest.classes, samples, opts.folds)?;
-    let x: Array2<f32> = concatenate(Axis(0), &[train.x.view(), val.x.view()]).expect("same width");
-    let y: Vec<usize> = train.y.iter().chain(&val.y).copied().collect();
-    let fold: Vec<usize> = assigned
-        .fold
-        .iter()
-        .map(|f| f.expect("train and val files have a fold"))
-        .collect();
-    drop((train, val));
-
-    let protocol = protocol_id(
-        &crate::runs::fingerprint(&manifest).sha256,
-        &manifest.backbone.key,
-        opts.folds,
-    );
-    let journal = Journal::open(&opts.workspace, &protocol).map_err(|source| SweepError::Journal {
-        path: opts.workspace.join(journal::DIR),
-        source,
-    })?;
-    let journal_error = |source| SweepError::Journal {
-        path: journal.path().to_path_buf(),
-        source,
-    };
-    let done = journal.read().map_err(journal_error)?;
-
-    let mut results = Vec::new();
-    let mut pending = Vec::new();
-    for spec in &opts.trials {
-        match done.get(&spec.id()) {
-            Some(r) if r.spec == *spec => results.push(r.clone()),
-            _ => pending.push(spec.clone()),
-        }
-    }
-    let resumed = results.len();
-    let total = opts.trials.len();
+    let current = Manifest::load(&opts.workspace)?;
+    let manifests = backbones(opts, &current)?;
     let threads = if opts.threads == 0 {
         std::thread::available_parallelism().map_or(1, |n| n.get())
     } else {
@@ -240,45 +250,101 @@ pub fn sweep(
             threads,
             message: e.to_string(),
         })?;
-    let finished = Mutex::new((results, None::<std::io::Error>));
-    let stopped = || opts.stop.as_ref().is_some_and(|s| s.load(Ordering::SeqCst));
-    pool.install(|| {
-        pending.par_iter().with_max_len(1).for_each(|spec| {
-            if stopped() {
-                return;
+    let total = opts.trials.len() * manifests.len();
+    let mut results = Vec::new();
+    let mut journals = Vec::new();
+    let mut resumed = 0;
+    let mut first_folds = None;
+    // One backbone at a time, so that only one backbone's embeddings are held.
+    for manifest in &manifests {
+        let (x, y, assigned) = train_and_val(opts, manifest)?;
+        let fold: Vec<usize> = assigned
+            .fold
+            .iter()
+            .map(|f| f.expect("train and val files have a fold"))
+            .collect();
+        let protocol = protocol_id(
+            &crate::runs::fingerprint(manifest).sha256,
+            &manifest.backbone.key,
+            opts.folds,
+        );
+        let journal = Journal::open(&opts.workspace, &protocol).map_err(|source| SweepError::Journal {
+            path: opts.workspace.join(journal::DIR),
+            source,
+        })?;
+        let journal_error = |source| SweepError::Journal {
+            path: journal.path().to_path_buf(),
+            source,
+        };
+        let done = journal.read().map_err(journal_error)?;
+        let backbone = manifest.backbone.name.clone();
+        let mut pending = Vec::new();
+        for spec in &opts.trials {
+            match done.get(&spec.id()) {
+                Some(r) if r.spec == *spec => {
+                    results.push(TrialResult {
+                        backbone: backbone.clone(),
+                        ..r.clone()
+                    });
+                    resumed += 1;
+                }
+                _ => pending.push(spec.clone()),
             }
-            let result = trial::run(spec, x.view(), &y, &fold, opts.folds, &manifest.classes);
-            let written = journal.append(&result);
-            let mut guard = finished.lock().expect("no worker panics holding the lock");
-            if let Err(e) = written {
-                guard.1.get_or_insert(e);
-            }
-            guard.0.push(result);
-            on_trial(guard.0.last().expect("just pushed"), guard.0.len(), total);
+        }
+        let finished = Mutex::new((std::mem::take(&mut results), None::<std::io::Error>));
+        let stopped = || opts.stop.as_ref().is_some_and(|s| s.load(Ordering::SeqCst));
+        pool.install(|| {
+            pending.par_iter().with_max_len(1).for_each(|spec| {
+                if stopped() {
+                    return;
+                }
+                let result = TrialResult {
+                    backbone: backbone.clone(),
+                    ..trial::run(spec, x.view(), &y, &fold, opts.folds, &manifest.classes)
+                };
+                let written = journal.append(&result);
+                let mut guard = finished.lock().expect("no worker panics holding the lock");
+                if let Err(e) = written {
+                    guard.1.get_or_insert(e);
+                }
+                guard.0.push(result);
+                on_trial(guard.0.last().expect("just pushed"), guard.0.len(), total);
+            });
         });
-    });
-    let (mut results, write_error) = finished.into_inner().expect("no worker panicked");
-    if let Some(source) = write_error {
-        return Err(journal_error(source));
+        let (all, write_error) = finished.into_inner().expect("no worker panicked");
+        results = all;
+        if let Some(source) = write_error {
+            return Err(journal_error(source));
+        }
+        journals.push(JournalRef {
+            backbone,
+            protocol,
+            path: journal.path().to_path_buf(),
+        });
+        first_folds.get_or_insert(assigned);
     }
     leaderboard::rank(&mut results);
     let not_run = total - results.len();
     let interrupted = not_run > 0;
+    let folds = first_folds.expect("at least one backbone");
 
     let refit = match results.first() {
         Some(winner) if opts.refit && !interrupted && matches!(winner.outcome, Outcome::Done { .. }) => {
-            Some(refit(opts, &manifest, &store, winner, &x, &y)?)
+            let manifest = manifests
+                .iter()
+                .find(|m| m.backbone.name == winner.backbone)
+                .expect("the winner ran on one of them");
+            Some(refit(opts, manifest, &current, winner)?)
         }
         _ => None,
     };
     Ok(SweepSummary {
-        protocol,
-        journal: journal.path().to_path_buf(),
+        journals,
         folds: opts.folds,
-        fold_sizes: assigned.sizes(),
-        warnings: assigned.warnings,
-        classes: manifest.classes.clone(),
-        backbone: manifest.backbone.name.clone(),
+        fold_sizes: folds.sizes(),
+        warnings: folds.warnings,
+        classes: current.classes.clone(),
+        backbones: manifests.iter().map(|m| m.backbone.name.clone()).collect(),
         results,
         resumed,
         not_run,
@@ -289,21 +355,83 @@ pub fn sweep(
     })
 }
 
-/// Fits the winner on all of `x`, saves it as the workspace's head and scores the test split.
+/// The train and val embeddings of `manifest`'s backbone as one matrix, their labels, and
+/// their folds.
+fn train_and_val(opts: &SweepOptions, manifest: &Manifest) -> Result<(Array2<f32>, Vec<usize>, Folds), SweepError> {
+    let store = manifest.open_store(&opts.workspace)?;
+    let train = manifest.split(&store, Split::Train)?;
+    let val = manifest.split(&store, Split::Val)?;
+    let samples = train.entries.iter().chain(&val.entries).map(|e| &e.sample);
+    let assigned = folds::assign(&manifest.classes, samples, opts.folds)?;
+    let x = concatenate(Axis(0), &[train.x.view(), val.x.view()]).expect("same width");
+    let y = train.y.iter().chain(&val.y).copied().collect();
+    Ok((x, y, assigned))
+}
+
+/// The manifests of the backbones `opts` asks for, each checked to hold the current data.
+fn backbones(opts: &SweepOptions, current: &Manifest) -> Result<Vec<Manifest>, SweepError> {
+    let names = match &opts.backbones {
+        Backbones::Current => return Ok(vec![current.clone()]),
+        Backbones::All => None,
+        Backbones::Named(names) => Some(names),
+    };
+    let mut cached = Manifest::cached_backbones(&opts.workspace)?;
+    // The current one even if its folder has no copy (extracted before copies were kept).
+    if !cached.iter().any(|m| m.backbone.key == current.backbone.key) {
+        cached.insert(0, current.clone());
+    }
+    let data = crate::runs::fingerprint(current).sha256;
+    let same_data = |m: &Manifest| crate::runs::fingerprint(m).sha256 == data;
+    let Some(names) = names else {
+        return Ok(cached.into_iter().filter(same_data).collect());
+    };
+    let mut manifests: Vec<Manifest> = Vec::new();
+    for name in names {
+        let manifest = cached
+            .iter()
+            .find(|m| m.backbone.name == *name || m.backbone.key == *name)
+            .ok_or_else(|| SweepError::NotCached {
+                name: name.clone(),
+                cached: format!(
+                    "cached: {}",
+                    cached
+                        .iter()
+                        .map(|m| m.backbone.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                data: current.data_root.clone(),
+            })?;
+        if !same_data(manifest) {
+            return Err(SweepError::OtherData {
+                name: name.clone(),
+                data: current.data_root.clone(),
+            });
+        }
+        if !manifests.iter().any(|m| m.backbone.key == manifest.backbone.key) {
+            manifests.push(manifest.clone());
+        }
+    }
+    Ok(manifests)
+}
+
+/// Fits the winner on all train and val images of its backbone, saves it as the workspace's
+/// head (switching the workspace to that backbone if it is not the current one) and scores the
+/// test split.
 fn refit(
     opts: &SweepOptions,
-    manifest: &crate::cache::Manifest,
-    store: &crate::cache::Store,
+    manifest: &Manifest,
+    current: &Manifest,
     winner: &TrialResult,
-    x: &Array2<f32>,
-    y: &[usize],
 ) -> Result<Refit, SweepError> {
     let started = Instant::now();
     let label = winner.spec.label();
-    let model = trial::fit(&winner.spec, x.view(), y, manifest.classes.len()).map_err(|reason| SweepError::Refit {
+    let (x, y, _) = train_and_val(opts, manifest)?;
+    let model = trial::fit(&winner.spec, x.view(), &y, manifest.classes.len()).map_err(|reason| SweepError::Refit {
         label: label.clone(),
         reason,
     })?;
+    drop(x);
     let card = Card {
         kind: match winner.spec {
             TrialSpec::Mlp(_) => "head".into(),
@@ -316,17 +444,32 @@ fn refit(
         best_epoch: None,
         sweep: Vec::new(),
     };
+    let switched_backbone = manifest.backbone.key != current.backbone.key;
+    if switched_backbone {
+        // Under extract's lock, so that an extract running meanwhile is not undone half-way.
+        let _lock = WorkspaceLock::acquire(&opts.workspace, |_| {})?;
+        manifest.save(&opts.workspace)?;
+    }
     let path = opts.workspace.join(HEAD_FILE);
     artifact::save(&path, model.as_ref(), card.to_metadata())?;
     let seconds = started.elapsed().as_secs_f64();
-    let test = manifest.split(store, Split::Test)?;
+    let store = manifest.open_store(&opts.workspace)?;
+    let test = manifest.split(&store, Split::Test)?;
     let test = (!test.y.is_empty()).then(|| {
+        let scoring = Instant::now();
         let probs = model.predict_proba(test.x.view());
-        trial::score(probs.view(), &test.y, &manifest.classes, 0.0)
+        trial::score(
+            probs.view(),
+            &test.y,
+            &manifest.classes,
+            scoring.elapsed().as_secs_f64(),
+        )
     });
     Ok(Refit {
         id: winner.id.clone(),
         label,
+        backbone: manifest.backbone.name.clone(),
+        switched_backbone,
         path,
         test,
         seconds,

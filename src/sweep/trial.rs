@@ -100,6 +100,9 @@ pub struct TrialResult {
     pub id: String,
     /// The configuration.
     pub spec: TrialSpec,
+    /// The backbone whose embeddings it ran on, by name (set by the sweep).
+    #[serde(default)]
+    pub backbone: String,
     /// How it ended.
     #[serde(flatten)]
     pub outcome: Outcome,
@@ -198,6 +201,7 @@ pub fn run(
     TrialResult {
         id: spec.id(),
         spec: spec.clone(),
+        backbone: String::new(),
         outcome,
         seconds: started.elapsed().as_secs_f64(),
     }

@@ -23,6 +23,16 @@ that accuracy and training time can be compared with `headstart train`:
              chosen C is kept (seconds = the sweep, as headstart's); with CV it is refitted on
              train (seconds = sweep + refit). Deterministic, so it runs once.
 
+`--hidden`, `--dropout`, `--lr` and `--weight-decay` set the torch head (and the Keras head's
+first three); `--weight-decay` is decoupled as in headstart's head (AdamW on the Linear kernels:
+W <- W - lr * wd * W before the Adam step; biases and BatchNorm undecayed).
+
+With `--cv K` nothing is scored on a held-out split: train + val are cross-validated on
+headstart's own K folds (`headstart_folds`, src/folds.rs reproduced), as `headstart sweep` does.
+torch runs every configuration of the --hidden x --dropout x --lr x --weight-decay grid in turn;
+sklearn is GridSearchCV(Pipeline(StandardScaler, LogisticRegression)) over `--c`, the scaler
+fitted per fold; knn is KNeighborsClassifier(metric="cosine", algorithm="brute") per `--k`.
+
 The evaluation split is `test` when the workspace has test images, else `val`. Threads are
 limited (default 2 intra-op, 1 inter-op) so timings are comparable on a shared machine.
 
@@ -32,6 +42,8 @@ with a message:
 
     python benches/head_reference.py WORKSPACE [--seeds 0 1 2] [--eval-split val|test]
         [--frameworks torch keras sklearn] [--json-out results.json]
+    python benches/head_reference.py WORKSPACE --cv 5 --frameworks torch sklearn knn
+        [--hidden 256 512] [--dropout 0.2 0.5] [--lr 3e-4 1e-3] [--weight-decay 0 1e-4] [--c ...] [--k 10]
 
 WORKSPACE is a folder written by `headstart extract` (dataset.json plus
 embeddings/<backbone key>/<the store file dataset.json names>), or an arrays file as
@@ -52,7 +64,7 @@ import warnings
 import numpy as np
 from safetensors.numpy import load_file
 
-FRAMEWORKS = ("torch", "keras", "sklearn")
+FRAMEWORKS = ("torch", "keras", "sklearn", "knn")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -110,6 +122,44 @@ def save_arrays(splits, path):
     save_file(tensors, path)
 
 
+def headstart_folds(folder, k):
+    """The fold of each train and val image of a workspace, in the order [train rows, val rows]
+    of load_workspace: headstart's rule (src/folds.rs) reproduced. Per class, groups of files
+    sharing a base name up to `_nohash_` are ordered by the first 8 bytes of the SHA-256 of
+    their key (big-endian; ties by key), laid on a line of the class's N files, and a group goes
+    to fold k * (2 * files_before + size) // (2 * N), rotated by the class name's point mod k."""
+    import hashlib
+
+    def point(text):
+        return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big")
+
+    with open(os.path.join(folder, "dataset.json"), encoding="utf-8") as f:
+        manifest = json.load(f)
+    classes = list(manifest["classes"])
+    # The same order as load_workspace's train rows then val rows (entries without an embedding
+    # are left out there too, so keep only those whose hash is in the store).
+    store = load_file(os.path.join(folder, "embeddings", manifest["backbone"]["key"], manifest["store"]))
+    cached = {bytes(h).hex() for h in store["sha256"]}
+    entries = [e for split in ("train", "val") for e in manifest["entries"]
+               if e["split"] == split and e["sha256"].lower() in cached]
+    groups = {}
+    for i, e in enumerate(entries):
+        c = e["class"] if isinstance(e["class"], int) else classes.index(e["class"])
+        base = e["path"].rsplit("/", 1)[-1]
+        key = base[: base.index("_nohash_")] if "_nohash_" in base else base
+        groups.setdefault(c, {}).setdefault(key, []).append(i)
+    fold = np.full(len(entries), -1, dtype=np.int64)
+    for c, class_groups in groups.items():
+        total = sum(len(v) for v in class_groups.values())
+        offset = point(classes[c]) % k
+        before = 0
+        for _, key in sorted((point(key), key) for key in class_groups):
+            files = class_groups[key]
+            fold[files] = (k * (2 * before + len(files)) // (2 * total) + offset) % k
+            before += len(files)
+    return fold
+
+
 def accuracy(pred, y):
     return float(np.mean(np.asarray(pred) == y))
 
@@ -118,57 +168,79 @@ def accuracy(pred, y):
 # PyTorch
 
 
-def run_torch(data, n_classes, seeds, args):
+def torch_setup(threads):
     import torch
-    from torch import nn
-    import torch.nn.functional as F
 
-    torch.set_num_threads(args.threads)
+    torch.set_num_threads(threads)
     try:
         torch.set_num_interop_threads(1)
     except RuntimeError:
         pass  # already set in this process
+    return torch
+
+
+def torch_fit(torch, xtr_t, ytr_t, n_classes, seed, hp):
+    """Trains the head on tensors xtr_t, ytr_t with hp's hidden, dropout, lr, weight_decay,
+    epochs and batch_size; returns (model in eval mode, seconds of the epochs, final batch loss,
+    single-sample batches skipped). The optimiser is AdamW on the Linear kernels with `weight_decay`
+    (decoupled: W <- W - lr * wd * W before the Adam step, as headstart's head) and plain Adam on
+    everything else; with weight_decay 0 that is Adam throughout."""
+    from torch import nn
+    import torch.nn.functional as F
+
+    d, n = xtr_t.shape[1], xtr_t.shape[0]
+    torch.manual_seed(seed)
+    model = nn.Sequential(
+        nn.BatchNorm1d(d, eps=1e-3, momentum=0.01),
+        nn.Dropout(hp.dropout),
+        nn.Linear(d, hp.hidden),
+        nn.ReLU(),
+        nn.BatchNorm1d(hp.hidden, eps=1e-3, momentum=0.01),
+        nn.Dropout(hp.dropout),
+        nn.Linear(hp.hidden, n_classes),
+    )
+    kernels = []
+    for m in model:
+        if isinstance(m, nn.Linear):
+            nn.init.xavier_uniform_(m.weight)
+            nn.init.zeros_(m.bias)
+            kernels.append(m.weight)
+    others = [p for p in model.parameters() if all(p is not k for k in kernels)]
+    groups = [{"params": kernels, "weight_decay": hp.weight_decay}, {"params": others, "weight_decay": 0.0}]
+    opt = torch.optim.AdamW(groups, lr=hp.lr, betas=(0.9, 0.999), eps=1e-7)
+    gen = torch.Generator().manual_seed(seed)
+    skipped = 0
+    loss = None
+    model.train()
+    start = time.perf_counter()
+    for _ in range(hp.epochs):
+        perm = torch.randperm(n, generator=gen)
+        for i in range(0, n, hp.batch_size):
+            idx = perm[i : i + hp.batch_size]
+            if len(idx) < 2:  # BatchNorm1d cannot train on a single sample
+                skipped += 1
+                continue
+            loss = F.cross_entropy(model(xtr_t[idx]), ytr_t[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+    seconds = time.perf_counter() - start
+    model.eval()
+    return model, seconds, None if loss is None else loss.item(), skipped
+
+
+def run_torch(data, n_classes, seeds, args):
+    torch = torch_setup(args.threads)
     (xtr, ytr), (xev, yev) = data["train"], data["eval"]
     xtr_t, ytr_t, xev_t = torch.from_numpy(xtr), torch.from_numpy(ytr), torch.from_numpy(xev)
-    d, n = xtr.shape[1], xtr.shape[0]
+    hp = hyper(args)[0]
     results = []
     for seed in seeds:
-        torch.manual_seed(seed)
-        model = nn.Sequential(
-            nn.BatchNorm1d(d, eps=1e-3, momentum=0.01),
-            nn.Dropout(args.dropout),
-            nn.Linear(d, args.hidden),
-            nn.ReLU(),
-            nn.BatchNorm1d(args.hidden, eps=1e-3, momentum=0.01),
-            nn.Dropout(args.dropout),
-            nn.Linear(args.hidden, n_classes),
-        )
-        for m in model:
-            if isinstance(m, nn.Linear):
-                nn.init.xavier_uniform_(m.weight)
-                nn.init.zeros_(m.bias)
-        opt = torch.optim.Adam(model.parameters(), lr=1e-3, betas=(0.9, 0.999), eps=1e-7)
-        gen = torch.Generator().manual_seed(seed)
-        skipped = 0
-        model.train()
-        start = time.perf_counter()
-        for _ in range(args.epochs):
-            perm = torch.randperm(n, generator=gen)
-            for i in range(0, n, args.batch_size):
-                idx = perm[i : i + args.batch_size]
-                if len(idx) < 2:  # BatchNorm1d cannot train on a single sample
-                    skipped += 1
-                    continue
-                loss = F.cross_entropy(model(xtr_t[idx]), ytr_t[idx])
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-        seconds = time.perf_counter() - start
-        model.eval()
+        model, seconds, loss, skipped = torch_fit(torch, xtr_t, ytr_t, n_classes, seed, hp)
         with torch.no_grad():
             pred = model(xev_t).argmax(1).numpy()
         r = {"framework": "torch", "seed": seed, "accuracy": accuracy(pred, yev), "seconds": seconds,
-             "final_batch_loss": loss.item()}
+             "final_batch_loss": loss}
         if skipped:
             r["skipped_single_sample_batches"] = skipped
         results.append(r)
@@ -188,6 +260,9 @@ def run_keras(data, n_classes, seeds, args):
     tf.config.threading.set_intra_op_parallelism_threads(args.threads)
     tf.config.threading.set_inter_op_parallelism_threads(1)
     keras = tf.keras
+    hp = hyper(args)[0]
+    if hp.weight_decay:
+        sys.exit("keras: --weight-decay is not implemented for the Keras head")
     (xtr, ytr), (xev, yev) = data["train"], data["eval"]
     d = xtr.shape[1]
 
@@ -205,17 +280,17 @@ def run_keras(data, n_classes, seeds, args):
         model = keras.Sequential([
             keras.Input((d,)),
             keras.layers.BatchNormalization(),
-            keras.layers.Dropout(args.dropout),
-            keras.layers.Dense(args.hidden, activation="relu"),
+            keras.layers.Dropout(hp.dropout),
+            keras.layers.Dense(hp.hidden, activation="relu"),
             keras.layers.BatchNormalization(),
-            keras.layers.Dropout(args.dropout),
+            keras.layers.Dropout(hp.dropout),
             keras.layers.Dense(n_classes, activation="softmax"),
         ])
-        model.compile(optimizer=keras.optimizers.Adam(learning_rate=1e-3, epsilon=1e-7),
+        model.compile(optimizer=keras.optimizers.Adam(learning_rate=hp.lr, epsilon=1e-7),
                       loss="sparse_categorical_crossentropy", metrics=["accuracy"])
         timer = EpochTimes()
         start = time.perf_counter()
-        hist = model.fit(xtr, ytr, batch_size=args.batch_size, epochs=args.epochs, shuffle=True,
+        hist = model.fit(xtr, ytr, batch_size=hp.batch_size, epochs=hp.epochs, shuffle=True,
                          verbose=0, callbacks=[timer])
         seconds = time.perf_counter() - start
         pred = model.predict(xev, batch_size=256, verbose=0).argmax(1)
@@ -295,6 +370,100 @@ def run_sklearn(data, n_classes, args):
     return [r], {"scikit-learn": sklearn.__version__}
 
 
+def hyper(args):
+    """The head configurations of the grid --hidden x --dropout x --lr x --weight-decay, in that
+    nesting (the last varies fastest), each with --epochs and --batch-size."""
+    from itertools import product
+    from types import SimpleNamespace
+
+    return [SimpleNamespace(hidden=h, dropout=d, lr=lr, weight_decay=wd, epochs=args.epochs, batch_size=args.batch_size)
+            for h, d, lr, wd in product(args.hidden, args.dropout, args.lr, args.weight_decay)]
+
+
+# ---------------------------------------------------------------------------------------------
+# Cross-validation on train + val with headstart's folds (--cv K)
+
+
+def cv_torch(data, n_classes, args):
+    """Every configuration of the grid on every fold, one after another, for each of --seeds.
+    Seconds per configuration and seed: gathering the fold's rows, the epochs and predicting the
+    held-out fold, all folds."""
+    torch = torch_setup(args.threads)
+    x, y, fold = data["x"], data["y"], data["fold"]
+    results = []
+    for seed in args.seeds:
+        for hp in hyper(args):
+            start = time.perf_counter()
+            accs = []
+            for f in range(args.cv):
+                train, held = fold != f, fold == f
+                xt, yt = torch.from_numpy(x[train]), torch.from_numpy(y[train])
+                model, _, _, _ = torch_fit(torch, xt, yt, n_classes, seed, hp)
+                with torch.no_grad():
+                    accs.append(accuracy(model(torch.from_numpy(x[held])).argmax(1).numpy(), y[held]))
+            r = {"framework": "torch", "seed": seed, "config": vars(hp), "fold_accuracy": accs,
+                 "accuracy": float(np.mean(accs)), "seconds": time.perf_counter() - start}
+            results.append(r)
+            print_row(r, note=f"hidden={hp.hidden} dropout={hp.dropout} lr={hp.lr} wd={hp.weight_decay}")
+    return results, {"torch": torch.__version__}
+
+
+def cv_splits(fold, k):
+    return [(np.flatnonzero(fold != f), np.flatnonzero(fold == f)) for f in range(k)]
+
+
+def cv_sklearn(data, n_classes, args):
+    """GridSearchCV of Pipeline(StandardScaler, LogisticRegression) over --c on the folds,
+    scaling fitted per fold; the best C by mean accuracy, ties by lower log loss (headstart's
+    rule). Seconds: the grid search (no refit)."""
+    import sklearn
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import GridSearchCV
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from threadpoolctl import threadpool_limits
+
+    pipe = make_pipeline(StandardScaler(), LogisticRegression(solver="lbfgs", tol=args.lr_tol, max_iter=5000))
+    search = GridSearchCV(pipe, {"logisticregression__C": args.c}, cv=cv_splits(data["fold"], args.cv),
+                          scoring={"accuracy": "accuracy", "log_loss": "neg_log_loss"}, refit=False)
+    with threadpool_limits(limits=args.threads), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        start = time.perf_counter()
+        search.fit(data["x"], data["y"])
+        seconds = time.perf_counter() - start
+    cv = search.cv_results_
+    grid = [{"C": float(c), "accuracy": float(a), "log_loss": float(-l)}
+            for c, a, l in zip(args.c, cv["mean_test_accuracy"], cv["mean_test_log_loss"])]
+    best = min(grid, key=lambda g: (-g["accuracy"], g["log_loss"]))
+    r = {"framework": "sklearn", "seed": None, "accuracy": best["accuracy"], "C": best["C"], "seconds": seconds,
+         "grid": grid}
+    print_row(r, note=f"C={best['C']:g} by {args.cv}-fold CV")
+    return [r], {"scikit-learn": sklearn.__version__}
+
+
+def cv_knn(data, n_classes, args):
+    """KNeighborsClassifier(metric="cosine", algorithm="brute") for each --k and both vote
+    weights on the folds; seconds: fit and predict, all folds."""
+    import sklearn
+    from sklearn.neighbors import KNeighborsClassifier
+    from threadpoolctl import threadpool_limits
+
+    x, y = data["x"], data["y"]
+    results = []
+    with threadpool_limits(limits=args.threads):
+        for k in args.k:
+            start = time.perf_counter()
+            accs = []
+            for train, held in cv_splits(data["fold"], args.cv):
+                model = KNeighborsClassifier(n_neighbors=k, metric="cosine", algorithm="brute").fit(x[train], y[train])
+                accs.append(accuracy(model.predict(x[held]), y[held]))
+            r = {"framework": "knn", "seed": None, "k": k, "fold_accuracy": accs, "accuracy": float(np.mean(accs)),
+                 "seconds": time.perf_counter() - start}
+            results.append(r)
+            print_row(r, note=f"k={k} uniform, cosine, brute")
+    return results, {"scikit-learn": sklearn.__version__}
+
+
 # ---------------------------------------------------------------------------------------------
 
 
@@ -320,30 +489,57 @@ def main():
     p.add_argument("workspace")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--eval-split", choices=["val", "test"])
-    p.add_argument("--frameworks", nargs="+", choices=FRAMEWORKS, default=list(FRAMEWORKS))
+    p.add_argument("--frameworks", nargs="+", choices=FRAMEWORKS, default=["torch", "keras", "sklearn"],
+                   help="knn only with --cv")
     p.add_argument("--lr-select", choices=["auto", "val", "cv"], default="auto",
                    help="how sklearn picks C (auto: val unless val is the evaluation split, else 5-fold CV)")
     p.add_argument("--lr-tol", type=float, default=1e-4,
                    help="scikit-learn's tol (its default, 1e-4, can stop many-class fits far from the optimum)")
     p.add_argument("--epochs", type=int, default=5)
     p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--hidden", type=int, default=512)
-    p.add_argument("--dropout", type=float, default=0.5)
+    p.add_argument("--hidden", type=int, nargs="+", default=[512])
+    p.add_argument("--dropout", type=float, nargs="+", default=[0.5])
+    p.add_argument("--lr", type=float, nargs="+", default=[1e-3])
+    p.add_argument("--weight-decay", type=float, nargs="+", default=[0.0],
+                   help="decoupled (AdamW) decay of the Linear kernels, as headstart's head")
+    p.add_argument("--cv", type=int, metavar="K",
+                   help="cross-validate on train + val with headstart's K folds instead (torch: every configuration "
+                        "of the --hidden/--dropout/--lr/--weight-decay grid; sklearn: GridSearchCV over --c; "
+                        "knn: KNeighborsClassifier for each --k)")
+    p.add_argument("--c", type=float, nargs="+", default=list(np.logspace(-2, 3, 11)), help="C grid of --cv sklearn")
+    p.add_argument("--k", type=int, nargs="+", default=[10], help="neighbours of --cv knn")
     p.add_argument("--threads", type=int, default=2, help="intra-op threads (inter-op: 1)")
     p.add_argument("--json-out")
     args = p.parse_args()
 
     loader = load_arrays if os.path.isfile(args.workspace) else load_workspace
     classes, backbone, splits = loader(args.workspace)
-    eval_split = args.eval_split or ("test" if "test" in splits else "val")
-    for s in ("train", eval_split):
-        if s not in splits:
-            sys.exit(f"the workspace has no {s} images")
-    data = {"train": splits["train"], "eval": splits[eval_split], "splits": splits, "eval_split": eval_split}
     counts = {s: int(len(y)) for s, (_, y) in sorted(splits.items())}
-    print(f"workspace {os.path.basename(os.path.normpath(args.workspace))}: {len(classes)} classes, "
-          f"D={splits['train'][0].shape[1]} ({backbone.get('name', backbone['key'])}), splits {counts}, "
-          f"evaluating on {eval_split}")
+    name = os.path.basename(os.path.normpath(args.workspace))
+    dim = splits["train"][0].shape[1]
+    if args.cv:
+        if loader is load_arrays:
+            sys.exit("--cv needs a workspace folder: the folds come from its file names")
+        if "keras" in args.frameworks:
+            sys.exit("--cv: keras is not implemented")
+        parts = [splits[s] for s in ("train", "val") if s in splits]
+        data = {"x": np.concatenate([x for x, _ in parts]), "y": np.concatenate([y for _, y in parts]),
+                "fold": headstart_folds(args.workspace, args.cv)}
+        eval_split = f"{args.cv}-fold CV on train + val"
+        print(f"workspace {name}: {len(classes)} classes, D={dim}, splits {counts}, {eval_split}, fold sizes "
+              f"{np.bincount(data['fold'], minlength=args.cv).tolist()} (headstart's folds)")
+    else:
+        if "knn" in args.frameworks:
+            sys.exit("knn runs only with --cv")
+        if len(hyper(args)) > 1:
+            sys.exit("several --hidden/--dropout/--lr/--weight-decay values need --cv")
+        eval_split = args.eval_split or ("test" if "test" in splits else "val")
+        for s in ("train", eval_split):
+            if s not in splits:
+                sys.exit(f"the workspace has no {s} images")
+        data = {"train": splits["train"], "eval": splits[eval_split], "splits": splits, "eval_split": eval_split}
+        print(f"workspace {name}: {len(classes)} classes, D={dim} ({backbone.get('name', backbone['key'])}), "
+              f"splits {counts}, evaluating on {eval_split}")
     load = os.getloadavg() if hasattr(os, "getloadavg") else None
     if load is not None:
         # Timings mean little when other processes compete for the cores: PyTorch with 2
@@ -354,14 +550,16 @@ def main():
     results, versions, skipped = [], {"python": platform.python_version(), "numpy": np.__version__}, {}
     for fw in args.frameworks:
         try:
-            if fw == "torch":
+            if args.cv:
+                rs, v = {"torch": cv_torch, "sklearn": cv_sklearn, "knn": cv_knn}[fw](data, len(classes), args)
+            elif fw == "torch":
                 rs, v = run_torch(data, len(classes), args.seeds, args)
             elif fw == "keras":
                 rs, v = run_keras(data, len(classes), args.seeds, args)
             else:
                 rs, v = run_sklearn(data, len(classes), args)
         except ImportError as e:
-            need = {"torch": "torch", "keras": "tensorflow (or tensorflow-cpu)", "sklearn": "scikit-learn"}[fw]
+            need = {"torch": "torch", "keras": "tensorflow (or tensorflow-cpu)"}.get(fw, "scikit-learn")
             print(f"{fw:<9} skipped: {e} (install {need} to run it)", flush=True)
             skipped[fw] = str(e)
             continue
@@ -379,8 +577,8 @@ def main():
             "workspace": os.path.basename(os.path.normpath(args.workspace)),
             "backbone": {k: backbone.get(k) for k in ("name", "key", "dim")},
             "classes": classes, "split_counts": counts, "eval_split": eval_split,
-            "settings": {k: getattr(args, k) for k in ("seeds", "epochs", "batch_size", "hidden", "dropout",
-                                                       "threads", "lr_select", "lr_tol")},
+            "settings": {k: getattr(args, k) for k in ("seeds", "epochs", "batch_size", "hidden", "dropout", "lr",
+                                                       "weight_decay", "threads", "lr_select", "lr_tol", "cv", "c", "k")},
             "load_average_at_start": load, "cpu_count": os.cpu_count(),
             "versions": versions, "results": results, "summary": summary, "skipped": skipped,
         }

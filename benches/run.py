@@ -8,7 +8,7 @@ and the versions it was measured with. Timings live here, never in tests.
 
     python3 -m venv .venv && .venv/bin/pip install -r benches/peers/requirements.txt
     .venv/bin/python benches/models.py            # once: the random-weight ResNet-50, fp32 and int8
-    .venv/bin/python benches/run.py [--rounds 3] [--sections extract peers head baseline growth] [--write]
+    .venv/bin/python benches/run.py [--rounds 3] [--sections extract peers head baseline growth sweep] [--write]
 
 Sections:
   extract  `cargo bench --bench extract` per backbone and data set: end to end against the network
@@ -24,6 +24,13 @@ Sections:
            overlapping classes (the many-class case); chosen C, accuracy and seconds.
   growth   cifar10, 6000 files against all 60000: scan + fully cached re-run, cache load, training
            time, peak memory; cold extract with --growth-cold (about 10 minutes for 60000).
+  sweep    `headstart sweep` (k-fold cross-validation of many heads): this machine's fp32 GEMM
+           peak (numpy); the 36-configuration MLP grid on flowers5 and a 10010-file cifar10 subset
+           (every 6th file) with its training FLOPs, GFLOP/s and share of the peak, against the same
+           grid in PyTorch one configuration after another (a timed subset, extrapolated); the
+           logistic C grid against scikit-learn's GridSearchCV and kNN against scikit-learn's on
+           the same folds; a default sweep's test accuracy against the default heads; a learning
+           curve (`cargo bench --bench learning_curve`). About 20 minutes a round.
 
 --write replaces each section's table in BENCHMARKS.md (between `<!-- bench:NAME -->` markers)
 and always leaves the raw results in target/bench/results.json.
@@ -34,6 +41,7 @@ from __future__ import annotations
 import argparse
 import importlib.metadata
 import json
+import math
 import os
 import platform
 import re
@@ -241,11 +249,24 @@ def peers_section(rounds):
     return text, results
 
 
-def head_section(rounds):
-    ws = WORK / "flowers5-ws"
+def workspace(name, data):
+    """target/bench/NAME-ws: DATA extracted once with the default backbone (not timed)."""
+    ws = WORK / f"{name}-ws"
     if not (ws / "dataset.json").is_file():
-        log("head: extracting flowers5 once (not timed)")
-        run([BIN, "--workspace", ws, "--quiet", "extract", "--data", SHARED / "flowers5"])
+        log(f"extracting {name} once (not timed)")
+        run([BIN, "--workspace", ws, "--quiet", "extract", "--data", data])
+    return ws
+
+
+def reference(source, *flags):
+    """The JSON report of one benches/head_reference.py run on SOURCE (workspace or arrays file)."""
+    report = WORK / "head_reference.json"
+    run([PY, "benches/head_reference.py", source, *flags, "--json-out", report])
+    return json.loads(report.read_text())
+
+
+def head_section(rounds):
+    ws = workspace("flowers5", SHARED / "flowers5")
     rows_by = {k: [] for k in ("headstart head", "PyTorch head", "Keras head", "headstart baseline sweep", "scikit-learn sweep")}
     for r in range(rounds):
         log(f"head round {r + 1}/{rounds}")
@@ -261,9 +282,7 @@ def head_section(rounds):
         rows_by["headstart baseline sweep"].append(
             {"seconds": baseline["seconds"], "accuracy": base_acc, "fits": len(baseline["sweep"])}
         )
-        report = WORK / "head_reference.json"
-        wall, _ = run([PY, "benches/head_reference.py", ws, "--frameworks", "torch", "keras", "sklearn", "--seeds", r, "--json-out", report])
-        for res in json.loads(report.read_text())["results"]:
+        for res in reference(ws, "--frameworks", "torch", "keras", "sklearn", "--seeds", r)["results"]:
             name = {"torch": "PyTorch head", "keras": "Keras head", "sklearn": "scikit-learn sweep"}[res["framework"]]
             rows_by[name].append({"seconds": res["seconds"], "accuracy": res["accuracy"]})
     ours = median([x["seconds"] for x in rows_by["headstart head"]])
@@ -330,12 +349,8 @@ def baseline_data():
         ("hymenoptera (C chosen and scored on val)", "hymenoptera", SHARED / "hymenoptera"),
         ("cifar10, every 10th file, split 80/10/10", "cifar10-6000", cifar),
     ):
-        ws = WORK / f"{name}-ws"
-        if not (ws / "dataset.json").is_file():
-            log(f"baseline: extracting {name} once (not timed)")
-            run([BIN, "--workspace", ws, "--quiet", "extract", "--data", data])
         arrays = WORK / f"{name}.safetensors"
-        save_arrays(load_workspace(ws)[2], arrays)
+        save_arrays(load_workspace(workspace(name, data))[2], arrays)
         sets.append((label, arrays))
     generated = WORK / "overlap80.safetensors"
     overlapping_classes(generated)
@@ -347,12 +362,9 @@ def baseline_section(rounds):
     exe = bench_executable("baseline")
     sets = baseline_data()
     results = {label: {"headstart": [], "sklearn": [], "sklearn converged": []} for label, _ in sets}
-    report = WORK / "baseline_sklearn.json"
 
     def sklearn(arrays, tol):
-        cmd = [PY, "benches/head_reference.py", arrays, "--frameworks", "sklearn", "--lr-select", "val"]
-        run([*cmd, "--lr-tol", tol, "--json-out", report])
-        return json.loads(report.read_text())["results"][0]
+        return reference(arrays, "--frameworks", "sklearn", "--lr-select", "val", "--lr-tol", tol)["results"][0]
 
     for r in range(rounds):
         for label, arrays in sets:
@@ -401,6 +413,295 @@ def baseline_section(rounds):
         "headstart, the 11 fits and their validation scoring for scikit-learn (2 BLAS threads)."
     )
     return text, results
+
+
+# The sweep section's grids: the issue's MLP grid (36 configurations), the 11 half-decade C
+# values, and the PyTorch subset timed for the MLP grid: one configuration per hidden width,
+# each standing for the 12 of its width (dropout, learning rate and decay do not change the work).
+SWEEP_MLP = ["--heads", "mlp", "--lr", "0.0003,0.001,0.003", "--dropout", "0.2,0.5", "--hidden", "256,512,1024", "--weight-decay", "0,0.0001"]
+SWEEP_MLP_PER_WIDTH = 12
+TORCH_SUBSET = ["--hidden", "256", "512", "1024", "--lr", "0.001", "--dropout", "0.5", "--weight-decay", "0.0001"]
+SWEEP_C = [f"{c:.6g}" for c in (10 ** (e / 2) for e in range(-4, 7))]
+LEARNING_CURVE = [1, 2, 5, 10, 20]
+
+
+def gemm_peak(n=4096, repeats=5):
+    """This machine's fp32 GEMM rate: numpy's sgemm (OpenBLAS) of two n x n matrices on all
+    cores, 2 n^3 FLOPs, best of `repeats` after one warm-up."""
+    import numpy as np
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    rng = np.random.default_rng(0)
+    a, b = (rng.standard_normal((n, n), dtype=np.float32) for _ in range(2))
+    cores = len(os.sched_getaffinity(0))
+    with threadpool_limits(limits=cores, user_api="blas"):
+        a @ b
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            a @ b
+            times.append(time.perf_counter() - start)
+    blas = next(i for i in threadpool_info() if i["user_api"] == "blas")
+    return {"gflops": 2 * n**3 / min(times) / 1e9, "seconds": times,
+            "blas": f"{blas['internal_api']} {blas['version']}, kernel {blas.get('architecture', '?')}, {cores} threads"}
+
+
+def headstart_sweep(ws, *flags, fresh=True):
+    """(wall seconds, JSON summary) of one `headstart sweep` process. `fresh` deletes the
+    workspace's journal first: it would otherwise resume every trial already run."""
+    if fresh:
+        shutil.rmtree(ws / "sweeps", ignore_errors=True)
+    wall, out = run([BIN, "--workspace", ws, "--json", "--quiet", "sweep", "--folds", 5, *flags])
+    return wall, json.loads(out)
+
+
+def dim(ws):
+    return json.loads((ws / "dataset.json").read_text())["backbone"]["dim"]
+
+
+def mlp_flops(summary, width):
+    """(training, prediction) FLOPs of a sweep's MLP trials on `width`-d embeddings, matrix
+    products only. Forward, per sample, 2 * sum(in * out) over the Dense layers (D->H, H->K);
+    training counts 3 times that per sample and epoch: forward, the kernels' gradients and the
+    inputs' gradients of both Dense layers (the first one's too: the BatchNorm before it is
+    trained, so headstart and PyTorch both form it), on the k - 1 training folds; prediction
+    once per held-out sample. BatchNorm, dropout, ReLU, softmax and Adam are left out."""
+    n = sum(summary["fold_sizes"])
+    train = predict = 0
+    for r in summary["results"]:
+        spec = r["spec"]
+        widths = [width, *spec["hidden"], len(summary["classes"])]
+        forward = 2 * sum(a * b for a, b in zip(widths, widths[1:]))
+        for held in summary["fold_sizes"]:
+            train += 3 * forward * (n - held) * spec["epochs"]
+            predict += forward * held
+    return train, predict
+
+
+def sweep_accuracy(sets):
+    """Part 5: a default `headstart sweep` (its default space and flags; seeds 0, 1, 2, only
+    the MLP trials depend on them, so the others come from the journal after seed 0) against
+    the default head (`train-head` + `eval`), PyTorch and Keras heads and scikit-learn's
+    logistic regression (head_reference.py). Without a test split: 5-fold CV accuracy on the
+    same folds, the default head's being the sweep's own trial of `train-head`'s settings."""
+    seeds = [0, 1, 2]
+    out = {}
+    for label, ws in sets.items():
+        has_test = any(e["split"] == "test" for e in json.loads((ws / "dataset.json").read_text())["entries"])
+        log(f"sweep accuracy: {label}")
+        runs = []
+        for seed in seeds:
+            wall, summary = headstart_sweep(ws, "--seed", seed, fresh=seed == seeds[0])
+            winner = summary["results"][0]
+            default = next(r for r in summary["results"] if r["spec"]["kind"] == "mlp" and r["spec"]["hidden"] == [512])
+            runs.append({
+                "winner": winner["spec"], "label": summary["refit"]["label"], "cv": winner["accuracy"]["mean"],
+                "test": (summary["refit"]["test"] or {}).get("accuracy"), "default_head_cv": default["accuracy"]["mean"],
+                "seconds": wall, "trials": len(summary["results"]), "resumed": summary["resumed"],
+            })
+        row = {"sweep": runs}
+        if has_test:
+            heads = []
+            for seed in seeds:
+                run([BIN, "--workspace", ws, "--json", "--quiet", "train-head", "--seed", seed])
+                ev = json.loads(run([BIN, "--workspace", ws, "--json", "--quiet", "eval", "--split", "test"])[1])
+                heads.append(next(m for m in ev["models"] if m["model"] == "head")["evaluation"]["accuracy"])
+            row["default_head"] = heads
+            ref = reference(ws, "--frameworks", "torch", "keras", "sklearn", "--seeds", *seeds)
+        else:
+            ref = reference(ws, "--frameworks", "torch", "sklearn", "--cv", 5, "--seeds", *seeds)
+        row["reference"] = ref["results"]
+        row["skipped"] = ref["skipped"]
+        row["has_test"] = has_test
+        out[label] = row
+    return out
+
+
+def learning_curve(sets):
+    """Part 6: `cargo bench --bench learning_curve` (benches/learning_curve.rs) per data set."""
+    exe = bench_executable("learning_curve")
+    per_class = ",".join(map(str, LEARNING_CURVE))
+    return {label: bench_json(run([exe, ws, "--per-class", per_class, "--seeds", "0,1,2"])[1]) for label, ws in sets.items()}
+
+
+def sweep_section(rounds):
+    cifar = WORK / "cifar10-10000"
+    if not cifar.is_dir():
+        subset(SHARED / "cifar10", cifar, 6)
+    sets = {
+        "flowers5": workspace("flowers5", SHARED / "flowers5"),
+        "hymenoptera": workspace("hymenoptera", SHARED / "hymenoptera"),
+        "cifar10, every 6th file": workspace("cifar10-10000", cifar),
+    }
+    flowers, cifar_ws = sets["flowers5"], sets["cifar10, every 6th file"]
+    mlp_sets = {"flowers5": flowers, "cifar10, every 6th file": cifar_ws}
+    raw = {"peak": [], "mlp": {k: {"headstart": [], "torch": []} for k in mlp_sets}, "logistic": {"headstart": [], "sklearn": []},
+           "knn": {"headstart": [], "sklearn": []}}
+    for r in range(rounds):
+        log(f"sweep round {r + 1}/{rounds}: GEMM peak")
+        raw["peak"].append(gemm_peak())
+        for label, ws in mlp_sets.items():
+            log(f"sweep round {r + 1}/{rounds}: MLP grid on {label}, headstart")
+            wall, summary = headstart_sweep(ws, *SWEEP_MLP, "--refit", "none")
+            train, predict = mlp_flops(summary, dim(ws))
+            raw["mlp"][label]["headstart"].append({"wall": wall, "summary": summary, "train_flops": train, "predict_flops": predict})
+            log(f"sweep round {r + 1}/{rounds}: MLP grid subset on {label}, PyTorch")
+            ref = reference(ws, "--frameworks", "torch", "--cv", 5, "--seeds", 0, *TORCH_SUBSET)
+            raw["mlp"][label]["torch"].append(ref["results"])
+        log(f"sweep round {r + 1}/{rounds}: logistic")
+        wall, summary = headstart_sweep(flowers, "--heads", "logistic", "--c", ",".join(SWEEP_C), "--refit", "none")
+        raw["logistic"]["headstart"].append({"wall": wall, "summary": summary})
+        raw["logistic"]["sklearn"].append(reference(flowers, "--frameworks", "sklearn", "--cv", 5, "--c", *SWEEP_C)["results"][0])
+        log(f"sweep round {r + 1}/{rounds}: knn and prototype")
+        wall, summary = headstart_sweep(cifar_ws, "--heads", "knn,prototype", "--k", "1,5,10,20", "--knn-weights", "uniform,distance", "--refit", "none")
+        raw["knn"]["headstart"].append({"wall": wall, "summary": summary})
+        raw["knn"]["sklearn"].append(reference(cifar_ws, "--frameworks", "knn", "--cv", 5, "--k", 10)["results"][0])
+    raw["accuracy"] = sweep_accuracy(sets)
+    raw["learning_curve"] = learning_curve({k: sets[k] for k in ("cifar10, every 6th file", "flowers5")})
+    return sweep_tables(raw, {k: dim(ws) for k, ws in sets.items()}), raw
+
+
+def sweep_tables(raw, dims):
+    """The sweep section's text from sweep_section's raw results."""
+    def mean(values):
+        values = [v for v in values if v is not None]
+        return statistics.fmean(values) if values else None
+
+    def pct(v):
+        return "n/a" if v is None else f"{v:.3f}"
+
+    def listed(values, fmt="{:.1f}"):
+        return ", ".join(fmt.format(v) for v in values)
+
+    peaks = [x["gflops"] for x in raw["peak"]]
+    peak = max(peaks)
+    text = (
+        f"**Peak**: numpy `a @ b`, 4096 x 4096 fp32 ({raw['peak'][0]['blas']}), best of 5 per round: "
+        f"**{peak:.0f} GFLOP/s** (rounds: {listed(peaks, '{:.0f}')}).\n\n"
+    )
+
+    # MLP grid: whole grid, then per hidden width.
+    rows, width_rows = [], []
+    for label, res in raw["mlp"].items():
+        ours, torch = res["headstart"], res["torch"]
+        first = ours[0]["summary"]
+        n = sum(first["fold_sizes"])
+        wall = median([x["wall"] for x in ours])
+        flops = ours[0]["train_flops"] + ours[0]["predict_flops"]
+        by_width = {}
+        for round_results in torch:
+            for t in round_results:
+                by_width.setdefault(t["config"]["hidden"], []).append(t["seconds"])
+        torch_grid = SWEEP_MLP_PER_WIDTH * sum(median(v) for v in by_width.values())
+        best = first["results"][0]
+        failed = sum(r["status"] != "done" for r in first["results"])
+        rows.append([
+            f"{label} ({n} train + val, {len(first['classes'])} classes, D {dims[label]})",
+            f"{wall:.1f}",
+            f"{ours[0]['train_flops'] / 1e12:.2f} + {ours[0]['predict_flops'] / 1e12:.3f}",
+            f"{flops / wall / 1e9:.0f}",
+            f"{flops / wall / 1e9 / peak:.0%}",
+            f"{torch_grid:.0f}",
+            f"{torch_grid / wall:.1f}x",
+            f"{best['accuracy']['mean']:.3f} ({best['spec']['hidden'][0]}, {best['spec']['learning_rate']:.4g}, {best['spec']['dropout']:g}, {best['spec']['weight_decay']:g})"
+            + (f"; {failed} failed" if failed else ""),
+            listed([x["wall"] for x in ours]),
+        ])
+        for width, torch_s in by_width.items():
+            trials = [[r for r in x["summary"]["results"] if r["spec"]["hidden"] == [width]] for x in ours]
+            trial_s = median([median([r["seconds"] for r in t]) for t in trials])
+            trial_flops = sum(mlp_flops({**first, "results": trials[0][:1]}, dims[label]))
+            # The configuration PyTorch ran (the spec holds f32 values).
+            same = next(r for r in trials[0] if all(math.isclose(r["spec"][k], v, rel_tol=1e-6) for k, v in
+                                                    (("learning_rate", 0.001), ("dropout", 0.5), ("weight_decay", 1e-4))))
+            torch_acc = [t["accuracy"] for rr in torch for t in rr if t["config"]["hidden"] == width]
+            width_rows.append([
+                label, width, f"{trial_s:.2f}", f"{trial_flops / trial_s / 1e9:.0f}",
+                f"{median(torch_s):.2f}", f"{median(torch_s) / trial_s:.1f}x",
+                f"{same['accuracy']['mean']:.3f} / {torch_acc[0]:.3f}",
+            ])
+    text += "MLP grid (36 configurations x 5 folds, 5 epochs, batch 32), `headstart sweep " + " ".join(SWEEP_MLP) + " --folds 5 --refit none`:\n\n"
+    text += table(
+        ["data", "headstart wall s (median)", "TFLOP: training + held-out prediction", "achieved GFLOP/s",
+         "share of peak", "PyTorch, same grid in turn, s (extrapolated)", "PyTorch / headstart",
+         "best CV accuracy (hidden, lr, dropout, wd)", "rounds s"],
+        rows,
+    )
+    text += "\n\nPer hidden width (headstart: median trial of the 12 of that width, 5 folds on one worker thread; PyTorch: its one configuration lr 0.001, dropout 0.5, wd 1e-4, 5 folds, 2 threads):\n\n"
+    text += table(
+        ["data", "hidden", "headstart trial s (1 thread)", "headstart GFLOP/s per thread", "PyTorch s (2 threads)",
+         "PyTorch / headstart trial", "CV accuracy lr 0.001 dropout 0.5 wd 1e-4: headstart / PyTorch"],
+        width_rows,
+    )
+
+    # Logistic.
+    ours, theirs = raw["logistic"]["headstart"], raw["logistic"]["sklearn"]
+    first = ours[0]["summary"]
+    grid = {r["spec"]["c"]: r["accuracy"]["mean"] for r in first["results"] if r["status"] == "done"}
+    ours_c, theirs_c = first["results"][0]["spec"]["c"], theirs[0]["C"]
+    theirs_grid = {g["C"]: g["accuracy"] for g in theirs[0]["grid"]}
+    near = lambda table_, c: next(v for k, v in table_.items() if abs(k - c) <= 1e-6 * c)
+    wall, sk = median([x["wall"] for x in ours]), median([x["seconds"] for x in theirs])
+    text += f"\n\nLogistic regression, flowers5, C in {{{', '.join(SWEEP_C)}}}, 5 folds (the same folds for both):\n\n"
+    text += table(
+        ["", "seconds (median)", "chosen C", "CV accuracy of the chosen C", "CV accuracy at the other's C", "time / headstart's", "rounds s"],
+        [
+            ["`headstart sweep --heads logistic`", f"{wall:.1f}", f"{ours_c:g}", f"{grid[ours_c]:.4f}", f"{near(grid, theirs_c):.4f}", "1", listed([x["wall"] for x in ours])],
+            ["scikit-learn GridSearchCV", f"{sk:.1f}", f"{theirs_c:g}", f"{theirs[0]['accuracy']:.4f}", f"{near(theirs_grid, ours_c):.4f}", f"{sk / wall:.1f}x", listed([x["seconds"] for x in theirs])],
+        ],
+    )
+
+    # kNN and prototype.
+    ours, theirs = raw["knn"]["headstart"], raw["knn"]["sklearn"]
+    first = ours[0]["summary"]
+    k10 = next(r for r in first["results"] if r["spec"]["kind"] == "knn" and r["spec"]["k"] == 10 and r["spec"]["weights"] == "uniform")
+    k10_s = median([next(r["seconds"] for r in x["summary"]["results"] if r["id"] == k10["id"]) for x in ours])
+    wall, sk = median([x["wall"] for x in ours]), median([x["seconds"] for x in theirs])
+    best = first["results"][0]
+    text += f"\n\nkNN and prototype, cifar10 (every 6th file, {sum(first['fold_sizes'])} train images), 5 folds:\n\n"
+    text += table(
+        ["", "seconds (median)", "k=10 uniform: seconds / CV accuracy", "best (CV accuracy)", "rounds s"],
+        [
+            [f"`headstart sweep --heads knn,prototype` ({len(first['results'])} trials, 2 workers)", f"{wall:.1f}",
+             f"{k10_s:.2f} (one thread) / {k10['accuracy']['mean']:.4f}", f"{best['spec']['kind']} {best['spec'].get('k', '')} {best['spec'].get('weights', '')} ({best['accuracy']['mean']:.4f})",
+             listed([x["wall"] for x in ours], "{:.2f}")],
+            ["scikit-learn KNeighborsClassifier(cosine, brute), k=10", f"{sk:.2f}", f"{sk:.2f} (2 BLAS threads) / {theirs[0]['accuracy']:.4f}", "", listed([x["seconds"] for x in theirs], "{:.2f}")],
+        ],
+    )
+
+    # Accuracy.
+    rows = []
+    for label, row in raw["accuracy"].items():
+        ref = row["reference"]
+        fw = lambda name: mean([r["accuracy"] for r in ref if r["framework"] == name])
+        kinds = ", ".join(sorted({x["label"] for x in row["sweep"]}))
+        if row["has_test"]:
+            sweep_acc, head = mean([x["test"] for x in row["sweep"]]), mean(row["default_head"])
+            scored = "test"
+        else:
+            sweep_acc, head = mean([x["cv"] for x in row["sweep"]]), mean([x["default_head_cv"] for x in row["sweep"]])
+            scored = "5-fold CV (no test split)"
+        keras = fw("keras")
+        rows.append([
+            label, scored, kinds, f"{mean([x['cv'] for x in row['sweep']]):.3f}", pct(sweep_acc), pct(head), pct(fw("torch")),
+            pct(keras) if keras is not None else ("absent" if "keras" in row["skipped"] else "not in CV mode"),
+            pct(fw("sklearn")), f"{(sweep_acc - head) * 100:+.1f}",
+        ])
+    text += "\n\nAccuracy: default `headstart sweep` (16 configurations: MLP hidden none and 512, logistic C 0.01-100, kNN k 1-20 uniform/distance, prototype) against the default heads; means of seeds 0, 1, 2:\n\n"
+    text += table(
+        ["data", "scored on", "winner(s) over the seeds", "winner CV accuracy", "sweep (refitted winner)", "default head (train-head)",
+         "PyTorch head", "Keras head", "scikit-learn logistic", "sweep - default head, points"],
+        rows,
+    )
+
+    # Learning curve.
+    for label, lc in raw["learning_curve"].items():
+        kinds = ["mlp", "logistic", "knn", "prototype"]
+        acc = {(r["per_class"], r["kind"]): r["accuracy"] for r in lc["results"]}
+        text += f"\n\nLearning curve, {label}: the first n training images of each class (by file name), scored on {lc['eval_split']} ({lc['eval_images']} images):\n\n"
+        text += table(["per class", "MLP (mean of 3 seeds)", "logistic C=1", "kNN k=min(5, n)", "prototype"],
+                      [[n, *(pct(acc.get((n, k))) for k in kinds)] for n in LEARNING_CURVE])
+    return text
 
 
 def subset(src, dst, every, flat=False):
@@ -494,7 +795,7 @@ def write(name, text, m):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--sections", nargs="+", default=["extract", "peers", "head", "baseline", "growth"])
+    parser.add_argument("--sections", nargs="+", default=["extract", "peers", "head", "baseline", "growth", "sweep"])
     parser.add_argument("--growth-cold", action="store_true", help="also time cold extraction of 60000 files")
     parser.add_argument("--write", action="store_true", help="update BENCHMARKS.md")
     args = parser.parse_args()
@@ -513,7 +814,8 @@ def main():
         if name == "growth":
             text, raw = growth_section(args.growth_cold)
         else:
-            sections = {"extract": extract_section, "peers": peers_section, "head": head_section, "baseline": baseline_section}
+            sections = {"extract": extract_section, "peers": peers_section, "head": head_section, "baseline": baseline_section,
+                        "sweep": sweep_section}
             text, raw = sections[name](args.rounds)
         log(f"{name}: {time.perf_counter() - started:.0f} s\n{text}\n")
         print(f"## {name}\n\n{text}\n", flush=True)

@@ -203,8 +203,9 @@ impl BaselineParams {
     /// [`FittedBaseline::selection`] says so.
     ///
     /// Alphas are fitted from strongest to weakest, each starting from the
-    /// previous solution, which lies close to the next one's optimum and saves
-    /// most of its iterations. Every alpha of the grid is fitted.
+    /// previous solutions extrapolated along the path (see `path_start`), which
+    /// lies close to the next one's optimum and saves most of its iterations.
+    /// Every alpha of the grid is fitted, each to the tolerance.
     pub fn fit(
         &self,
         x: ArrayView2<f32>,
@@ -253,7 +254,8 @@ impl BaselineParams {
             .map(|label| seen.binary_search(label).expect("seen holds every label"))
             .collect();
 
-        let mut previous: Option<Array2<f64>> = None;
+        // The last two solutions and their alphas, newest last.
+        let mut path: Vec<(f64, Array2<f64>)> = Vec::with_capacity(2);
         let mut sweep = Vec::with_capacity(alphas.len());
         let mut best: Option<(Baseline, usize)> = None;
         for &alpha in &alphas {
@@ -262,8 +264,8 @@ impl BaselineParams {
                 .alpha(alpha)
                 .max_iterations(self.max_iterations)
                 .gradient_tolerance(self.tolerance_at(alpha) * x.nrows() as f64);
-            if let Some(params) = previous.take() {
-                solver = solver.initial_params(params);
+            if let Some(start) = path_start(&path, alpha) {
+                solver = solver.initial_params(start);
             }
             let fitted = solver
                 .fit(&dataset)
@@ -305,7 +307,10 @@ impl BaselineParams {
             {
                 best = Some((model, newest));
             }
-            previous = Some(params);
+            if path.len() == 2 {
+                path.remove(0);
+            }
+            path.push((alpha, params));
         }
         let (model, chosen) = best.expect("at least one alpha is always fitted");
         Ok(FittedBaseline {
@@ -340,6 +345,23 @@ impl BaselineParams {
             return Err(BaselineError::InvalidTolerance(self.tolerance));
         }
         Ok(())
+    }
+}
+
+/// Where the fit at `alpha` starts, from the solutions of the previous (stronger) alphas on
+/// `path`, oldest first: the newest solution, moved on along the line through the last two
+/// in `ln alpha` by the step to `alpha`, at most as far as their own step. The solution path
+/// of a near-separable problem keeps its direction while its norm grows, so this start is
+/// much closer to the optimum than the newest solution alone (on flowers5 the 11-alpha sweep
+/// went from 28 to 7 s with the same results).
+fn path_start(path: &[(f64, Array2<f64>)], alpha: f64) -> Option<Array2<f64>> {
+    match path {
+        [] => None,
+        [(_, newest)] => Some(newest.clone()),
+        [.., (older_alpha, older), (newest_alpha, newest)] => {
+            let ratio = ((alpha.ln() - newest_alpha.ln()) / (newest_alpha.ln() - older_alpha.ln())).clamp(0.0, 1.0);
+            Some(newest + &((newest - older) * ratio))
+        }
     }
 }
 

@@ -416,3 +416,30 @@ fn sweep_timing() {
         }
     }
 }
+
+#[test]
+fn path_start_extrapolates_in_log_alpha_at_most_one_step() {
+    let older = ndarray::array![[1.0, -1.0]];
+    let newest = ndarray::array![[2.0, -3.0]];
+    assert_eq!(path_start(&[], 0.1), None);
+    assert_eq!(path_start(&[(1.0, newest.clone())], 0.1), Some(newest.clone()));
+    let path = [(10.0, older), (1.0, newest)];
+    // the same step in ln alpha as the last one: one whole step on
+    assert_abs_diff_eq!(
+        path_start(&path, 0.1).unwrap(),
+        ndarray::array![[3.0, -5.0]],
+        epsilon = 1e-12
+    );
+    // half that step: half as far
+    assert_abs_diff_eq!(
+        path_start(&path, 10f64.powf(-0.5)).unwrap(),
+        ndarray::array![[2.5, -4.0]],
+        epsilon = 1e-12
+    );
+    // a longer step is not extrapolated past one step
+    assert_abs_diff_eq!(
+        path_start(&path, 0.001).unwrap(),
+        ndarray::array![[3.0, -5.0]],
+        epsilon = 1e-12
+    );
+}

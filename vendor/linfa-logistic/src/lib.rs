@@ -26,11 +26,13 @@ use linfa::dataset::AsSingleTargets;
 use linfa::prelude::DatasetBase;
 use linfa::traits::{Fit, PredictInplace};
 use ndarray::{
-    s, Array, Array1, Array2, ArrayBase, ArrayView, ArrayView2, Axis, CowArray, Data, DataMut,
+    s, Array, Array1, Array2, ArrayBase, ArrayView, Axis, CowArray, Data, DataMut,
     Dimension, IntoDimension, Ix1, Ix2, RemoveAxis, Slice, Zip,
 };
+use ndarray::linalg::general_mat_mul;
 use ndarray_stats::QuantileExt;
 use std::default::Default;
+use std::sync::Mutex;
 
 #[cfg(feature = "serde")]
 use serde_crate::de::DeserializeOwned;
@@ -174,6 +176,7 @@ impl<F: Float, D: Dimension> LogisticRegressionValidParams<F, D> {
             x,
             target,
             alpha: self.alpha,
+            last: Mutex::new(None),
         }
     }
 
@@ -515,10 +518,11 @@ fn logistic_grad<F: Float, A: Data<Elem = F>>(
 /// returns `W` without the intercept.
 /// `Y` is the output (n_samples * n_classes), `X` is the input (n_samples * n_features), `W` is the
 /// params (n_features * n_classes), `b` is the intercept vector (n_classes).
+#[cfg(test)]
 fn multi_logistic_prob_params<'a, F: Float, A: Data<Elem = F>>(
     x: &ArrayBase<A, Ix2>,
     w: &'a Array2<F>, // This parameter includes `W` and `b`
-) -> (Array2<F>, ArrayView2<'a, F>) {
+) -> (Array2<F>, ndarray::ArrayView2<'a, F>) {
     let n_features = x.shape()[1];
     let (params, intercept) = convert_params(n_features, w);
     // Compute H
@@ -532,43 +536,54 @@ fn multi_logistic_prob_params<'a, F: Float, A: Data<Elem = F>>(
     (log_prob, params)
 }
 
-/// Computes loss function of `-sum(Y * log(softmax(H))) + alpha/2 * norm(W)`
-fn multi_logistic_loss<F: Float, A: Data<Elem = F>>(
+/// Rows of `X` per block of [`multi_logistic_loss_grad`]. A block of 256 1280-d `f64` rows
+/// (2.5 MiB) stays in the L3 cache between the two products that read it, and its products
+/// are large enough for matrixmultiply's threads to pay off. Measured on 3253 x 1280 and
+/// 2640 x 1280 (5 and 80 classes), 32 to 100000 rows: 256 was fastest with 2 threads and
+/// within 10% of the best with 1.
+const OBJECTIVE_BLOCK_ROWS: usize = 256;
+
+/// Computes, in one pass over `X`, the loss `-sum(Y * log(softmax(H))) + alpha/2 * norm(W)`
+/// and its gradients: `Xt . (softmax(H) - Y) + alpha * W` for `W` and `sum(softmax(H) - Y)`
+/// for `b`, combined like the parameters.
+///
+/// `X` is read block by block, and each block's two products (`H` and its share of the
+/// gradient) run while it is in cache. The products have as few columns as there are classes,
+/// so a whole-matrix product spends most of its time packing all of `X` for matrixmultiply,
+/// from memory, once per product.
+fn multi_logistic_loss_grad<F: Float, A: Data<Elem = F>>(
     x: &ArrayBase<A, Ix2>,
     y: &Array2<F>,
     alpha: F,
     w: &Array2<F>,
-) -> F {
-    let (log_prob, params) = multi_logistic_prob_params(x, w);
-    // Calculate loss
-    -elem_dot(&log_prob, y) + F::cast(0.5) * alpha * elem_dot(&params, &params)
-}
-
-/// Computes multinomial gradients for `W` and `b` and combine them.
-/// Gradient for `W` is `Xt . (softmax(H) - Y) + alpha * W`.
-/// Gradient for `b` is `sum(softmax(H) - Y)`.
-fn multi_logistic_grad<F: Float, A: Data<Elem = F>>(
-    x: &ArrayBase<A, Ix2>,
-    y: &Array2<F>,
-    alpha: F,
-    w: &Array2<F>,
-) -> Array2<F> {
-    let (log_prob, params) = multi_logistic_prob_params(x, w);
-    let (n_features, n_classes) = params.dim();
-    let intercept = w.nrows() > n_features;
-    let mut grad = Array::zeros((n_features + intercept as usize, n_classes));
-
-    // This value is `softmax(H)`
-    let prob = log_prob.mapv_into(num_traits::Float::exp);
-    let diff = prob - y;
-    // Compute gradient for `W` and place it at start of the grad matrix
-    let dw = x.t().dot(&diff) + (&params * alpha);
-    grad.slice_mut(s![..n_features, ..]).assign(&dw);
-    // Compute gradient for `b` and place it at end of grad matrix
-    if intercept {
-        grad.row_mut(n_features).assign(&diff.sum_axis(Axis(0)));
+) -> (F, Array2<F>) {
+    let n_features = x.ncols();
+    let (params, intercept) = convert_params(n_features, w);
+    let has_intercept = w.nrows() > n_features;
+    let mut grad = Array2::zeros(w.raw_dim());
+    let mut loss = F::zero();
+    let blocks = x
+        .axis_chunks_iter(Axis(0), OBJECTIVE_BLOCK_ROWS)
+        .zip(y.axis_chunks_iter(Axis(0), OBJECTIVE_BLOCK_ROWS));
+    for (x_block, y_block) in blocks {
+        let mut h = x_block.dot(&params) + &intercept;
+        // `H - log(sum(exp(H)))` row by row: `log(softmax(H))`
+        let lse = log_sum_exp(&h, Axis(1)).insert_axis(Axis(1));
+        h -= &lse;
+        loss -= elem_dot(&h, &y_block);
+        // `softmax(H) - Y`
+        h.mapv_inplace(num_traits::Float::exp);
+        h -= &y_block;
+        let mut grad_w = grad.slice_mut(s![..n_features, ..]);
+        general_mat_mul(F::one(), &x_block.t(), &h, F::one(), &mut grad_w);
+        if has_intercept {
+            let mut grad_b = grad.row_mut(n_features);
+            grad_b += &h.sum_axis(Axis(0));
+        }
     }
-    grad
+    grad.slice_mut(s![..n_features, ..]).scaled_add(alpha, &params);
+    loss += F::cast(0.5) * alpha * elem_dot(&params, &params);
+    (loss, grad)
 }
 
 /// A fitted logistic regression which can make predictions
@@ -777,6 +792,25 @@ struct LogisticRegressionProblem<'a, F: Float, A: Data<Elem = F>, D: Dimension> 
     x: &'a ArrayBase<A, Ix2>,
     target: Array<F, D>,
     alpha: F,
+    /// The parameters of the last multinomial evaluation, with its loss and gradient:
+    /// argmin's line search asks for the cost and then the gradient at the same point, and
+    /// both come from one pass over `X`.
+    last: Mutex<Option<(Array<F, D>, F, Array<F, D>)>>,
+}
+
+impl<F: Float, A: Data<Elem = F>> LogisticRegressionProblem2<'_, F, A> {
+    /// The loss and gradient at `w`, computed once per point.
+    fn loss_grad(&self, w: &Array2<F>) -> (F, Array2<F>) {
+        let mut last = self.last.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some((at, loss, grad)) = last.as_ref() {
+            if at == w {
+                return (*loss, grad.clone());
+            }
+        }
+        let (loss, grad) = multi_logistic_loss_grad(self.x, &self.target, self.alpha, w);
+        *last = Some((w.clone(), loss, grad.clone()));
+        (loss, grad)
+    }
 }
 
 type LogisticRegressionProblem1<'a, F, A> = LogisticRegressionProblem<'a, F, A, Ix1>;
@@ -812,9 +846,7 @@ impl<F: Float, A: Data<Elem = F>> CostFunction for LogisticRegressionProblem2<'_
 
     /// Apply the cost function to a parameter `p`
     fn cost(&self, p: &Self::Param) -> std::result::Result<Self::Output, argmin::core::Error> {
-        let w = p.as_array();
-        let cost = multi_logistic_loss(self.x, &self.target, self.alpha, w);
-        Ok(cost)
+        Ok(self.loss_grad(p.as_array()).0)
     }
 }
 
@@ -824,9 +856,7 @@ impl<F: Float, A: Data<Elem = F>> Gradient for LogisticRegressionProblem2<'_, F,
 
     /// Compute the gradient at parameter `p`.
     fn gradient(&self, p: &Self::Param) -> std::result::Result<Self::Param, argmin::core::Error> {
-        let w = p.as_array();
-        let grad = ArgminParam(multi_logistic_grad(self.x, &self.target, self.alpha, w));
-        Ok(grad)
+        Ok(ArgminParam(self.loss_grad(p.as_array()).1))
     }
 }
 
@@ -1200,6 +1230,52 @@ mod test {
         assert_abs_diff_eq!(data.sum(), 1.0);
     }
 
+    /// Patch: the blocked one-pass objective equals the whole-matrix formulas it replaced
+    /// when `X` spans several blocks, a partial last block included.
+    #[test]
+    fn blocked_loss_grad_matches_whole_matrix_formulas() {
+        let (n, d, k) = (2 * OBJECTIVE_BLOCK_ROWS + 17, 7, 4);
+        let x = Array2::from_shape_fn((n, d), |(i, j)| ((i * 31 + j * 17) % 23) as f64 / 5.0 - 2.0);
+        let y = Array2::from_shape_fn((n, k), |(i, c)| f64::from(u8::from(i % k == c)));
+        let w = Array2::from_shape_fn((d + 1, k), |(j, c)| ((j * 7 + c * 3) % 11) as f64 / 4.0 - 1.3);
+        let alpha = 0.7;
+
+        let (log_prob, params) = multi_logistic_prob_params(&x, &w);
+        let loss = -elem_dot(&log_prob, &y) + 0.5 * alpha * elem_dot(&params, &params);
+        let diff = log_prob.mapv(f64::exp) - &y;
+        let mut grad = Array2::zeros((d + 1, k));
+        grad.slice_mut(s![..d, ..])
+            .assign(&(x.t().dot(&diff) + &params * alpha));
+        grad.row_mut(d).assign(&diff.sum_axis(Axis(0)));
+
+        let (blocked_loss, blocked_grad) = multi_logistic_loss_grad(&x, &y, alpha, &w);
+        assert_relative_eq!(blocked_loss, loss, max_relative = 1e-12);
+        assert_abs_diff_eq!(blocked_grad, grad, epsilon = 1e-9);
+    }
+
+    /// Patch: the cost and then the gradient at one point come from one evaluation, and a
+    /// new point is evaluated afresh.
+    #[test]
+    fn cost_and_gradient_share_one_evaluation_per_point() {
+        let x = array![[0.5, -1.0], [1.5, 2.0], [-0.3, 0.2], [2.0, -2.0]];
+        let problem = LogisticRegressionProblem2 {
+            x: &x,
+            target: array![[1.0, 0.0], [0.0, 1.0], [1.0, 0.0], [0.0, 1.0]],
+            alpha: 0.1,
+            last: Mutex::new(None),
+        };
+        for w in [
+            array![[0.1, -0.2], [0.3, 0.4], [0.0, 0.5]],
+            array![[1.0, 2.0], [-1.0, 0.0], [0.2, 0.1]],
+        ] {
+            let (loss, grad) = multi_logistic_loss_grad(&x, &problem.target, 0.1, &w);
+            let p = ArgminParam(w.clone());
+            assert_eq!(problem.cost(&p).unwrap(), loss);
+            assert_eq!(problem.gradient(&p).unwrap().as_array(), &grad);
+            assert_eq!(problem.last.lock().unwrap().as_ref().unwrap().0, w);
+        }
+    }
+
     #[test]
     fn test_multi_logistic_loss_grad() {
         let x = array![
@@ -1243,9 +1319,8 @@ mod test {
                 epsilon = 1e-6
             );
             assert_abs_diff_eq!(w, params1);
-            let loss = multi_logistic_loss(&x, &y, alpha, &params1);
+            let (loss, grad) = multi_logistic_loss_grad(&x, &y, alpha, &params1);
             assert_abs_diff_eq!(loss, 57.11212197835295, epsilon = 1e-6);
-            let grad = multi_logistic_grad(&x, &y, alpha, &params1);
             assert_abs_diff_eq!(
                 grad,
                 array![
@@ -1273,9 +1348,8 @@ mod test {
                 epsilon = 1e-6
             );
             assert_abs_diff_eq!(w, params2.slice(s![..params2.nrows() - 1, ..]));
-            let loss = multi_logistic_loss(&x, &y, alpha, &params2);
+            let (loss, grad) = multi_logistic_loss_grad(&x, &y, alpha, &params2);
             assert_abs_diff_eq!(loss, 154.8177958366479, epsilon = 1e-6);
-            let grad = multi_logistic_grad(&x, &y, alpha, &params2);
             assert_abs_diff_eq!(
                 grad,
                 array![

@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 use headstart::cache::load_snapshot;
 use headstart::dataset::Split;
 use headstart::sweep::space::{Space, TrialSpec};
-use headstart::sweep::trial::{fit, gather, score};
+use headstart::sweep::trial::{fit, score};
 use serde_json::{json, Value};
 
 fn list<T: std::str::FromStr>(text: &str) -> Vec<T> {
@@ -85,7 +85,6 @@ fn main() {
     );
     for &n in &per_class {
         let rows: Vec<usize> = by_class.iter().flat_map(|r| r.iter().take(n).copied()).collect();
-        let (x, y) = gather(train.x.view(), &train.y, &rows);
         let mut kinds: Vec<(&str, Vec<TrialSpec>)> = vec![
             ("mlp", seeds.iter().map(|&s| spec(json!({"mlp": {}}), s)).collect()),
             ("logistic", vec![spec(json!({"logistic": {"c": 1.0}}), 0)]),
@@ -99,7 +98,7 @@ fn main() {
         for (kind, specs) in kinds.drain(..) {
             let mut scores = Vec::new();
             for s in &specs {
-                let scored = fit(s, x.view(), &y, classes.len())
+                let scored = fit(s, train.x.view(), &train.y, &rows, classes.len())
                     .map(|model| score(model.predict_proba(eval.x.view()).view(), &eval.y, classes, 0.0).accuracy);
                 match scored {
                     Ok(a) => scores.push(a),

@@ -404,8 +404,9 @@ def baseline_section(rounds):
     )
     text += (
         "\n\nBoth sweep C over the same 11 values (0.01 ... 1000) on standardised embeddings, pick "
-        "the best validation accuracy (ties: lower log loss) and score that fit; headstart warm-starts "
-        "each C from the previous one, scikit-learn fits each from zero (lbfgs, max_iter 5000). "
+        "the best validation accuracy (ties: lower log loss) and score that fit; headstart starts "
+        "each C from the previous two solutions extrapolated in ln C, scikit-learn (its default, "
+        "warm_start off) fits each from zero (lbfgs, max_iter 5000). "
         "headstart stops at an L2 norm of the mean objective's gradient of 1e-4 times min(1, 1/C); "
         "scikit-learn at a "
         "largest gradient component of `tol`: its default 1e-4 (timed) and 1e-8 (once, untimed: "

@@ -200,14 +200,37 @@ impl HeadParams {
         valid: Option<(ArrayView2<f32>, &[usize])>,
         on_epoch: &mut dyn FnMut(&EpochStats),
     ) -> Result<Fitted, HeadError> {
-        let class_weight = self.check(x, y, n_classes, valid)?;
+        let all: Vec<usize> = (0..x.nrows()).collect();
+        self.fit_rows(x, y, &all, n_classes, valid, on_epoch)
+    }
+
+    /// [`fit`](Self::fit) on the rows `rows` of `x` (and their labels in `y`), without copying
+    /// them: batches are gathered from `x` as they are drawn. The head equals the one `fit`
+    /// trains on `x.select(Axis(0), rows)` with the same seed, bit for bit, so k-fold trials
+    /// share one copy of the embeddings.
+    pub fn fit_rows(
+        &self,
+        x: ArrayView2<f32>,
+        y: &[usize],
+        rows: &[usize],
+        n_classes: usize,
+        valid: Option<(ArrayView2<f32>, &[usize])>,
+        on_epoch: &mut dyn FnMut(&EpochStats),
+    ) -> Result<Fitted, HeadError> {
+        if let Some(&row) = rows.iter().find(|&&row| row >= x.nrows()) {
+            return Err(HeadError::RowOutOfRange { row, rows: x.nrows() });
+        }
+        // `check` reports a `y` of the wrong length; until then a missing label is left out.
+        let train_labels: Vec<usize> = rows.iter().filter_map(|&i| y.get(i).copied()).collect();
+        let class_weight = self.check(x, y, rows.len(), &train_labels, n_classes, valid)?;
+        let n = rows.len();
         let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
         let mut head = Head::init(x.ncols(), &self.hidden, n_classes, &mut rng);
-        let batch_size = self.batch_size.min(x.nrows());
+        let batch_size = self.batch_size.min(n);
         let mut ws = Workspace::new(&head, batch_size, self.dropout, self.label_smoothing);
         let mut grads: Vec<BlockParams> = head.blocks.iter().map(BlockParams::zeros).collect();
         let mut adam = Adam::new(&head, self.learning_rate, self.weight_decay);
-        let mut order: Vec<usize> = (0..x.nrows()).collect();
+        let mut order: Vec<usize> = rows.to_vec();
         let mut history = Vec::with_capacity(self.epochs);
         let mut best: Option<(f32, usize, Head)> = None;
 
@@ -222,7 +245,7 @@ impl HeadParams {
                 loss_sum += batch_loss;
                 correct += batch_correct;
             }
-            let train_loss = (loss_sum / x.nrows() as f64) as f32;
+            let train_loss = (loss_sum / n as f64) as f32;
             if !train_loss.is_finite() {
                 return Err(HeadError::Diverged {
                     epoch,
@@ -239,7 +262,7 @@ impl HeadParams {
             let stats = EpochStats {
                 epoch,
                 train_loss,
-                train_accuracy: correct as f32 / x.nrows() as f32,
+                train_accuracy: correct as f32 / n as f32,
                 val_loss,
                 val_accuracy,
                 seconds: start.elapsed().as_secs_f32(),
@@ -271,10 +294,13 @@ impl HeadParams {
     }
 
     /// Validates parameters and data; returns the weight of each class in the training loss.
+    /// `n_train` rows of `x` are trained on, labelled `train_labels`.
     fn check(
         &self,
         x: ArrayView2<f32>,
         y: &[usize],
+        n_train: usize,
+        train_labels: &[usize],
         n_classes: usize,
         valid: Option<(ArrayView2<f32>, &[usize])>,
     ) -> Result<Vec<f32>, HeadError> {
@@ -307,10 +333,10 @@ impl HeadParams {
         if n_classes < 2 {
             return Err(HeadError::TooFewClasses(n_classes));
         }
-        if x.nrows() == 0 || x.ncols() == 0 {
+        if n_train == 0 || x.ncols() == 0 {
             return Err(HeadError::EmptySet {
                 set: "training",
-                rows: x.nrows(),
+                rows: n_train,
                 cols: x.ncols(),
             });
         }
@@ -337,14 +363,14 @@ impl HeadParams {
             ClassWeights::None => vec![1.0; n_classes],
             ClassWeights::Balanced => {
                 let mut counts = vec![0usize; n_classes];
-                for &label in y {
+                for &label in train_labels {
                     counts[label] += 1;
                 }
                 counts
                     .iter()
                     .map(|&c| match c {
                         0 => 0.0,
-                        c => y.len() as f32 / (n_classes * c) as f32,
+                        c => train_labels.len() as f32 / (n_classes * c) as f32,
                     })
                     .collect()
             }
@@ -444,6 +470,14 @@ pub enum HeadError {
     /// The data has fewer than 2 classes.
     #[error("a classifier needs at least 2 classes (got {0}): add images of another class")]
     TooFewClasses(usize),
+    /// `fit_rows` was given a row index past the end of `x`.
+    #[error("training row {row} is out of range: the embeddings have {rows} rows")]
+    RowOutOfRange {
+        /// The offending row index.
+        row: usize,
+        /// The number of rows of `x`.
+        rows: usize,
+    },
     /// The training or validation set has no rows or no features.
     #[error(
         "the {set} set is empty ({rows} embeddings of {cols} features): it needs at least one embedding with features"

@@ -426,8 +426,49 @@ fn inconsistent_tensors_are_rejected() {
 fn balanced_class_weights() {
     let x = Array2::zeros((4, 2));
     let params = HeadParams::default().class_weights(ClassWeights::Balanced);
-    let weights = params.check(x.view(), &[0, 0, 0, 1], 3, None).unwrap();
+    let weights = params
+        .check(x.view(), &[0, 0, 0, 1], 4, &[0, 0, 0, 1], 3, None)
+        .unwrap();
     assert_eq!(weights, [4.0 / 9.0, 4.0 / 3.0, 0.0]);
+    // only the rows trained on count
+    let weights = params.check(x.view(), &[0, 0, 0, 1], 3, &[0, 0, 1], 3, None).unwrap();
+    assert_eq!(weights, [1.0 / 2.0, 1.0, 0.0]);
+}
+
+#[test]
+fn fit_rows_equals_fit_on_the_gathered_rows_bit_for_bit() {
+    let (x, y) = blobs(40, 6, 3, 5);
+    let rows: Vec<usize> = (0..x.nrows()).filter(|i| i % 5 != 2).rev().collect();
+    let params = HeadParams::default()
+        .hidden(vec![8])
+        .epochs(3)
+        .batch_size(7)
+        .class_weights(ClassWeights::Balanced)
+        .seed(11);
+    let from_rows = params.fit_rows(x.view(), &y, &rows, 3, None, &mut |_| {}).unwrap();
+    let gathered = x.select(ndarray::Axis(0), &rows);
+    let labels: Vec<usize> = rows.iter().map(|&i| y[i]).collect();
+    let alone = params.fit(gathered.view(), &labels, 3, None, &mut |_| {}).unwrap();
+    let untimed = |h: &[EpochStats]| h.iter().map(|e| (e.train_loss, e.train_accuracy)).collect::<Vec<_>>();
+    assert_eq!(untimed(&from_rows.history), untimed(&alone.history));
+    assert_eq!(
+        from_rows.head.predict_proba(x.view()),
+        alone.head.predict_proba(x.view())
+    );
+
+    let err = params
+        .fit_rows(x.view(), &y, &[0, x.nrows()], 3, None, &mut |_| {})
+        .unwrap_err();
+    assert!(matches!(err, HeadError::RowOutOfRange { row, rows } if row == x.nrows() && rows == x.nrows()));
+    let err = params.fit_rows(x.view(), &y, &[], 3, None, &mut |_| {}).unwrap_err();
+    assert!(matches!(
+        err,
+        HeadError::EmptySet {
+            set: "training",
+            rows: 0,
+            ..
+        }
+    ));
 }
 
 #[test]

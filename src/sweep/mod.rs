@@ -428,10 +428,12 @@ fn refit(
     let started = Instant::now();
     let label = winner.spec.label();
     let (x, y, _) = train_and_val(opts, manifest)?;
-    let model = trial::fit(&winner.spec, x.view(), &y, manifest.classes.len()).map_err(|reason| SweepError::Refit {
-        label: label.clone(),
-        reason,
-    })?;
+    let all: Vec<usize> = (0..y.len()).collect();
+    let model =
+        trial::fit(&winner.spec, x.view(), &y, &all, manifest.classes.len()).map_err(|reason| SweepError::Refit {
+            label: label.clone(),
+            reason,
+        })?;
     drop(x);
     let card = Card {
         kind: match winner.spec {

@@ -121,8 +121,31 @@ pub struct TrialResult {
     pub seconds: f64,
 }
 
-/// Fits `spec` on `x`/`y` (class indices in `0..n_classes`) with no validation set.
-pub fn fit(spec: &TrialSpec, x: ArrayView2<f32>, y: &[usize], n_classes: usize) -> Result<Box<dyn Classifier>, String> {
+/// Fits `spec` on the rows `rows` of `x`/`y` (class indices in `0..n_classes`) with no
+/// validation set. The MLP head trains on them in place; the other kinds copy them once into
+/// their own working form (standardised `f64`, unit rows) as their solvers need, as
+/// scikit-learn's do.
+pub fn fit(
+    spec: &TrialSpec,
+    x: ArrayView2<f32>,
+    y: &[usize],
+    rows: &[usize],
+    n_classes: usize,
+) -> Result<Box<dyn Classifier>, String> {
+    match spec {
+        TrialSpec::Mlp(p) => p
+            .fit_rows(x, y, rows, n_classes, None, &mut |_| {})
+            .map(|f| Box::new(f.head) as Box<dyn Classifier>)
+            .map_err(|e| e.to_string()),
+        _ => {
+            let (x, y) = gather(x, y, rows);
+            fit_all(spec, x.view(), &y, n_classes)
+        }
+    }
+}
+
+/// Fits `spec` on all of `x`/`y`.
+fn fit_all(spec: &TrialSpec, x: ArrayView2<f32>, y: &[usize], n_classes: usize) -> Result<Box<dyn Classifier>, String> {
     match spec {
         TrialSpec::Mlp(p) => p
             .fit(x, y, n_classes, None, &mut |_| {})
@@ -143,6 +166,22 @@ pub fn fit(spec: &TrialSpec, x: ArrayView2<f32>, y: &[usize], n_classes: usize) 
     }
 }
 
+/// Rows predicted at a time by [`predict_rows`]: the held-out rows are gathered this many at
+/// a time, so a trial never copies a whole fold.
+const PREDICT_ROWS: usize = 1024;
+
+/// `model`'s probabilities for the rows `rows` of `x`, in that order.
+pub fn predict_rows(model: &dyn Classifier, x: ArrayView2<f32>, rows: &[usize]) -> Array2<f32> {
+    let mut probs = Array2::zeros((rows.len(), model.n_classes()));
+    for (chunk, mut out) in rows
+        .chunks(PREDICT_ROWS)
+        .zip(probs.axis_chunks_iter_mut(Axis(0), PREDICT_ROWS))
+    {
+        out.assign(&model.predict_proba(x.select(Axis(0), chunk).view()));
+    }
+    probs
+}
+
 /// Scores of `probs` against `y`.
 pub fn score(probs: ArrayView2<f32>, y: &[usize], class_names: &[String], seconds: f64) -> FoldScore {
     let e = evaluate(probs, y, class_names);
@@ -157,8 +196,8 @@ pub fn score(probs: ArrayView2<f32>, y: &[usize], class_names: &[String], second
 }
 
 /// Runs `spec` over the folds: for each fold in `0..k`, fits on the rows of `x` whose fold
-/// differs and scores on the rows of that fold. `fold[i]` is row i's fold. The rows of each
-/// side are gathered once per fold; nothing else is copied.
+/// differs and scores on the rows of that fold. `fold[i]` is row i's fold. The embeddings are
+/// not copied per trial (see [`fit`] and [`predict_rows`]).
 pub fn run(
     spec: &TrialSpec,
     x: ArrayView2<f32>,
@@ -174,11 +213,10 @@ pub fn run(
         let fold_started = std::time::Instant::now();
         let train: Vec<usize> = (0..y.len()).filter(|&i| fold[i] != f).collect();
         let held: Vec<usize> = (0..y.len()).filter(|&i| fold[i] == f).collect();
-        let (xt, yt) = gather(x, y, &train);
-        let (xh, yh) = gather(x, y, &held);
-        match fit(spec, xt.view(), &yt, class_names.len()) {
+        let yh: Vec<usize> = held.iter().map(|&i| y[i]).collect();
+        match fit(spec, x, y, &train, class_names.len()) {
             Ok(model) => {
-                let probs = model.predict_proba(xh.view());
+                let probs = predict_rows(model.as_ref(), x, &held);
                 if probs.iter().any(|p| !p.is_finite()) {
                     failure = Some((
                         f,

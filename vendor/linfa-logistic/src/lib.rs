@@ -795,8 +795,11 @@ struct LogisticRegressionProblem<'a, F: Float, A: Data<Elem = F>, D: Dimension> 
     /// The parameters of the last multinomial evaluation, with its loss and gradient:
     /// argmin's line search asks for the cost and then the gradient at the same point, and
     /// both come from one pass over `X`.
-    last: Mutex<Option<(Array<F, D>, F, Array<F, D>)>>,
+    last: Mutex<Option<Evaluation<F, D>>>,
 }
+
+/// Parameters, and the loss and gradient there.
+type Evaluation<F, D> = (Array<F, D>, F, Array<F, D>);
 
 impl<F: Float, A: Data<Elem = F>> LogisticRegressionProblem2<'_, F, A> {
     /// The loss and gradient at `w`, computed once per point.

@@ -8,6 +8,7 @@ mod options;
 mod progress;
 
 fn main() -> ExitCode {
+    headstart::preprocess::silence_caught_decoder_panics();
     match app::run(cli::Cli::parse()) {
         Ok(code) => code,
         Err(err) => {

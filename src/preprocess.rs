@@ -5,7 +5,9 @@
 //! box of the original, which is what PIL's `resize(box=...)` does, so a Python reference can
 //! reproduce the pixels. The normalisation presets are the ones the pretrained weights expect.
 
+use std::cell::Cell;
 use std::io::Cursor;
+use std::panic::UnwindSafe;
 
 use fast_image_resize::images::{Image, ImageRef};
 use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
@@ -136,6 +138,56 @@ pub enum PreprocessError {
     /// A JPEG file ends before its end marker (a partial download or copy).
     #[error("cannot decode: the JPEG data is cut short (no end marker after its last scan); copy or download the file again")]
     TruncatedJpeg,
+    /// The decoder panicked on this file: a bug in the decoder, which [`decode`] turns into a
+    /// skipped file so that one odd file cannot end a run. Holds the panic message.
+    #[error("decoder failed: {0}")]
+    DecoderPanicked(String),
+}
+
+thread_local! {
+    /// Whether this thread is inside [`isolated`], so that the hook of
+    /// [`silence_caught_decoder_panics`] can tell a panic that becomes a skipped file from one
+    /// that ends the program.
+    static IN_DECODER: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Runs `decoder` on user bytes so that a panic in it becomes [`PreprocessError::DecoderPanicked`]
+/// instead of unwinding through the rayon pool and ending the whole run (exit 101). `UnwindSafe`
+/// lets the compiler check that `decoder` shares nothing mutable that a panic could leave
+/// half-changed: it reads the bytes, and what it builds is dropped while unwinding.
+fn isolated<T>(decoder: impl FnOnce() -> Result<T, PreprocessError> + UnwindSafe) -> Result<T, PreprocessError> {
+    let outer = IN_DECODER.replace(true);
+    let result = std::panic::catch_unwind(decoder);
+    IN_DECODER.set(outer);
+    result.unwrap_or_else(|payload| {
+        // `panic!` with a literal carries a `&str`, with format arguments a `String`.
+        let message = match payload.downcast::<String>() {
+            Ok(message) => *message,
+            Err(payload) => match payload.downcast_ref::<&str>() {
+                Some(message) => message.to_string(),
+                None => "the panic carried no message".to_string(),
+            },
+        };
+        Err(PreprocessError::DecoderPanicked(message))
+    })
+}
+
+/// Keeps the panic hook quiet for the decoder panics that [`decode`] catches. Each of them is
+/// already one line in the skipped-file report, and the default hook would add a "thread
+/// panicked at …" message and a backtrace note to stderr for it, as if the run had crashed.
+/// Every other panic still goes to the hook installed before. For binaries: call it once, early;
+/// later calls do nothing.
+pub fn silence_caught_decoder_panics() {
+    static INSTALL: std::sync::Once = std::sync::Once::new();
+    INSTALL.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            // `try_with`: a panic while the thread's locals are being torn down must still be shown.
+            if !IN_DECODER.try_with(Cell::get).unwrap_or(false) {
+                previous(info);
+            }
+        }));
+    });
 }
 
 /// Decodes an image file's bytes to 8-bit RGB, upright.
@@ -143,8 +195,13 @@ pub enum PreprocessError {
 /// The format is sniffed from the bytes, not the extension, since misnamed files are common.
 /// EXIF orientation is applied; grey, alpha (dropped, as PIL's `convert("RGB")` does), CMYK and
 /// 16-bit images all end up as RGB8. Images of more than `max_pixels` pixels are refused from
-/// their header, before anything is allocated for them.
+/// their header, before anything is allocated for them. A panic in the decoder is returned as
+/// [`PreprocessError::DecoderPanicked`].
 pub fn decode(bytes: &[u8], max_pixels: u64) -> Result<image::RgbImage, PreprocessError> {
+    isolated(|| decode_unisolated(bytes, max_pixels))
+}
+
+fn decode_unisolated(bytes: &[u8], max_pixels: u64) -> Result<image::RgbImage, PreprocessError> {
     let mut reader = ImageReader::new(Cursor::new(bytes)).with_guessed_format()?;
     // The image crate's own allocation limit (512 MiB by default) would refuse some images
     // below `max_pixels` with a less helpful message; 8 bytes a pixel fits 16-bit RGBA.
@@ -376,6 +433,37 @@ mod tests {
             .write_to(&mut Cursor::new(&mut png), image::ImageFormat::Png)
             .unwrap();
         assert!(decode(&png[..png.len() / 2], DEFAULT_MAX_PIXELS).is_err());
+    }
+
+    /// A closure that panics stands for a decoder bug such as the tiff crate's assertion on
+    /// planar tiled files (`tests/bad_input.rs` has the real one).
+    #[test]
+    fn a_panicking_decoder_is_an_error_with_its_message() {
+        let formatted = isolated(|| -> Result<(), PreprocessError> { panic!("row stride {} too small", 48) });
+        assert_eq!(
+            formatted.unwrap_err().to_string(),
+            "decoder failed: row stride 48 too small"
+        );
+        let literal = isolated(|| -> Result<(), PreprocessError> { panic!("a literal message") });
+        assert_eq!(literal.unwrap_err().to_string(), "decoder failed: a literal message");
+        let opaque = isolated(|| -> Result<(), PreprocessError> { std::panic::panic_any(7u8) });
+        assert_eq!(
+            opaque.unwrap_err().to_string(),
+            "decoder failed: the panic carried no message"
+        );
+        // The flag that silences the hook is back off, also after a panic inside a nested call,
+        // so a later panic outside a decoder on this thread is still shown.
+        let nested = isolated(|| {
+            let inner = isolated(|| -> Result<(), PreprocessError> { panic!("inner") });
+            assert!(IN_DECODER.get(), "the outer call is still a decoder");
+            inner
+        });
+        assert_eq!(nested.unwrap_err().to_string(), "decoder failed: inner");
+        assert!(!IN_DECODER.get());
+        // Results, good or bad, pass through untouched.
+        assert_eq!(isolated(|| Ok(5)).unwrap(), 5);
+        let truncated = isolated(|| Err::<(), _>(PreprocessError::TruncatedJpeg));
+        assert!(matches!(truncated, Err(PreprocessError::TruncatedJpeg)));
     }
 
     #[test]

@@ -104,6 +104,81 @@ fn close(a: [u8; 3], b: [u8; 3], tolerance: u8) -> bool {
     a.iter().zip(&b).all(|(x, y)| x.abs_diff(*y) <= tolerance)
 }
 
+/// Size of the planar tiled TIFF: 20 rows are one full row of 16-pixel tiles and one with 12
+/// rows of padding, where the tiff crate's panic lies.
+const PLANAR_SIZE: (u32, u32) = (24, 20);
+
+/// Pixel (x, y) of the planar tiled TIFF, 16 bits a channel: multiples of 257, so that scaled to
+/// 8 bits (`v / 257`) they are exact.
+fn planar_pixel(x: u32, y: u32) -> [u16; 3] {
+    [x * 10, y * 12, 255 - 3 * (x + y)].map(|v| v as u16 * 257)
+}
+
+/// A valid TIFF of the kind that ended `extract` on a public corpus, written by hand: tiled
+/// (16x16), planar (PlanarConfiguration 2: all red tiles, then all green, then all blue), 16-bit
+/// RGB, uncompressed, little-endian, one IFD. Checked valid with tifffile 2026.3.3: it reads
+/// back [`planar_pixel`], and its own writer gives the same tile bytes for those pixels. (Pillow
+/// has no 16-bit RGB mode and libtiff's tiffcp does not copy 16-bit planar tiles right, for
+/// tifffile's file too, so neither can check it.)
+fn planar_tiled_tiff() -> Vec<u8> {
+    const TILE: u32 = 16;
+    let (width, height) = PLANAR_SIZE;
+    let (across, down) = (width.div_ceil(TILE), height.div_ceil(TILE));
+    let mut tiles = Vec::new();
+    for channel in 0..3 {
+        for (ty, tx) in (0..down).flat_map(|ty| (0..across).map(move |tx| (ty, tx))) {
+            for (y, x) in (ty * TILE..(ty + 1) * TILE).flat_map(|y| (tx * TILE..(tx + 1) * TILE).map(move |x| (y, x))) {
+                // Tiles past the right and bottom edges are padded to full size.
+                let value = if x < width && y < height {
+                    planar_pixel(x, y)[channel]
+                } else {
+                    0
+                };
+                tiles.extend_from_slice(&value.to_le_bytes());
+            }
+        }
+    }
+    // More than one tile, so the offsets and byte counts do not fit in their entries.
+    let (count, tile_bytes) = (3 * across * down, TILE * TILE * 2);
+    let bits_at = 8 + tiles.len() as u32;
+    let offsets_at = bits_at + 6;
+    let counts_at = offsets_at + 4 * count;
+    let ifd_at = counts_at + 4 * count;
+    let mut bytes = b"II*\0".to_vec();
+    bytes.extend_from_slice(&ifd_at.to_le_bytes());
+    bytes.extend_from_slice(&tiles);
+    bytes.extend_from_slice(&[16u8, 0].repeat(3));
+    for i in 0..count {
+        bytes.extend_from_slice(&(8 + i * tile_bytes).to_le_bytes());
+    }
+    bytes.extend_from_slice(&tile_bytes.to_le_bytes().repeat(count as usize));
+    // (tag, type, count, value or offset), in tag order. Type 3 is SHORT, 4 is LONG; a SHORT
+    // value sits in the first two bytes of its four, which little-endian u32 bytes give.
+    let (short, long) = (3u16, 4u16);
+    let entries = [
+        (256u16, long, 1, width),       // ImageWidth
+        (257, long, 1, height),         // ImageLength
+        (258, short, 3, bits_at),       // BitsPerSample: 16, 16, 16
+        (259, short, 1, 1),             // Compression: none
+        (262, short, 1, 2),             // PhotometricInterpretation: RGB
+        (277, short, 1, 3),             // SamplesPerPixel
+        (284, short, 1, 2),             // PlanarConfiguration: separate planes
+        (322, long, 1, TILE),           // TileWidth
+        (323, long, 1, TILE),           // TileLength
+        (324, long, count, offsets_at), // TileOffsets
+        (325, long, count, counts_at),  // TileByteCounts
+    ];
+    bytes.extend_from_slice(&(entries.len() as u16).to_le_bytes());
+    for (tag, kind, count, value) in entries {
+        bytes.extend_from_slice(&tag.to_le_bytes());
+        bytes.extend_from_slice(&kind.to_le_bytes());
+        bytes.extend_from_slice(&count.to_le_bytes());
+        bytes.extend_from_slice(&value.to_le_bytes());
+    }
+    bytes.extend_from_slice(&0u32.to_le_bytes()); // no next IFD
+    bytes
+}
+
 /// Files that decode, each with the check its pixels must pass.
 type Check = fn(&image::RgbImage) -> bool;
 
@@ -213,6 +288,76 @@ fn decodable_oddities_give_the_right_pixels() {
         };
         assert!(err.contains(reason), "{name}: {err}");
     }
+}
+
+/// The public-corpus crash, reproduced: a valid planar tiled 16-bit TIFF. Either it decodes to
+/// the pixels written, or the decoder's panic comes back as an error; it never unwinds.
+///
+/// With tiff 0.11.3 (Cargo.lock) it is the error, "decoder failed: assertion failed: buf.len() >=
+/// layout.row_stride * (data_dims.1 as usize - 1) + data_row_bytes". The crate finds a tile's
+/// padding from its index as if there were one plane, so the tiles of the second and third
+/// planes get none: each bottom tile is read as 16 full rows, which spill into the next plane
+/// and, in the last plane, past the end of the buffer, where the assertion stops it. The same
+/// file 32 rows high, with no partial tiles, decodes right.
+#[test]
+fn a_planar_tiled_tiff_decodes_right_or_is_a_decoder_error_not_a_panic() {
+    match decode(&planar_tiled_tiff(), DEFAULT_MAX_PIXELS) {
+        Ok(rgb) => {
+            assert_eq!(rgb.dimensions(), PLANAR_SIZE);
+            for (x, y, got) in rgb.enumerate_pixels() {
+                let want = planar_pixel(x, y).map(|v| (v / 257) as u8);
+                assert_eq!(got.0, want, "pixel ({x}, {y})");
+            }
+        }
+        Err(e) => assert!(e.to_string().starts_with("decoder failed: "), "{e}"),
+    }
+}
+
+/// A file that panics its decoder, among good ones: the run finishes, embeds the good images,
+/// names the file with the panic's message, and exits 3 as for any skipped file. stderr has
+/// the one "skipped" line and none of the panic hook's "thread … panicked at" noise.
+#[test]
+fn a_file_that_panics_its_decoder_is_skipped_and_the_run_goes_on() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, ws) = (tmp.path().join("data"), tmp.path().join("ws"));
+    for class in 0..2 {
+        let dir = data.join(format!("c{class}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        for i in 0..3 {
+            common::class_image(class, i, 40)
+                .save(dir.join(format!("img{i}.png")))
+                .unwrap();
+        }
+    }
+    std::fs::write(data.join("c0/planar_tiled.tif"), planar_tiled_tiff()).unwrap();
+    // Not `common::headstart`, which passes --quiet: the progress lines on stderr are checked.
+    let out = assert_cmd::Command::cargo_bin("headstart")
+        .unwrap()
+        .arg("--workspace")
+        .arg(&ws)
+        .args(["--json", "extract", "--model", &tiny_model("tiny_nchw"), "--data"])
+        .arg(&data)
+        .timeout(std::time::Duration::from_secs(120))
+        .assert()
+        .code(3)
+        .get_output()
+        .clone();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("skipped c0/planar_tiled.tif: decoder failed: "),
+        "{stderr}"
+    );
+    assert_eq!(stderr.matches("planar_tiled").count(), 1, "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let s = json(&out.stdout);
+    assert_eq!(s["images"], 6);
+    let skipped = s["skipped"].as_array().unwrap();
+    assert_eq!(skipped.len(), 1, "{skipped:?}");
+    assert_eq!(skipped[0]["path"], "c0/planar_tiled.tif");
+    let reason = skipped[0]["reason"].as_str().unwrap();
+    // A tiff release that decodes the file fails this (the file is then embedded): the test
+    // then needs another file that panics a decoder.
+    assert!(reason.starts_with("decoder failed: "), "{reason}");
 }
 
 /// Creates the whole corpus under `data`: class `good` with ordinary images (so the run has

@@ -602,3 +602,44 @@ fn a_head_is_refused_with_another_backbone_or_preset() {
     extract(&[]);
     headstart(&ws).args(["eval", "--split", "train"]).assert().success();
 }
+
+/// All eight EXIF orientations come out upright. The upright image is 48 wide and 32 tall with a
+/// colour per quadrant; each file stores it turned by the inverse of what its orientation tag
+/// says to do for display (EXIF 2.32, tag 0x0112: 2 mirror left-right, 3 turn 180°, 4 mirror
+/// top-bottom, 5 transpose, 6 turn 90° clockwise, 7 transverse, 8 turn 90° anticlockwise).
+#[test]
+fn all_eight_exif_orientations_come_out_upright() {
+    use image::imageops::{flip_horizontal, flip_vertical, rotate180, rotate270, rotate90};
+    let quadrants = [[230, 20, 20], [20, 200, 20], [20, 20, 230], [230, 230, 230]];
+    let upright = RgbImage::from_fn(48, 32, |x, y| {
+        Rgb(quadrants[usize::from(x >= 24) + 2 * usize::from(y >= 16)])
+    });
+    for orientation in 1..=8u16 {
+        let stored = match orientation {
+            1 => upright.clone(),
+            2 => flip_horizontal(&upright),
+            3 => rotate180(&upright),
+            4 => flip_vertical(&upright),
+            // transpose: (x, y) -> (y, x); its own inverse
+            5 => flip_horizontal(&rotate90(&upright)),
+            6 => rotate270(&upright),
+            // transverse: (x, y) -> (h - 1 - y, w - 1 - x); its own inverse
+            7 => flip_vertical(&rotate90(&upright)),
+            _ => rotate90(&upright),
+        };
+        let (w, h) = stored.dimensions();
+        let file = jpeg(stored.as_raw(), w as u16, h as u16, jpeg_encoder::ColorType::Rgb, |e| {
+            e.add_app_segment(1, &exif_orientation(orientation)).unwrap()
+        });
+        let decoded = decode(&file, DEFAULT_MAX_PIXELS).unwrap();
+        assert_eq!(decoded.dimensions(), (48, 32), "orientation {orientation}");
+        for (i, (x, y)) in [(12, 8), (36, 8), (12, 24), (36, 24)].into_iter().enumerate() {
+            let got = decoded.get_pixel(x, y).0;
+            assert!(
+                close(got, quadrants[i], 30),
+                "orientation {orientation}: ({x}, {y}) is {got:?}, expected {:?}",
+                quadrants[i]
+            );
+        }
+    }
+}

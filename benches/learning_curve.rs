@@ -4,11 +4,12 @@
 //! cargo bench --bench learning_curve -- WORKSPACE [--per-class 1,2,5,10,20] [--seeds 0,1,2]
 //!
 //! WORKSPACE is a folder written by `headstart extract`; its train split gives the training
-//! images and its test split (val when it has none) the scores. The heads are the sweep's own
+//! images and its test split (val when it has none) the scores. For each seed, n images of
+//! every class are drawn at random (seeded) from the train split, and every kind is fitted on
+//! that draw; accuracies are means over the seeds. The heads are the sweep's own
 //! fits (`headstart::sweep::trial::fit`) of these configurations, built from a sweep space:
-//! the default MLP head (`train-head`'s defaults, seeded by each of `--seeds`, accuracy averaged
-//! over them), logistic regression at C = 1, cosine kNN with k = min(5, n) uniform, and the
-//! nearest prototype without shrinkage (the last three are deterministic: one fit).
+//! the default MLP head (`train-head`'s defaults, also seeded by the seed), logistic regression
+//! at C = 1, cosine kNN with k = min(5, n) uniform, and the nearest prototype without shrinkage.
 //!
 //! Prints a readable table and one `BENCH_JSON {...}` line for benches/run.py.
 
@@ -18,6 +19,9 @@ use headstart::cache::load_snapshot;
 use headstart::dataset::Split;
 use headstart::sweep::space::{Space, TrialSpec};
 use headstart::sweep::trial::{fit, score};
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
 use serde_json::{json, Value};
 
 fn list<T: std::str::FromStr>(text: &str) -> Vec<T> {
@@ -60,7 +64,7 @@ fn main() {
         eval_split = "val";
     }
 
-    // Each class's training rows in file-name order.
+    // Each class's training rows in file-name order, so that a seed's draw does not depend on the store's row order.
     let mut by_class: Vec<Vec<usize>> = vec![Vec::new(); classes.len()];
     for (row, entry) in train.entries.iter().enumerate() {
         by_class[entry.sample.class].push(row);
@@ -84,31 +88,44 @@ fn main() {
         "per class", "mlp", "logistic", "knn", "prototype"
     );
     for &n in &per_class {
-        let rows: Vec<usize> = by_class.iter().flat_map(|r| r.iter().take(n).copied()).collect();
-        let mut kinds: Vec<(&str, Vec<TrialSpec>)> = vec![
-            ("mlp", seeds.iter().map(|&s| spec(json!({"mlp": {}}), s)).collect()),
-            ("logistic", vec![spec(json!({"logistic": {"c": 1.0}}), 0)]),
-            (
-                "knn",
-                vec![spec(json!({"knn": {"k": n.min(5), "weights": "uniform"}}), 0)],
-            ),
-            ("prototype", vec![spec(json!({"prototype": {}}), 0)]),
+        // Each seed draws its own n images of every class, so the means are over subsets too.
+        let subsets: Vec<Vec<usize>> = seeds
+            .iter()
+            .map(|&seed| {
+                let mut rng = ChaCha8Rng::seed_from_u64(seed);
+                by_class
+                    .iter()
+                    .flat_map(|rows| {
+                        let mut rows = rows.clone();
+                        rows.shuffle(&mut rng);
+                        rows.truncate(n);
+                        rows
+                    })
+                    .collect()
+            })
+            .collect();
+        let kinds: [(&str, Value); 4] = [
+            ("mlp", json!({"mlp": {}})),
+            ("logistic", json!({"logistic": {"c": 1.0}})),
+            ("knn", json!({"knn": {"k": n.min(5), "weights": "uniform"}})),
+            ("prototype", json!({"prototype": {}})),
         ];
         let mut accuracy = BTreeMap::new();
-        for (kind, specs) in kinds.drain(..) {
+        for (kind, space) in kinds {
             let mut scores = Vec::new();
-            for s in &specs {
-                let scored = fit(s, train.x.view(), &train.y, &rows, classes.len())
+            for (&seed, rows) in seeds.iter().zip(&subsets) {
+                let s = spec(space.clone(), seed);
+                let scored = fit(&s, train.x.view(), &train.y, rows, classes.len())
                     .map(|model| score(model.predict_proba(eval.x.view()).view(), &eval.y, classes, 0.0).accuracy);
                 match scored {
                     Ok(a) => scores.push(a),
-                    Err(e) => eprintln!("{kind} with {n} per class failed: {e}"),
+                    Err(e) => eprintln!("{kind} with {n} per class, seed {seed}, failed: {e}"),
                 }
             }
             let mean = (!scores.is_empty()).then(|| scores.iter().sum::<f64>() / scores.len() as f64);
             results.push(json!({
-                "per_class": n, "train_images": rows.len(), "kind": kind,
-                "spec": specs[0], "accuracy": mean, "runs": scores,
+                "per_class": n, "train_images": subsets[0].len(), "kind": kind,
+                "spec": spec(space, seeds[0]), "accuracy": mean, "runs": scores,
             }));
             accuracy.insert(kind, mean);
         }

@@ -132,37 +132,30 @@ pub fn fit(
     rows: &[usize],
     n_classes: usize,
 ) -> Result<Box<dyn Classifier>, String> {
+    fn boxed(model: impl Classifier + 'static) -> Box<dyn Classifier> {
+        Box::new(model)
+    }
+    let gathered = || gather(x, y, rows);
     match spec {
         TrialSpec::Mlp(p) => p
             .fit_rows(x, y, rows, n_classes, None, &mut |_| {})
-            .map(|f| Box::new(f.head) as Box<dyn Classifier>)
+            .map(|f| boxed(f.head))
             .map_err(|e| e.to_string()),
-        _ => {
-            let (x, y) = gather(x, y, rows);
-            fit_all(spec, x.view(), &y, n_classes)
+        TrialSpec::Logistic { c } => {
+            let (x, y) = gathered();
+            TrialSpec::baseline_params(*c)
+                .fit(x.view(), &y, n_classes, None)
+                .map(|f| boxed(f.model))
+                .map_err(|e| e.to_string())
         }
-    }
-}
-
-/// Fits `spec` on all of `x`/`y`.
-fn fit_all(spec: &TrialSpec, x: ArrayView2<f32>, y: &[usize], n_classes: usize) -> Result<Box<dyn Classifier>, String> {
-    match spec {
-        TrialSpec::Mlp(p) => p
-            .fit(x, y, n_classes, None, &mut |_| {})
-            .map(|f| Box::new(f.head) as Box<dyn Classifier>)
-            .map_err(|e| e.to_string()),
-        TrialSpec::Logistic { c } => TrialSpec::baseline_params(*c)
-            .fit(x, y, n_classes, None)
-            .map(|f| Box::new(f.model) as Box<dyn Classifier>)
-            .map_err(|e| e.to_string()),
-        TrialSpec::Knn(p) => p
-            .fit(x, y, n_classes)
-            .map(|m| Box::new(m) as Box<dyn Classifier>)
-            .map_err(|e| e.to_string()),
-        TrialSpec::Prototype(p) => p
-            .fit(x, y, n_classes)
-            .map(|m| Box::new(m) as Box<dyn Classifier>)
-            .map_err(|e| e.to_string()),
+        TrialSpec::Knn(p) => {
+            let (x, y) = gathered();
+            p.fit(x.view(), &y, n_classes).map(boxed).map_err(|e| e.to_string())
+        }
+        TrialSpec::Prototype(p) => {
+            let (x, y) = gathered();
+            p.fit(x.view(), &y, n_classes).map(boxed).map_err(|e| e.to_string())
+        }
     }
 }
 

@@ -792,29 +792,14 @@ struct LogisticRegressionProblem<'a, F: Float, A: Data<Elem = F>, D: Dimension> 
     x: &'a ArrayBase<A, Ix2>,
     target: Array<F, D>,
     alpha: F,
-    /// The parameters of the last multinomial evaluation, with its loss and gradient:
-    /// argmin's line search asks for the cost and then the gradient at the same point, and
-    /// both come from one pass over `X`.
-    last: Mutex<Option<Evaluation<F, D>>>,
+    /// The last point whose multinomial cost or gradient was asked for, with the gradient
+    /// there: argmin's line search asks for the cost and then the gradient at the same point
+    /// (and L-BFGS may ask for that gradient again), and both come from one pass over `X`.
+    last: Mutex<Option<Evaluated<F, D>>>,
 }
 
-/// Parameters, and the loss and gradient there.
-type Evaluation<F, D> = (Array<F, D>, F, Array<F, D>);
-
-impl<F: Float, A: Data<Elem = F>> LogisticRegressionProblem2<'_, F, A> {
-    /// The loss and gradient at `w`, computed once per point.
-    fn loss_grad(&self, w: &Array2<F>) -> (F, Array2<F>) {
-        let mut last = self.last.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some((at, loss, grad)) = last.as_ref() {
-            if at == w {
-                return (*loss, grad.clone());
-            }
-        }
-        let (loss, grad) = multi_logistic_loss_grad(self.x, &self.target, self.alpha, w);
-        *last = Some((w.clone(), loss, grad.clone()));
-        (loss, grad)
-    }
-}
+/// Parameters, and the gradient there.
+type Evaluated<F, D> = (Array<F, D>, Array<F, D>);
 
 type LogisticRegressionProblem1<'a, F, A> = LogisticRegressionProblem<'a, F, A, Ix1>;
 type LogisticRegressionProblem2<'a, F, A> = LogisticRegressionProblem<'a, F, A, Ix2>;
@@ -849,7 +834,10 @@ impl<F: Float, A: Data<Elem = F>> CostFunction for LogisticRegressionProblem2<'_
 
     /// Apply the cost function to a parameter `p`
     fn cost(&self, p: &Self::Param) -> std::result::Result<Self::Output, argmin::core::Error> {
-        Ok(self.loss_grad(p.as_array()).0)
+        let w = p.as_array();
+        let (loss, grad) = multi_logistic_loss_grad(self.x, &self.target, self.alpha, w);
+        *self.last.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some((w.clone(), grad));
+        Ok(loss)
     }
 }
 
@@ -859,7 +847,16 @@ impl<F: Float, A: Data<Elem = F>> Gradient for LogisticRegressionProblem2<'_, F,
 
     /// Compute the gradient at parameter `p`.
     fn gradient(&self, p: &Self::Param) -> std::result::Result<Self::Param, argmin::core::Error> {
-        Ok(ArgminParam(self.loss_grad(p.as_array()).1))
+        let w = p.as_array();
+        let mut last = self.last.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        match last.as_ref() {
+            Some((at, grad)) if at == w => Ok(ArgminParam(grad.clone())),
+            _ => {
+                let grad = multi_logistic_loss_grad(self.x, &self.target, self.alpha, w).1;
+                *last = Some((w.clone(), grad.clone()));
+                Ok(ArgminParam(grad))
+            }
+        }
     }
 }
 
@@ -1274,8 +1271,8 @@ mod test {
             let (loss, grad) = multi_logistic_loss_grad(&x, &problem.target, 0.1, &w);
             let p = ArgminParam(w.clone());
             assert_eq!(problem.cost(&p).unwrap(), loss);
-            assert_eq!(problem.gradient(&p).unwrap().as_array(), &grad);
             assert_eq!(problem.last.lock().unwrap().as_ref().unwrap().0, w);
+            assert_eq!(problem.gradient(&p).unwrap().as_array(), &grad);
         }
     }
 

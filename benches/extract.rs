@@ -15,7 +15,7 @@
 use std::time::Instant;
 
 use headstart::backbone::{Backbone, BackboneChoice};
-use headstart::dataset::{Dataset, SplitPercentages};
+use headstart::dataset::{Dataset, Labels, SplitPercentages};
 use headstart::embed::Silent;
 use headstart::extract::{extract, ExtractOptions};
 use headstart::preprocess::{crop_resize, decode, normalise, DEFAULT_MAX_PIXELS};
@@ -89,7 +89,7 @@ fn main() {
     let runtime = headstart::runtime::init(None).unwrap();
     let mut backbone = Backbone::open(&runtime, choice.resolve().unwrap(), cores).unwrap();
     let spec = backbone.preprocessing;
-    let dataset = Dataset::scan(&args.data, SplitPercentages::default()).unwrap();
+    let dataset = Dataset::scan(&args.data, SplitPercentages::default(), &Labels::default()).unwrap();
     let n = dataset.samples.len().min(args.sample);
     let files: Vec<Vec<u8>> = dataset.samples[..n]
         .iter()

@@ -30,13 +30,17 @@ use crate::progress::Reporter;
 /// for files it could not search). 1 is a fatal error, 2 a command-line usage error (clap).
 const EXIT_SKIPPED: u8 = 3;
 
+/// A label file with thousands of bad lines (the wrong --data, say) would bury the summary;
+/// stderr and `--json` still list every one.
+const SHOWN_BAD_LINES: usize = 20;
+
 pub fn run(cli: Cli) -> Result<ExitCode> {
     let global = &cli.global;
     match &cli.command {
         Command::Extract(args) => {
             let summary = extract(&options::extract(global, args)?, &Reporter::new(global.quiet))?;
             print_extract(&summary, global.json)?;
-            Ok(exit_for(summary.skipped.is_empty()))
+            Ok(exit_for(summary.clean()))
         }
         Command::TrainHead(args) => {
             let run = Invocation::begin(argv());
@@ -276,7 +280,7 @@ fn demo(cli: &Cli, args: &DemoArgs) -> Result<ExitCode> {
         println!();
         print_eval(&evaluated, 5, false)?;
     }
-    Ok(exit_for(extracted.skipped.is_empty()))
+    Ok(exit_for(extracted.clean()))
 }
 
 fn exit_for(clean: bool) -> ExitCode {
@@ -328,6 +332,7 @@ fn print_extract(s: &ExtractSummary, json: bool) -> Result<()> {
         b.key
     );
     println!("data       {}", s.data.display());
+    println!("labels     {}", s.labelling);
     println!("workspace  {}", s.workspace.display());
     let width = s.classes.iter().map(String::len).max().unwrap_or(5).max(5);
     println!("\n{:<width$} {:>7} {:>7} {:>7}", "class", "train", "val", "test");
@@ -346,12 +351,31 @@ fn print_extract(s: &ExtractSummary, json: bool) -> Result<()> {
         "{} images: {} computed, {} from the cache, {} stale vectors dropped",
         s.images, s.computed, s.reused, s.dropped_from_cache
     );
+    if !s.unlabelled.is_empty() {
+        println!(
+            "{} images have no label (outside class folders, or in no label file) and were not embedded, e.g. {}",
+            s.unlabelled.len(),
+            s.unlabelled[0]
+        );
+    }
     if !s.ignored.is_empty() {
         println!(
             "{} files ignored (not images by extension), e.g. {}",
             s.ignored.len(),
             s.ignored[0]
         );
+    }
+    if !s.bad_lines.is_empty() {
+        println!("{} label lines left out:", s.bad_lines.len());
+        for line in s.bad_lines.iter().take(SHOWN_BAD_LINES) {
+            println!("  {line}");
+        }
+        if s.bad_lines.len() > SHOWN_BAD_LINES {
+            println!(
+                "  … and {} more (--json lists them all)",
+                s.bad_lines.len() - SHOWN_BAD_LINES
+            );
+        }
     }
     if !s.skipped.is_empty() {
         println!("{} files skipped:", s.skipped.len());

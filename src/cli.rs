@@ -2,9 +2,9 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use headstart::baseline::BaselineParams;
-use headstart::dataset::{Split, SplitPercentages};
+use headstart::dataset::{Column, Header, Split, SplitPercentages};
 use headstart::evaluate::EvalOptions;
 use headstart::head::HeadParams;
 use headstart::predict::PredictOptions;
@@ -271,9 +271,11 @@ pub struct BackboneArgs {
 /// `extract`: the image folder, the backbone and the split.
 #[derive(Debug, Args)]
 pub struct ExtractArgs {
-    /// Image folder: DIR/<class>/<image> or DIR/<split>/<class>/<image>.
+    /// Image folder: DIR/<class>/<image> or DIR/<split>/<class>/<image> (images at any depth below the class folder), or the folder label files' paths are relative to.
     #[arg(long, short)]
     pub data: PathBuf,
+    #[command(flatten)]
+    pub labels: LabelArgs,
     #[command(flatten)]
     pub backbone: BackboneArgs,
     /// Images per network call.
@@ -285,6 +287,54 @@ pub struct ExtractArgs {
     /// Without split folders: percent of images (by file-name hash) for test.
     #[arg(long, default_value_t = SplitPercentages::default().test)]
     pub test_percent: f64,
+}
+
+/// Which folder names the class, when classes come from folders.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LabelFromArg {
+    /// The first folder under the data (or split) folder; images at any depth below it belong to it.
+    Top,
+    /// The image's own folder (fastai's parent_label).
+    Parent,
+}
+
+/// Where classes come from: folder names, or label files and their columns.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Labels")]
+pub struct LabelArgs {
+    /// Which folder names an image's class.
+    #[arg(long, value_enum, conflicts_with_all = ["label_depth", "labels"])]
+    pub label_from: Option<LabelFromArg>,
+    /// Classes are the folders down to this depth under the data (or split) folder, joined with `/`.
+    #[arg(long, value_name = "N", conflicts_with = "labels")]
+    pub label_depth: Option<usize>,
+    /// Label file (CSV, TSV or JSON Lines) listing `path,label` per image, paths relative to --data; repeat it for one file per split (train.txt, val.txt, test.txt give their split).
+    #[arg(long, value_name = "FILE")]
+    pub labels: Vec<PathBuf>,
+    /// Column of the image paths: a name in the header row or a position (0 is the first).
+    #[arg(long, value_name = "COLUMN", default_value = "0", requires = "labels")]
+    pub path_column: Column,
+    /// Column of the labels: class names, or ids that --class-names maps to names.
+    #[arg(long, value_name = "COLUMN", default_value = "1", requires = "labels")]
+    pub label_column: Column,
+    /// Column of the splits (train, val, test) [default: the label file's name, else a hash].
+    #[arg(long, value_name = "COLUMN", requires = "labels")]
+    pub split_column: Option<Column>,
+    /// Column of groups: images of one group (one object, one video) share a split and a fold.
+    #[arg(long, value_name = "COLUMN", requires = "labels")]
+    pub group_column: Option<Column>,
+    /// Whether label files start with a header row; auto: yes when a column is given by name, or when the first row's path is not a file and the second row's is.
+    #[arg(long, value_enum, default_value = "auto", requires = "labels")]
+    pub header: Header,
+    /// CSV mapping the label column's class ids to names.
+    #[arg(long, value_name = "FILE", requires = "labels")]
+    pub class_names: Option<PathBuf>,
+    /// Column of the ids in --class-names.
+    #[arg(long, value_name = "COLUMN", default_value = "0", requires = "class_names")]
+    pub class_id_column: Column,
+    /// Column of the names in --class-names.
+    #[arg(long, value_name = "COLUMN", default_value = "1", requires = "class_names")]
+    pub class_name_column: Column,
 }
 
 /// `demo`: the data, and the two head settings worth changing on it.

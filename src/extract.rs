@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 
 use crate::backbone::{Backbone, BackboneChoice, BackboneError, BackboneRecord};
 use crate::cache::{key_hex, CacheError, ContentKey, Damaged, Entry, Manifest, Store, WorkspaceLock};
-use crate::dataset::{Dataset, DatasetError, Skipped, SplitPercentages};
+use crate::dataset::{BadLine, Dataset, DatasetError, Labels, Skipped, SplitPercentages};
 use crate::embed::{embed_files, Progress};
 use crate::settings::{RuntimeOptions, DEFAULT_BATCH_SIZE};
 
@@ -22,8 +22,11 @@ use crate::settings::{RuntimeOptions, DEFAULT_BATCH_SIZE};
 /// [`ExtractOptions::new`] and struct-update syntax for the rest.
 #[derive(Debug, Clone)]
 pub struct ExtractOptions {
-    /// The image folder: `DIR/<class>/<image>` or `DIR/<split>/<class>/<image>`.
+    /// The image folder: `DIR/<class>/<image>` or `DIR/<split>/<class>/<image>`, or the folder
+    /// that label files' paths are relative to.
     pub data: PathBuf,
+    /// Where classes come from: folder names (and by which rule) or label files.
+    pub labels: Labels,
     /// Folder holding the cache and manifest.
     pub workspace: PathBuf,
     /// The backbone; the bundled default when left as [`BackboneChoice::default`].
@@ -41,6 +44,7 @@ impl ExtractOptions {
     pub fn new(data: impl Into<PathBuf>, workspace: impl Into<PathBuf>) -> Self {
         ExtractOptions {
             data: data.into(),
+            labels: Labels::default(),
             workspace: workspace.into(),
             backbone: BackboneChoice::default(),
             batch_size: DEFAULT_BATCH_SIZE,
@@ -79,6 +83,8 @@ pub struct ExtractSummary {
     pub workspace: PathBuf,
     /// The backbone used, as the manifest records it.
     pub backbone: BackboneRecord,
+    /// How classes were found, in words.
+    pub labelling: String,
     /// Class names, in class-index order.
     pub classes: Vec<String>,
     /// `class -> [train, val, test]` images embedded.
@@ -93,7 +99,11 @@ pub struct ExtractSummary {
     pub dropped_from_cache: usize,
     /// Files that could not be read or embedded, with the reason.
     pub skipped: Vec<Skipped>,
-    /// Entries of class folders that are not images, by their extension.
+    /// Lines of label files that were left out, with the reason.
+    pub bad_lines: Vec<BadLine>,
+    /// Images that got no class: outside class folders, or in no label file. Not embedded.
+    pub unlabelled: Vec<String>,
+    /// Files under the data folder that are not images, by their extension.
     pub ignored: Vec<String>,
     /// Classes with fewer than [`FEW_IMAGES`](crate::dataset::FEW_IMAGES) images in all, with their counts.
     pub small_classes: Vec<(String, usize)>,
@@ -107,6 +117,13 @@ pub struct ExtractSummary {
     pub images_per_second: f64,
 }
 
+impl ExtractSummary {
+    /// Whether every listed image was embedded and every label line used; the exit code says so.
+    pub fn clean(&self) -> bool {
+        self.skipped.is_empty() && self.bad_lines.is_empty()
+    }
+}
+
 struct Todo {
     key: ContentKey,
     file: PathBuf,
@@ -116,7 +133,7 @@ struct Todo {
 /// Runs the whole extract stage and writes the workspace's manifest.
 pub fn extract(opts: &ExtractOptions, progress: &dyn Progress) -> Result<ExtractSummary, ExtractError> {
     let started = Instant::now();
-    let dataset = Dataset::scan(&opts.data, opts.percentages)?;
+    let dataset = Dataset::scan(&opts.data, opts.percentages, &opts.labels)?;
     let info = opts.backbone.resolve()?;
     let runtime = crate::runtime::init(opts.runtime.ort_lib.as_deref())?;
     let mut backbone = Backbone::open(&runtime, info, opts.runtime.threads)?;
@@ -140,6 +157,9 @@ pub fn extract(opts: &ExtractOptions, progress: &dyn Progress) -> Result<Extract
     let mut skipped = dataset.skipped.clone();
     for s in &skipped {
         progress.skipped(s);
+    }
+    for line in &dataset.bad_lines {
+        progress.warning(&format!("label line left out: {line}"));
     }
     let hashed: Vec<Result<ContentKey, Skipped>> = dataset
         .samples
@@ -248,6 +268,7 @@ pub fn extract(opts: &ExtractOptions, progress: &dyn Progress) -> Result<Extract
         data: opts.data.clone(),
         workspace: opts.workspace.clone(),
         backbone: record,
+        labelling: dataset.labelling.clone(),
         classes: dataset.classes.clone(),
         counts,
         images: manifest.entries.len(),
@@ -255,6 +276,8 @@ pub fn extract(opts: &ExtractOptions, progress: &dyn Progress) -> Result<Extract
         reused,
         dropped_from_cache: dropped,
         skipped,
+        bad_lines: dataset.bad_lines.clone(),
+        unlabelled: dataset.unlabelled.clone(),
         ignored: dataset.ignored.clone(),
         small_classes: dataset.small_classes(),
         empty_classes: dataset.empty_classes.clone(),

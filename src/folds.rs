@@ -4,8 +4,9 @@
 //! # The scheme
 //!
 //! Files are first put in *groups*: the files of one class that share a
-//! [`group_key`](crate::dataset::group_key) (the base name up to `_nohash_`, TensorFlow
-//! `retrain.py`'s rule for variants of one photo). A group is never split between folds.
+//! [`group`](crate::dataset::Sample::group) (a label file's group column, or else the base name
+//! up to `_nohash_`, TensorFlow `retrain.py`'s rule for variants of one photo). A group is never
+//! split between folds.
 //!
 //! Each group gets a point from the SHA-256 of its key: it depends on the group's name alone,
 //! never on which other files exist. Within each class the groups are laid out in the order of
@@ -43,7 +44,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::dataset::{group_key, Sample, Split};
+use crate::dataset::{Sample, Split};
 
 /// Why no folds could be assigned.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -175,7 +176,7 @@ pub fn assign<'a>(
             class: s.class,
             classes: classes.len(),
         })?;
-        class.entry(group_key(&s.path)).or_default().push(i);
+        class.entry(s.group()).or_default().push(i);
     }
     let images: usize = groups.iter().flat_map(|g| g.values()).map(Vec::len).sum();
     if k > images {
@@ -234,7 +235,29 @@ mod tests {
             path: path.to_string(),
             class,
             split,
+            group: None,
         }
+    }
+
+    #[test]
+    fn a_label_files_group_keeps_differently_named_files_in_one_fold() {
+        let mut samples = singletons(&[40]);
+        for (i, s) in samples.iter_mut().enumerate() {
+            s.group = Some(format!("object{}", i % 8));
+        }
+        let folds = assign(&names(1), &samples, 4).unwrap();
+        let mut fold_of = BTreeMap::new();
+        for (s, f) in samples.iter().zip(&folds.fold) {
+            let first = *fold_of.entry(s.group().to_string()).or_insert(f.unwrap());
+            assert_eq!(first, f.unwrap(), "{} left its group {}", s.path, s.group());
+        }
+        // Eight groups of five in four folds: every fold holds two groups.
+        assert_eq!(fold_of.len(), 8);
+        assert!(
+            counts(&samples, &folds, 1)[0].iter().all(|&n| n == 10),
+            "{:?}",
+            counts(&samples, &folds, 1)
+        );
     }
 
     fn names(n: usize) -> Vec<String> {
@@ -328,7 +351,7 @@ mod tests {
             let mut fold_of: BTreeMap<(usize, &str), usize> = BTreeMap::new();
             for (s, f) in samples.iter().zip(&folds.fold) {
                 let f = f.unwrap();
-                let first = *fold_of.entry((s.class, group_key(&s.path))).or_insert(f);
+                let first = *fold_of.entry((s.class, s.group())).or_insert(f);
                 assert_eq!(first, f, "round {round}: {} left its group", s.path);
             }
             for (c, row) in counts(&samples, &folds, classes).iter().enumerate() {
@@ -336,7 +359,7 @@ mod tests {
                 let n = class.len() as f64;
                 let mut sizes: BTreeMap<&str, usize> = BTreeMap::new();
                 for s in &class {
-                    *sizes.entry(group_key(&s.path)).or_default() += 1;
+                    *sizes.entry(s.group()).or_default() += 1;
                 }
                 let largest = *sizes.values().max().unwrap() as f64;
                 for &count in row {
@@ -393,7 +416,7 @@ mod tests {
                 .iter()
                 .zip(before.fold.iter().zip(&after.fold))
                 .filter(|(_, (a, b))| a != b)
-                .map(|(s, _)| group_key(&s.path))
+                .map(|(s, _)| s.group())
                 .collect();
             moved_groups.dedup();
             assert!(

@@ -8,13 +8,13 @@
 use std::path::{Path, PathBuf};
 
 use crate::cli::{
-    BackboneArgs, DemoArgs, EvalArgs, ExportArgs, ExtractArgs, Global, PredictArgs, Refit, RunsAction, RunsArgs,
-    SweepArgs, TrainArgs,
+    BackboneArgs, DemoArgs, EvalArgs, ExportArgs, ExtractArgs, Global, LabelArgs, LabelFromArg, PredictArgs, Refit,
+    RunsAction, RunsArgs, SweepArgs, TrainArgs,
 };
 use headstart::artifact::HEAD_FILE;
 use headstart::backbone::BackboneChoice;
 use headstart::baseline::BaselineParams;
-use headstart::dataset::SplitPercentages;
+use headstart::dataset::{ClassNames, Columns, LabelFiles, LabelFrom, Labels, SplitPercentages};
 use headstart::evaluate::EvalOptions;
 use headstart::export::ExportOptions;
 use headstart::extract::ExtractOptions;
@@ -31,6 +31,8 @@ pub enum OptionsError {
     Invalid { flag: &'static str, message: String },
     #[error("--data {0}: no such folder")]
     NoData(PathBuf),
+    #[error("{0}: no such file")]
+    NoFile(PathBuf),
     #[error("the run id is empty: give an id or its first characters (`headstart runs` lists them)")]
     EmptyRunId,
     #[error(transparent)]
@@ -106,10 +108,42 @@ pub fn extract(global: &Global, args: &ExtractArgs) -> Result<ExtractOptions, Op
     }
     Ok(ExtractOptions {
         backbone,
+        labels: labels(&args.labels)?,
         batch_size: args.batch_size,
         percentages: SplitPercentages { val, test },
         ..defaults
     })
+}
+
+fn labels(args: &LabelArgs) -> Result<Labels, OptionsError> {
+    if !args.labels.is_empty() {
+        for file in args.labels.iter().chain(&args.class_names) {
+            if !file.is_file() {
+                return Err(OptionsError::NoFile(file.clone()));
+            }
+        }
+        return Ok(Labels::Files(LabelFiles {
+            files: args.labels.clone(),
+            columns: Columns {
+                path: args.path_column.clone(),
+                label: args.label_column.clone(),
+                split: args.split_column.clone(),
+                group: args.group_column.clone(),
+            },
+            header: args.header,
+            class_names: args.class_names.as_ref().map(|file| ClassNames {
+                file: file.clone(),
+                id: args.class_id_column.clone(),
+                name: args.class_name_column.clone(),
+            }),
+        }));
+    }
+    Ok(Labels::Folders(match (args.label_from, args.label_depth) {
+        (_, Some(0)) => return Err(invalid("label-depth", "must be at least 1: 1 is the first folder")),
+        (_, Some(n)) => LabelFrom::Depth(n),
+        (Some(LabelFromArg::Parent), None) => LabelFrom::Parent,
+        (Some(LabelFromArg::Top) | None, None) => LabelFrom::default(),
+    }))
 }
 
 /// Extract `data` with every setting but the global flags at its default, as `demo` does.

@@ -384,8 +384,13 @@ fn make_corpus(data: &Path) -> Vec<String> {
     // Hidden files are left out silently, as every file tool does.
     std::fs::write(odd.join(".DS_Store"), b"\0\0\0\x01Bud1").unwrap();
     common::class_image(1, 0, 40).save(odd.join(".hidden.png")).unwrap();
-    // A folder that looks like an image is listed as ignored.
+    // A folder that looks like an image is a folder: what it holds is of the class, and a
+    // file in it without an image extension is listed as ignored.
     std::fs::create_dir_all(odd.join("folder.jpg")).unwrap();
+    common::class_image(1, 2, 40)
+        .save(odd.join("folder.jpg/inside.png"))
+        .unwrap();
+    std::fs::write(odd.join("folder.jpg/notes.txt"), b"not an image").unwrap();
     // A link to itself.
     std::os::unix::fs::symlink("loop.jpg", odd.join("loop.jpg")).unwrap();
     skipped.push("odd/loop.jpg".into());
@@ -465,12 +470,12 @@ fn the_bad_input_corpus_is_decoded_or_skipped_with_reasons_and_the_run_goes_on()
     assert!(reason_of("odd/caf\u{FFFD}.jpg").contains("UTF-8"));
 
     // Every decodable oddity and every good image was embedded.
-    assert_eq!(s["images"], 6 + decodable().len());
+    assert_eq!(s["images"], 6 + decodable().len() + 1);
     assert_eq!(s["classes"], serde_json::json!(["good", "odd"]));
     assert_eq!(s["empty_classes"], serde_json::json!(["empty"]));
     let ignored = s["ignored"].as_array().unwrap();
     assert_eq!(ignored.len(), 1);
-    assert!(ignored[0].as_str().unwrap().ends_with("odd/folder.jpg"));
+    assert_eq!(ignored[0], "odd/folder.jpg/notes.txt");
     let manifest = headstart::cache::Manifest::load(&ws).unwrap();
     assert!(manifest.entries.iter().all(|e| !e.sample.path.contains(".hidden")));
     assert_eq!(manifest.skipped.len(), expected_skips.len());

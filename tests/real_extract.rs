@@ -109,6 +109,50 @@ fn hymenoptera_matches_the_python_reference_and_reuses_the_cache() {
     );
     assert_eq!(again["computed"], 0);
     assert_eq!(again["reused"], 398);
+
+    // The same photos listed in a label file, in another order, with their folders' class and
+    // split: the same data set, every vector from the cache.
+    let mut entries: Vec<&serde_json::Value> = manifest["entries"].as_array().unwrap().iter().collect();
+    entries.reverse();
+    let classes = manifest["classes"].as_array().unwrap();
+    let mut csv = String::from("filename,subset,class\n");
+    for e in &entries {
+        let class = classes[e["class"].as_u64().unwrap() as usize].as_str().unwrap();
+        csv.push_str(&format!(
+            "{},{},{class}\n",
+            e["path"].as_str().unwrap(),
+            e["split"].as_str().unwrap()
+        ));
+    }
+    let labels = tmp.path().join("labels.csv");
+    std::fs::write(&labels, csv).unwrap();
+    let listed = json(
+        &headstart(&ws)
+            .args(["--json", "extract", "--data"])
+            .arg(&data)
+            .arg("--labels")
+            .arg(&labels)
+            .args([
+                "--path-column",
+                "filename",
+                "--label-column",
+                "class",
+                "--split-column",
+                "subset",
+            ])
+            .assert()
+            .success()
+            .get_output()
+            .stdout,
+    );
+    assert_eq!(
+        (listed["computed"].clone(), listed["reused"].clone()),
+        (0.into(), 398.into())
+    );
+    assert_eq!(listed["counts"], first["counts"]);
+    assert_eq!(listed["unlabelled"], serde_json::json!([]));
+    let relisted: serde_json::Value = serde_json::from_slice(&std::fs::read(ws.join("dataset.json")).unwrap()).unwrap();
+    assert_eq!(relisted["entries"], manifest["entries"]);
 }
 
 #[test]

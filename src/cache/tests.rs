@@ -224,6 +224,7 @@ fn the_manifest_checksum_catches_a_changed_value() {
                 path: "a/x.jpg".into(),
                 class: 0,
                 split: Split::Train,
+                group: None,
             },
             sha256: key_hex(&key(1)),
         }],

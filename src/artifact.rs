@@ -350,6 +350,11 @@ fn decode_tensors(
 fn decode(format: Option<&str>, tensors: Vec<Tensor>) -> Result<Box<dyn Classifier>, String> {
     match format {
         None => Ok(Box::new(Head::from_tensors(tensors).map_err(|e| e.to_string())?)),
+        Some(crate::head::MULTI_LABEL_FORMAT) => Ok(Box::new(
+            Head::from_tensors(tensors)
+                .map_err(|e| e.to_string())?
+                .into_multi_label(),
+        )),
         Some(crate::baseline::FORMAT_VALUE) => Ok(Box::new(Baseline::from_tensors(tensors)?)),
         Some(crate::knn::FORMAT_VALUE) => Ok(Box::new(Knn::from_tensors(tensors)?)),
         Some(crate::prototype::FORMAT_VALUE) => Ok(Box::new(Prototype::from_tensors(tensors)?)),

@@ -105,7 +105,10 @@ impl Head {
                 blocks.len()
             )));
         }
-        Ok(Head { blocks })
+        Ok(Head {
+            blocks,
+            multi_label: false,
+        })
     }
 }
 

@@ -36,6 +36,17 @@
 //! computed from the logits with log-sum-exp; Keras on some backends clips probabilities to
 //! [1e-7, 1 - 1e-7] instead, which only matters for wildly confident predictions.
 //!
+//! For multi-label data ([`HeadParams::fit_multi_label`]) the outputs are independent sigmoids
+//! and the loss is binary cross-entropy averaged over the batch and the K labels, as PyTorch's
+//! `BCEWithLogitsLoss` and Keras' `binary_crossentropy` average it; smoothing pulls each 0/1
+//! target toward 1/2:
+//! ```text
+//! t_ic = (1 - s)·y_ic + s / 2
+//! L    = (1/(B·K)) Σ_i Σ_c [max(z_ic, 0) - z_ic·t_ic + ln(1 + exp(-|z_ic|))]
+//! ∂L/∂z_ic = (sigmoid(z_ic) - t_ic) / (B·K)
+//! ```
+//! Its "accuracy" is the share of (image, label) decisions right at probability 1/2.
+//!
 //! # Optimiser
 //! Adam written as Keras writes it; t is the step number, g the gradient of L, λ the weight decay:
 //! ```text
@@ -61,7 +72,9 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::classifier::{argmax, check_set, Activation, Classifier, DenseChain, DenseLayer, SetError, Tensor};
+use crate::classifier::{
+    argmax, check_targets, Activation, Classifier, DenseChain, DenseLayer, SetError, Targets, Tensor,
+};
 
 mod adam;
 mod io;
@@ -217,15 +230,43 @@ impl HeadParams {
         valid: Option<(ArrayView2<f32>, &[usize])>,
         on_epoch: &mut dyn FnMut(&EpochStats),
     ) -> Result<Fitted, HeadError> {
+        let valid = valid.map(|(vx, vy)| (vx, Targets::Classes(vy)));
+        self.train(x, Targets::Classes(y), rows, n_classes, valid, on_epoch)
+    }
+
+    /// [`fit`](Self::fit) for multi-label data: `y` is `[rows, labels]` with 1 where the image
+    /// has the label, the outputs are sigmoids and the loss binary cross-entropy (see the module
+    /// docs). Class weights are not used with it.
+    pub fn fit_multi_label(
+        &self,
+        x: ArrayView2<f32>,
+        y: ArrayView2<f32>,
+        valid: Option<(ArrayView2<f32>, ArrayView2<f32>)>,
+        on_epoch: &mut dyn FnMut(&EpochStats),
+    ) -> Result<Fitted, HeadError> {
+        let all: Vec<usize> = (0..x.nrows()).collect();
+        let valid = valid.map(|(vx, vy)| (vx, Targets::Sets(vy)));
+        self.train(x, Targets::Sets(y), &all, y.ncols(), valid, on_epoch)
+    }
+
+    fn train(
+        &self,
+        x: ArrayView2<f32>,
+        y: Targets,
+        rows: &[usize],
+        n_classes: usize,
+        valid: Option<(ArrayView2<f32>, Targets)>,
+        on_epoch: &mut dyn FnMut(&EpochStats),
+    ) -> Result<Fitted, HeadError> {
         if let Some(&row) = rows.iter().find(|&&row| row >= x.nrows()) {
             return Err(HeadError::RowOutOfRange { row, rows: x.nrows() });
         }
-        // `check` reports a `y` of the wrong length; until then a missing label is left out.
-        let train_labels: Vec<usize> = rows.iter().filter_map(|&i| y.get(i).copied()).collect();
-        let class_weight = self.check(x, y, rows.len(), &train_labels, n_classes, valid)?;
+        let class_weight = self.check(x, y, rows, n_classes, valid)?;
         let n = rows.len();
+        // Multi-label accuracy counts every (image, label) decision.
+        let decisions = if y.is_multi_label() { n * n_classes } else { n };
         let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
-        let mut head = Head::init(x.ncols(), &self.hidden, n_classes, &mut rng);
+        let mut head = Head::init(x.ncols(), &self.hidden, n_classes, y.is_multi_label(), &mut rng);
         let batch_size = self.batch_size.min(n);
         let mut ws = Workspace::new(&head, batch_size, self.dropout, self.label_smoothing);
         let mut grads: Vec<BlockParams> = head.blocks.iter().map(BlockParams::zeros).collect();
@@ -262,7 +303,7 @@ impl HeadParams {
             let stats = EpochStats {
                 epoch,
                 train_loss,
-                train_accuracy: correct as f32 / n as f32,
+                train_accuracy: correct as f32 / decisions as f32,
                 val_loss,
                 val_accuracy,
                 seconds: start.elapsed().as_secs_f32(),
@@ -294,16 +335,16 @@ impl HeadParams {
     }
 
     /// Validates parameters and data; returns the weight of each class in the training loss.
-    /// `n_train` rows of `x` are trained on, labelled `train_labels`.
+    /// The rows `rows` of `x` are trained on.
     fn check(
         &self,
         x: ArrayView2<f32>,
-        y: &[usize],
-        n_train: usize,
-        train_labels: &[usize],
+        y: Targets,
+        rows: &[usize],
         n_classes: usize,
-        valid: Option<(ArrayView2<f32>, &[usize])>,
+        valid: Option<(ArrayView2<f32>, Targets)>,
     ) -> Result<Vec<f32>, HeadError> {
+        let n_train = rows.len();
         if self.epochs == 0 {
             return Err(HeadError::Epochs(self.epochs));
         }
@@ -340,7 +381,7 @@ impl HeadParams {
                 cols: x.ncols(),
             });
         }
-        check_set("training", x, y, n_classes)?;
+        check_targets("training", x, y, n_classes)?;
         if let Some((vx, vy)) = valid {
             if vx.nrows() == 0 || vx.ncols() == 0 {
                 return Err(HeadError::EmptySet {
@@ -356,14 +397,24 @@ impl HeadParams {
                     got: vx.ncols(),
                 });
             }
-            check_set("validation", vx, vy, n_classes)?;
+            check_targets("validation", vx, vy, n_classes)?;
         }
 
+        let train_labels: Vec<usize> = match y {
+            Targets::Classes(y) => rows.iter().map(|&i| y[i]).collect(),
+            Targets::Sets(_) if self.class_weights != ClassWeights::None => {
+                return Err(HeadError::ClassWeights {
+                    reason: "multi-label data has no single class per image to weigh".into(),
+                    n_classes,
+                })
+            }
+            Targets::Sets(_) => Vec::new(),
+        };
         let class_weight = match &self.class_weights {
             ClassWeights::None => vec![1.0; n_classes],
             ClassWeights::Balanced => {
                 let mut counts = vec![0usize; n_classes];
-                for &label in train_labels {
+                for &label in &train_labels {
                     counts[label] += 1;
                 }
                 counts
@@ -539,10 +590,16 @@ impl HeadError {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Head {
     blocks: Vec<Block>,
+    /// Sigmoid outputs, one probability per label, instead of a softmax over classes.
+    multi_label: bool,
 }
 
+/// The format marker of a multi-label head's file; a single-label head's file has none (see
+/// [`crate::artifact`]).
+pub const MULTI_LABEL_FORMAT: &str = "head-multi-label/1";
+
 impl Head {
-    fn init(n_features: usize, hidden: &[usize], n_classes: usize, rng: &mut ChaCha8Rng) -> Self {
+    fn init(n_features: usize, hidden: &[usize], n_classes: usize, multi_label: bool, rng: &mut ChaCha8Rng) -> Self {
         let mut n_in = n_features;
         let blocks = hidden
             .iter()
@@ -566,7 +623,21 @@ impl Head {
                 block
             })
             .collect();
-        Self { blocks }
+        Self { blocks, multi_label }
+    }
+
+    /// The same weights read as a multi-label head (sigmoid outputs), for files marked
+    /// [`MULTI_LABEL_FORMAT`].
+    pub fn into_multi_label(self) -> Head {
+        Head {
+            multi_label: true,
+            ..self
+        }
+    }
+
+    /// Whether its outputs are independent per-label probabilities.
+    pub fn is_multi_label(&self) -> bool {
+        self.multi_label
     }
 
     /// Width of the embeddings the head takes.
@@ -585,12 +656,17 @@ impl Head {
         self.blocks[..last].iter().map(|b| b.dense.kernel.ncols()).collect()
     }
 
-    /// Class probabilities for each row of `x`, in inference mode; every row sums to 1.
+    /// Class probabilities for each row of `x`, in inference mode; every row sums to 1. For a
+    /// multi-label head, each label's own probability.
     ///
     /// # Panics
     /// If `x` does not have [`n_features`](Self::n_features) columns.
     pub fn predict_proba(&self, x: ArrayView2<f32>) -> Array2<f32> {
         let mut p = self.logits(x);
+        if self.multi_label {
+            p.mapv_inplace(sigmoid);
+            return p;
+        }
         for mut row in p.rows_mut() {
             let lse = log_sum_exp(row.view());
             row.mapv_inplace(|z| (z - lse).exp());
@@ -627,17 +703,30 @@ impl Head {
     }
 
     /// Mean loss (label smoothing applied, no class weights) and accuracy in inference mode.
-    fn evaluate(&self, x: ArrayView2<f32>, y: &[usize], label_smoothing: f32) -> (f32, f32) {
+    fn evaluate(&self, x: ArrayView2<f32>, y: Targets, label_smoothing: f32) -> (f32, f32) {
         let logits = self.logits(x);
         let mut loss = 0.0f64;
         let mut correct = 0usize;
-        for (z, &label) in logits.rows().into_iter().zip(y) {
-            let lse = log_sum_exp(z);
-            loss += f64::from(smoothed_cross_entropy(z, lse, label, label_smoothing));
-            correct += usize::from(argmax(z) == label);
-        }
-        let n = y.len() as f64;
-        ((loss / n) as f32, (correct as f64 / n) as f32)
+        let decisions = match y {
+            Targets::Classes(y) => {
+                for (z, &label) in logits.rows().into_iter().zip(y) {
+                    let lse = log_sum_exp(z);
+                    loss += f64::from(smoothed_cross_entropy(z, lse, label, label_smoothing));
+                    correct += usize::from(argmax(z) == label);
+                }
+                y.len()
+            }
+            Targets::Sets(t) => {
+                for (z, t) in logits.rows().into_iter().zip(t.rows()) {
+                    let (row_loss, row_correct) = binary_cross_entropy(z, t, label_smoothing, None);
+                    loss += f64::from(row_loss);
+                    correct += row_correct;
+                }
+                t.len()
+            }
+        };
+        let n = x.nrows() as f64;
+        ((loss / n) as f32, (correct as f64 / decisions as f64) as f32)
     }
 
     /// The inference-mode network as a plain chain of Dense layers, for export (ONNX `Gemm`,
@@ -682,12 +771,16 @@ impl Classifier for Head {
     fn dense_chain(&self) -> Option<DenseChain> {
         Some(DenseChain {
             layers: self.folded_layers(),
-            activation: Activation::Softmax,
+            activation: if self.multi_label {
+                Activation::Sigmoid
+            } else {
+                Activation::Softmax
+            },
         })
     }
 
     fn format(&self) -> Option<&'static str> {
-        None
+        self.multi_label.then_some(MULTI_LABEL_FORMAT)
     }
 
     fn tensors(&self) -> Vec<Tensor> {
@@ -703,6 +796,41 @@ fn smoothed_cross_entropy(z: ArrayView1<f32>, lse: f32, label: usize, smoothing:
         .enumerate()
         .map(|(c, &zc)| (off + if c == label { 1.0 - smoothing } else { 0.0 }) * (lse - zc))
         .sum()
+}
+
+/// One row's binary cross-entropy from logits, averaged over its labels, with targets smoothed
+/// toward 1/2, and its number of right decisions at probability 1/2. With `grad`, also writes
+/// `scale · (sigmoid(z) - t)` there.
+fn binary_cross_entropy(
+    z: ArrayView1<f32>,
+    y: ArrayView1<f32>,
+    smoothing: f32,
+    grad: Option<(&mut ndarray::ArrayViewMut1<f32>, f32)>,
+) -> (f32, usize) {
+    let k = z.len() as f32;
+    let mut loss = 0.0f32;
+    let mut correct = 0usize;
+    let target = |y: f32| (1.0 - smoothing) * y + smoothing / 2.0;
+    for (&zc, &yc) in z.iter().zip(&y) {
+        // max(z, 0) - z·t + ln(1 + e^-|z|) is ln(1 + e^z) - z·t without overflow.
+        loss += zc.max(0.0) - zc * target(yc) + (-zc.abs()).exp().ln_1p();
+        correct += usize::from((zc >= 0.0) == (yc > 0.5));
+    }
+    if let Some((g, scale)) = grad {
+        for ((g, &zc), &yc) in g.iter_mut().zip(&z).zip(&y) {
+            *g = scale * (sigmoid(zc) - target(yc));
+        }
+    }
+    (loss / k, correct)
+}
+
+fn sigmoid(z: f32) -> f32 {
+    if z >= 0.0 {
+        1.0 / (1.0 + (-z).exp())
+    } else {
+        let e = z.exp();
+        e / (1.0 + e)
+    }
 }
 
 fn log_sum_exp(z: ArrayView1<f32>) -> f32 {

@@ -39,14 +39,14 @@ fn gradients_match_finite_differences() {
     let n = 6;
     let x = uniform(&mut rng, n, 5, 2.0);
     let y = [0, 1, 2, 1, 0, 2];
-    let mut head = Head::init(5, &[4, 3], 3, &mut rng);
+    let mut head = Head::init(5, &[4, 3], 3, false, &mut rng);
     // Away from γ = 1, β = 0, so that a wrong γ or β gradient cannot hide behind symmetry.
     for Block { bn, .. } in &mut head.blocks {
         bn.gamma.mapv_inplace(|_| rng.gen_range(0.5..1.5));
         bn.beta.mapv_inplace(|_| rng.gen_range(-0.5..0.5));
     }
     let mut ws = Workspace::new(&head, n, 0.3, 0.1);
-    ws.load_batch(x.view(), &y, &[0, 1, 2, 3, 4, 5], &[1.0, 2.0, 0.5]);
+    ws.load_batch(x.view(), Targets::Classes(&y), &[0, 1, 2, 3, 4, 5], &[1.0, 2.0, 0.5]);
     // Reseeding gives every pass the same dropout masks.
     let loss =
         |head: &Head, ws: &mut Workspace| head.forward_train(ws, n, &mut ChaCha8Rng::seed_from_u64(1)).0 / n as f64;
@@ -224,7 +224,7 @@ fn forward_and_one_adam_step_match_pytorch() {
     assert_golden("infer_probs", head.predict_proba(x.view()).as_slice().unwrap(), 1e-6);
 
     let mut ws = Workspace::new(&head, 4, 0.0, 0.1);
-    ws.load_batch(x.view(), &y, &[0, 1, 2, 3], &[1.0, 2.0, 0.5]);
+    ws.load_batch(x.view(), Targets::Classes(&y), &[0, 1, 2, 3], &[1.0, 2.0, 0.5]);
     let mut grads = zero_grads(&head);
     let mut adam = Adam::new(&head, 0.1, 0.01);
     let mut rng = ChaCha8Rng::seed_from_u64(0);
@@ -296,7 +296,7 @@ fn learns_a_separable_problem() {
     assert_eq!((epochs_seen, fitted.best_epoch), (10, 10));
     let history = &fitted.history;
     assert!(history[9].train_loss < history[0].train_loss);
-    let (_, accuracy) = fitted.head.evaluate(tx.view(), &ty, 0.0);
+    let (_, accuracy) = fitted.head.evaluate(tx.view(), Targets::Classes(&ty), 0.0);
     assert!(accuracy > 0.95, "held-out accuracy {accuracy}");
     let p = fitted.head.predict_proba(tx.view());
     for row in p.rows() {
@@ -315,7 +315,7 @@ fn linear_head_trains_too() {
         .fit(x.view(), &y, 4, None, &mut |_| {})
         .unwrap();
     assert!(fitted.head.hidden().is_empty());
-    let (_, accuracy) = fitted.head.evaluate(x.view(), &y, 0.0);
+    let (_, accuracy) = fitted.head.evaluate(x.view(), Targets::Classes(&y), 0.0);
     assert!(accuracy > 0.9, "accuracy {accuracy}");
 }
 
@@ -341,7 +341,7 @@ fn early_stopping_restores_the_best_epoch() {
     let best = (0..losses.len()).fold(0, |b, i| if losses[i] < losses[b] { i } else { b });
     assert_eq!(fitted.best_epoch, best + 1);
     assert_eq!(fitted.history.len(), fitted.best_epoch + 3, "losses {losses:?}");
-    let (restored_loss, _) = fitted.head.evaluate(vx.view(), &vy, 0.0);
+    let (restored_loss, _) = fitted.head.evaluate(vx.view(), Targets::Classes(&vy), 0.0);
     assert_eq!(restored_loss, losses[best]);
 }
 
@@ -427,11 +427,13 @@ fn balanced_class_weights() {
     let x = Array2::zeros((4, 2));
     let params = HeadParams::default().class_weights(ClassWeights::Balanced);
     let weights = params
-        .check(x.view(), &[0, 0, 0, 1], 4, &[0, 0, 0, 1], 3, None)
+        .check(x.view(), Targets::Classes(&[0, 0, 0, 1]), &[0, 1, 2, 3], 3, None)
         .unwrap();
     assert_eq!(weights, [4.0 / 9.0, 4.0 / 3.0, 0.0]);
     // only the rows trained on count
-    let weights = params.check(x.view(), &[0, 0, 0, 1], 3, &[0, 0, 1], 3, None).unwrap();
+    let weights = params
+        .check(x.view(), Targets::Classes(&[0, 0, 0, 1]), &[0, 2, 3], 3, None)
+        .unwrap();
     assert_eq!(weights, [1.0 / 2.0, 1.0, 0.0]);
 }
 
@@ -574,4 +576,116 @@ fn parameter_errors_name_their_field_in_backticks() {
     };
     assert!(diverged.to_string().contains("`learning_rate`"));
     assert_eq!(HeadError::TooFewClasses(1).parameter(), None);
+}
+
+// Golden values for the multi-label loss: the network, batch and moving statistics of the
+// snippet above, targets y below, label smoothing 0.1 toward 1/2, no dropout:
+//
+// y = t([[1., 0., 1.], [0., 1., 1.], [1., 1., 0.], [0., 0., 0.]])
+// show("infer_probs", torch.sigmoid(forward(False)[0]))
+// logits, _ = forward(True)
+// loss = F.binary_cross_entropy_with_logits(logits, 0.9 * y + 0.05)  # mean over batch and labels
+// loss.backward()
+// show("loss", loss.reshape(1))
+// for n, v in p.items():
+//     show("grad " + n, v.grad)
+#[rustfmt::skip]
+const GOLDEN_MULTI_LABEL: &[(&str, &[f64])] = &[
+    ("infer_probs", &[0.547667348, 0.292423947, 0.746210325, 0.540049545, 0.467344918, 0.503071843, 0.39658669, 0.555476112, 0.552035401, 0.571481567, 0.501913021, 0.437352551]),
+    ("loss", &[0.741314701]),
+    ("grad bn0.gamma", &[-0.011009842, -0.002234645, 0.013923038]),
+    ("grad bn0.beta", &[-0.020889806, 0.003432005, -0.00545087]),
+    ("grad dense0.kernel", &[0.03451141, -0.000218498, 0.018983726, -0.040656034, 0.007678888, 0.000142806, 0.015656766, 0.004257954, -0.016833509, 1.4901e-05, 0.007786673, 0.0738022]),
+    ("grad dense0.bias", &[0.021028106, 0.000150118, 0.000694382, -0.038945794]),
+    ("grad bn1.gamma", &[-0.045351166, 0.04802189, 0.138369727, -0.048691253]),
+    ("grad bn1.beta", &[0.000263191, 0.001809089, -0.007423234, 0.007286795]),
+    ("grad dense1.kernel", &[-0.066571671, 0.029272495, -0.037977657, -0.171480104, -0.036428573, 0.12288716, 0.198470839, -0.009174638, -0.052367528, -0.002552494, -0.022864488, -0.098958729]),
+    ("grad dense1.bias", &[-0.003996303, -0.003459141, 0.011698844]),
+];
+
+fn assert_multi_label_golden(name: &str, got: &[f32]) {
+    let want = GOLDEN_MULTI_LABEL.iter().find(|(n, _)| *n == name).unwrap().1;
+    assert_eq!(got.len(), want.len(), "{name}");
+    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+        assert!((f64::from(g) - w).abs() <= 1e-6, "{name}[{i}]: got {g}, want {w}");
+    }
+}
+
+#[test]
+fn multi_label_forward_and_gradients_match_pytorch() {
+    let x = ndarray::array![
+        [0.5f32, -1.0, 2.0],
+        [1.5, 0.3, -0.7],
+        [-0.2, 0.8, 0.1],
+        [0.9, -0.4, -1.2]
+    ];
+    let y = ndarray::array![[1f32, 0., 1.], [0., 1., 1.], [1., 1., 0.], [0., 0., 0.]];
+    let head = golden_head().into_multi_label();
+    assert_multi_label_golden("infer_probs", head.predict_proba(x.view()).as_slice().unwrap());
+
+    let mut ws = Workspace::new(&head, 4, 0.0, 0.1);
+    ws.load_batch(x.view(), Targets::Sets(y.view()), &[0, 1, 2, 3], &[]);
+    let (loss_sum, _) = head.forward_train(&mut ws, 4, &mut ChaCha8Rng::seed_from_u64(0));
+    assert_multi_label_golden("loss", &[(loss_sum / 4.0) as f32]);
+    let mut grads = zero_grads(&head);
+    head.backward(&mut ws, 4, &mut grads);
+    for (k, g) in grads.iter().enumerate() {
+        let names = ["bn{k}.gamma", "bn{k}.beta", "dense{k}.kernel", "dense{k}.bias"];
+        for (name, values) in names.iter().zip(g.slices()) {
+            let name = name.replace("{k}", &k.to_string());
+            assert_multi_label_golden(&format!("grad {name}"), values);
+        }
+    }
+}
+
+/// Label c is present when feature c is positive; four labels, any subset per row.
+fn multi_label_blobs(n: usize, seed: u64) -> (Array2<f32>, Array2<f32>) {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let x = uniform(&mut rng, n, 8, 1.0);
+    let y = x.slice(s![.., ..4]).mapv(|v| if v > 0.0 { 1.0 } else { 0.0 });
+    (x, y)
+}
+
+#[test]
+fn a_multi_label_head_learns_independent_labels_and_round_trips_as_its_own_format() {
+    let (x, y) = multi_label_blobs(600, 1);
+    let (vx, vy) = multi_label_blobs(200, 2);
+    let params = HeadParams::default().epochs(30).hidden(vec![32]).dropout(0.0);
+    let fitted = params
+        .fit_multi_label(x.view(), y.view(), Some((vx.view(), vy.view())), &mut |_| {})
+        .unwrap();
+    let last = fitted.history.last().unwrap();
+    assert!(last.val_accuracy.unwrap() > 0.95, "{last:?}");
+    let probs = fitted.head.predict_proba(vx.view());
+    // Independent sigmoids: rows do not sum to 1, and a row may have every label or none.
+    assert!(probs.rows().into_iter().any(|r| r.sum() > 1.5));
+    assert!(probs.rows().into_iter().any(|r| r.sum() < 0.5));
+
+    let chain = fitted.head.dense_chain().unwrap();
+    assert_eq!(chain.activation, Activation::Sigmoid);
+    let loaded = artifact::saved_and_loaded(&fitted.head);
+    assert_eq!(loaded.format(), Some(MULTI_LABEL_FORMAT));
+    assert_eq!(loaded.predict_proba(vx.view()), probs);
+    // A single-label head's file is unchanged: no marker.
+    assert_eq!(Classifier::format(&golden_head()), None);
+}
+
+#[test]
+fn multi_label_targets_and_settings_are_checked() {
+    let (x, mut y) = multi_label_blobs(20, 3);
+    let weighted = HeadParams::default().class_weights(ClassWeights::Balanced);
+    let err = weighted
+        .fit_multi_label(x.view(), y.view(), None, &mut |_| {})
+        .unwrap_err();
+    assert_eq!(err.parameter(), Some("class_weights"));
+    y[[3, 2]] = 0.5;
+    let err = HeadParams::default()
+        .fit_multi_label(x.view(), y.view(), None, &mut |_| {})
+        .unwrap_err();
+    assert!(err.to_string().contains("row 3, column 2"), "{err}");
+    let short = y.slice(s![..10, ..]);
+    let err = HeadParams::default()
+        .fit_multi_label(x.view(), short, None, &mut |_| {})
+        .unwrap_err();
+    assert!(err.to_string().contains("10 x 4"), "{err}");
 }

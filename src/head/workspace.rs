@@ -8,8 +8,8 @@ use rand_chacha::ChaCha8Rng;
 
 use super::adam::{Adam, BlockParams};
 use super::layers::{Block, Dropout, BN_EPSILON, BN_MOMENTUM};
-use super::{log_sum_exp, smoothed_cross_entropy, Head};
-use crate::classifier::argmax;
+use super::{binary_cross_entropy, log_sum_exp, smoothed_cross_entropy, Head};
+use crate::classifier::{argmax, Targets};
 
 /// Scratch memory of one block, sized for a full batch; a shorter batch uses the leading rows.
 pub(super) struct BlockBuffers {
@@ -37,6 +37,8 @@ pub(super) struct BlockBuffers {
 pub(super) struct Workspace {
     pub(super) batch: Array2<f32>,
     pub(super) labels: Vec<usize>,
+    /// The batch's multi-label targets, `[batch, labels]`; no rows for single-label data.
+    pub(super) targets: Array2<f32>,
     /// Class weight of each sample in the batch.
     pub(super) weights: Vec<f32>,
     pub(super) dropout: Option<Dropout>,
@@ -70,6 +72,7 @@ impl Workspace {
         Self {
             batch: Array2::zeros((batch_size, head.n_features())),
             labels: vec![0; batch_size],
+            targets: Array2::zeros((if head.multi_label { batch_size } else { 0 }, head.n_classes())),
             weights: vec![0.0; batch_size],
             dropout,
             label_smoothing,
@@ -77,11 +80,16 @@ impl Workspace {
         }
     }
 
-    pub(super) fn load_batch(&mut self, x: ArrayView2<f32>, y: &[usize], rows: &[usize], class_weight: &[f32]) {
+    pub(super) fn load_batch(&mut self, x: ArrayView2<f32>, y: Targets, rows: &[usize], class_weight: &[f32]) {
         for (r, &i) in rows.iter().enumerate() {
             self.batch.row_mut(r).assign(&x.row(i));
-            self.labels[r] = y[i];
-            self.weights[r] = class_weight[y[i]];
+            match y {
+                Targets::Classes(y) => {
+                    self.labels[r] = y[i];
+                    self.weights[r] = class_weight[y[i]];
+                }
+                Targets::Sets(t) => self.targets.row_mut(r).assign(&t.row(i)),
+            }
         }
     }
 }
@@ -180,6 +188,16 @@ impl Head {
         let n_classes = buf.out.ncols() as f32;
         let mut loss = 0.0f64;
         let mut correct = 0usize;
+        if self.multi_label {
+            let rows = buf.out.rows().into_iter().zip(buf.grad_out.rows_mut());
+            for ((z, mut grad), t) in rows.take(b).zip(ws.targets.rows()) {
+                let (row_loss, row_correct) =
+                    binary_cross_entropy(z, t, smoothing, Some((&mut grad, inv_b / n_classes)));
+                loss += f64::from(row_loss);
+                correct += row_correct;
+            }
+            return (loss, correct);
+        }
         let rows = buf.out.rows().into_iter().zip(buf.grad_out.rows_mut());
         for ((z, mut grad), (&label, &w)) in rows.take(b).zip(ws.labels.iter().zip(&ws.weights)) {
             let lse = log_sum_exp(z);

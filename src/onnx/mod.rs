@@ -484,11 +484,12 @@ fn head_graph(
         tail.initializer.extend([weight, bias]);
     }
     let classes = layers[layers.len() - 1].weight.ncols() as i64;
-    let (op, name) = match chain.activation {
-        Activation::Softmax => ("Softmax", format!("{prefix}/softmax")),
+    let (op, name, axis) = match chain.activation {
+        Activation::Softmax => ("Softmax", format!("{prefix}/softmax"), Some(1)),
+        Activation::Sigmoid => ("Sigmoid", format!("{prefix}/sigmoid"), None),
     };
     tail.node
-        .push(node(op, name, vec![current], probabilities.to_string(), Some(1)));
+        .push(node(op, name, vec![current], probabilities.to_string(), axis));
     tail.output
         .push(value_info(probabilities, vec![batch, DimValue::Value(classes)]));
     tail

@@ -12,6 +12,8 @@
 use ndarray::{ArrayView1, ArrayView2};
 use serde::{Deserialize, Serialize};
 
+pub mod multilabel;
+
 /// How many classes top-k accuracy considers; only reported when there are
 /// more classes than this, since otherwise it is trivially 100%.
 pub const TOP_K: usize = 5;

@@ -356,6 +356,7 @@ fn decode(format: Option<&str>, tensors: Vec<Tensor>) -> Result<Box<dyn Classifi
                 .into_multi_label(),
         )),
         Some(crate::baseline::FORMAT_VALUE) => Ok(Box::new(Baseline::from_tensors(tensors)?)),
+        Some(crate::baseline::MULTI_LABEL_FORMAT) => Ok(Box::new(Baseline::from_tensors(tensors)?.into_multi_label())),
         Some(crate::knn::FORMAT_VALUE) => Ok(Box::new(Knn::from_tensors(tensors)?)),
         Some(crate::prototype::FORMAT_VALUE) => Ok(Box::new(Prototype::from_tensors(tensors)?)),
         Some(other) => Err(format!(

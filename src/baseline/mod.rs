@@ -38,10 +38,12 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
+mod one_vs_rest;
+
 use linfa::dataset::DatasetBase;
 use linfa::traits::Fit;
 use linfa_logistic::MultiLogisticRegression;
-use ndarray::{Array1, Array2, ArrayView2, Axis, Zip};
+use ndarray::{Array, Array1, Array2, ArrayView2, Axis, Dimension, Zip};
 use serde::{Deserialize, Serialize};
 
 use crate::classifier::{argmax, check_set, Activation, Classifier, DenseChain, DenseLayer, SetError, Tensor};
@@ -52,6 +54,10 @@ pub const DEFAULT_ALPHA: f64 = 1.0;
 
 /// The format marker of baseline files (see [`crate::artifact`]).
 pub const FORMAT_VALUE: &str = "linear-baseline/1";
+
+/// The format marker of multi-label (one-vs-rest) baseline files: the same tensors, read with
+/// a sigmoid per label.
+pub const MULTI_LABEL_FORMAT: &str = "linear-baseline-multi-label/1";
 
 /// Logit given to classes that never occur in the training labels. The model
 /// has no evidence for them; this makes their probability exactly zero in
@@ -291,6 +297,7 @@ impl BaselineParams {
                 c: 1.0 / alpha,
                 train_accuracy,
                 val_accuracy,
+                val_map: None,
                 val_loss,
                 gradient_norm,
                 status: if gradient_norm <= self.tolerance_at(alpha) {
@@ -354,7 +361,7 @@ impl BaselineParams {
 /// of a near-separable problem keeps its direction while its norm grows, so this start is
 /// much closer to the optimum than the newest solution alone (on flowers5 the 11-alpha sweep
 /// went from 28 to 7 s with the same results).
-fn path_start(path: &[(f64, Array2<f64>)], alpha: f64) -> Option<Array2<f64>> {
+fn path_start<D: Dimension>(path: &[(f64, Array<f64, D>)], alpha: f64) -> Option<Array<f64, D>> {
     match path {
         [] => None,
         [(_, newest)] => Some(newest.clone()),
@@ -415,8 +422,12 @@ pub struct SweepPoint {
     pub c: f64,
     /// Accuracy on the training set.
     pub train_accuracy: f64,
-    /// `None` when no validation set was given.
+    /// `None` when no validation set was given. For multi-label data, the share of (image,
+    /// label) decisions right at probability 1/2, here and in `train_accuracy`.
     pub val_accuracy: Option<f64>,
+    /// Multi-label only: mean average precision on the validation set, which chooses the alpha.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub val_map: Option<f64>,
     /// Mean cross-entropy on the validation set (probabilities clamped at
     /// 1e-12 so one confident mistake cannot make it infinite).
     pub val_loss: Option<f64>,
@@ -467,6 +478,8 @@ pub struct Baseline {
     /// `[features, classes]`, columns in class-index order.
     weights: Array2<f32>,
     intercept: Array1<f32>,
+    /// One-vs-rest: each column's own sigmoid instead of a softmax over the columns.
+    multi_label: bool,
 }
 
 impl Baseline {
@@ -493,6 +506,7 @@ impl Baseline {
             std: std.clone(),
             weights,
             intercept,
+            multi_label: false,
         }
     }
 
@@ -506,7 +520,17 @@ impl Baseline {
         self.weights.ncols()
     }
 
-    /// Class probabilities, `[rows, n_classes]`; each row sums to 1.
+    /// The same model read as one-vs-rest (a sigmoid per label), for files marked
+    /// [`MULTI_LABEL_FORMAT`].
+    pub fn into_multi_label(self) -> Baseline {
+        Baseline {
+            multi_label: true,
+            ..self
+        }
+    }
+
+    /// Class probabilities, `[rows, n_classes]`; each row sums to 1. For a multi-label
+    /// baseline, each label's own probability.
     ///
     /// # Panics
     /// If `x` does not have [`n_features`](Self::n_features) columns.
@@ -520,6 +544,10 @@ impl Baseline {
         );
         let mut logits = standardise(x, &self.mean, &self.std).dot(&self.weights);
         logits += &self.intercept;
+        if self.multi_label {
+            logits.mapv_inplace(|z| 1.0 / (1.0 + (-z).exp()));
+            return logits;
+        }
         for mut row in logits.rows_mut() {
             let max = row.fold(f32::NEG_INFINITY, |m, &v| m.max(v));
             row.mapv_inplace(|v| (v - max).exp());
@@ -567,6 +595,7 @@ impl Baseline {
             std: vector("std", n_features)?,
             weights: Array2::from_shape_vec((n_features, n_classes), w).expect("shape was read from the same tensor"),
             intercept: vector("intercept", n_classes)?,
+            multi_label: false,
         };
         if model.std.iter().any(|&s| s <= 0.0) {
             return Err("std contains values <= 0".to_owned());
@@ -606,12 +635,20 @@ impl Classifier for Baseline {
     fn dense_chain(&self) -> Option<DenseChain> {
         Some(DenseChain {
             layers: vec![self.folded_layer()],
-            activation: Activation::Softmax,
+            activation: if self.multi_label {
+                Activation::Sigmoid
+            } else {
+                Activation::Softmax
+            },
         })
     }
 
     fn format(&self) -> Option<&'static str> {
-        Some(FORMAT_VALUE)
+        Some(if self.multi_label {
+            MULTI_LABEL_FORMAT
+        } else {
+            FORMAT_VALUE
+        })
     }
 
     fn tensors(&self) -> Vec<Tensor> {
@@ -691,5 +728,5 @@ fn cross_entropy(probs: ArrayView2<f32>, y: &[usize]) -> f64 {
 }
 
 #[cfg(test)]
-#[path = "baseline_tests.rs"]
+#[cfg(test)]
 mod tests;

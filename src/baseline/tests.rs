@@ -421,7 +421,7 @@ fn sweep_timing() {
 fn path_start_extrapolates_in_log_alpha_at_most_one_step() {
     let older = ndarray::array![[1.0, -1.0]];
     let newest = ndarray::array![[2.0, -3.0]];
-    assert_eq!(path_start(&[], 0.1), None);
+    assert_eq!(path_start::<ndarray::Ix2>(&[], 0.1), None);
     assert_eq!(path_start(&[(1.0, newest.clone())], 0.1), Some(newest.clone()));
     let path = [(10.0, older), (1.0, newest)];
     // the same step in ln alpha as the last one: one whole step on
@@ -442,4 +442,74 @@ fn path_start_extrapolates_in_log_alpha_at_most_one_step() {
         ndarray::array![[3.0, -5.0]],
         epsilon = 1e-12
     );
+}
+
+/// The multi-label set of `one_vs_rest_matches_scikit_learn`: 40 rows of 4 features, three
+/// labels from linear rules (22, 14 and 18 positives, so linfa's positive class is "present"
+/// for some labels and "absent" for others).
+fn multi_label_set() -> (Array2<f32>, Array2<f32>) {
+    let x = Array2::from_shape_fn((40, 4), |(i, j)| ((i * 7 + j * 3) as f64).sin() + 0.1 * j as f64);
+    let y = Array2::from_shape_fn((40, 3), |(i, l)| {
+        let present = match l {
+            0 => x[[i, 0]] + 0.3 * x[[i, 2]] > 0.0,
+            1 => x[[i, 1]] - 0.5 * x[[i, 3]] > 0.1,
+            _ => x[[i, 2]] > 0.5,
+        };
+        f32::from(u8::from(present))
+    });
+    (x.mapv(|v| v as f32), y)
+}
+
+/// Golden values from scikit-learn 1.9.1 on the standardised set of [`multi_label_set`]:
+/// ```python
+/// x = np.array([[np.sin(i * 7 + j * 3) + 0.1 * j for j in range(4)] for i in range(40)])
+/// y = np.stack([(x[:, 0] + 0.3 * x[:, 2] > 0), (x[:, 1] - 0.5 * x[:, 3] > 0.1), (x[:, 2] > 0.5)], 1).astype(int)
+/// xs = (x - x.mean(0)) / x.std(0)
+/// m = OneVsRestClassifier(LogisticRegression(C=2.0, tol=1e-12, max_iter=10000)).fit(xs, y)
+/// m.predict_proba(xs[:5]).flatten()
+/// ```
+#[test]
+fn one_vs_rest_matches_scikit_learn() {
+    let (x, y) = multi_label_set();
+    let fit = BaselineParams::default()
+        .fallback_alpha(0.5)
+        .tolerance(1e-7)
+        .fit_multi_label(x.view(), y.view(), None)
+        .unwrap();
+    assert_eq!(fit.selection, AlphaSelection::Fallback);
+    assert_eq!(fit.sweep[0].status, FitStatus::Converged, "{:?}", fit.sweep[0]);
+    let want = [
+        0.2536498, 0.1954069, 0.0241081, 0.977848, 0.0077125, 0.805119, 0.9989735, 0.0012444, 0.9924138, 0.998743,
+        0.0024571, 0.9930647, 0.9636966, 0.0411712, 0.8382448,
+    ];
+    let got = fit.model.predict_proba(x.slice(ndarray::s![..5, ..]));
+    for (g, w) in got.iter().zip(want) {
+        assert_abs_diff_eq!(*g, w, epsilon = 1e-4);
+    }
+
+    // The file says it is one-vs-rest, and reads back as such.
+    let loaded = artifact::saved_and_loaded(&fit.model);
+    assert_eq!(loaded.format(), Some(MULTI_LABEL_FORMAT));
+    assert_eq!(loaded.predict_proba(x.view()), fit.model.predict_proba(x.view()));
+    assert_eq!(loaded.dense_chain().unwrap().activation, Activation::Sigmoid);
+}
+
+#[test]
+fn one_vs_rest_chooses_alpha_by_validation_map_and_handles_constant_labels() {
+    let (x, mut y) = multi_label_set();
+    // A label no training image has, and one every image has.
+    let mut extra = Array2::zeros((40, 2));
+    extra.column_mut(1).fill(1.0);
+    y = ndarray::concatenate![Axis(1), y, extra];
+    let (train, val) = (ndarray::s![..30, ..], ndarray::s![30.., ..]);
+    let fit = BaselineParams::default()
+        .fit_multi_label(x.slice(train), y.slice(train), Some((x.slice(val), y.slice(val))))
+        .unwrap();
+    assert_eq!(fit.sweep.len(), BaselineParams::default_alphas().len());
+    let best = fit.sweep.iter().map(|p| p.val_map.unwrap()).fold(f64::MIN, f64::max);
+    let chosen = fit.sweep.iter().find(|p| p.alpha == fit.chosen_alpha).unwrap();
+    assert_eq!(chosen.val_map, Some(best));
+    let probs = fit.model.predict_proba(x.view());
+    assert!(probs.column(3).iter().all(|&p| p == 0.0));
+    assert!(probs.column(4).iter().all(|&p| p == 1.0));
 }

@@ -1,0 +1,226 @@
+//! The baseline for multi-label data: one binary logistic regression per label on the same
+//! standardised embeddings, scikit-learn's `OneVsRestClassifier(LogisticRegression)`. One alpha
+//! serves every label, as one `C` does there, chosen on validation mAP.
+//!
+//! linfa's binary `LogisticRegression` minimises `Σ_i -log p(y_i | x_i) + alpha / 2 · ||w||²`,
+//! scikit-learn's objective divided by `C`, so `alpha = 1 / C` here too.
+
+use std::time::Instant;
+
+use linfa::dataset::DatasetBase;
+use linfa::traits::Fit;
+use linfa_logistic::LogisticRegression;
+use ndarray::{s, Array1, Array2, ArrayView1, ArrayView2, Axis};
+use rayon::prelude::*;
+
+use super::{
+    path_start, standardisation, standardise, AlphaSelection, Baseline, BaselineError, BaselineParams, FitStatus,
+    FittedBaseline, SweepPoint, UNSEEN_CLASS_LOGIT,
+};
+use crate::classifier::{check_targets, Targets};
+use crate::metrics::multilabel;
+
+/// One label's fits along the alpha path: `[features + 1]` parameters (intercept last) for the
+/// label being present, and the gradient norm reached, per alpha.
+type LabelPath = Vec<(Array1<f64>, f64)>;
+
+impl BaselineParams {
+    /// Fits one binary logistic regression per label (columns of the 0/1 matrix `y`) for
+    /// every alpha and keeps the alpha with the best validation mAP (ties go to the lower
+    /// validation binary cross-entropy); without `valid`, only the fallback alpha. A label
+    /// that is always absent (or always present) in training gets a constant probability of
+    /// 0 (or 1). Labels are fitted in parallel, each along the alpha path with warm starts.
+    pub fn fit_multi_label(
+        &self,
+        x: ArrayView2<f32>,
+        y: ArrayView2<f32>,
+        valid: Option<(ArrayView2<f32>, ArrayView2<f32>)>,
+    ) -> Result<FittedBaseline, BaselineError> {
+        self.validate()?;
+        let n_labels = y.ncols();
+        check_targets("training", x, Targets::Sets(y), n_labels)?;
+        if x.nrows() == 0 {
+            return Err(BaselineError::EmptyTrainingSet);
+        }
+        if let Some((vx, vy)) = valid {
+            if vx.ncols() != x.ncols() {
+                return Err(BaselineError::FeatureMismatch {
+                    expected: x.ncols(),
+                    found: vx.ncols(),
+                });
+            }
+            check_targets("validation", vx, Targets::Sets(vy), n_labels)?;
+            if vx.nrows() == 0 {
+                return Err(BaselineError::EmptyValidationSet);
+            }
+        }
+        if n_labels < 2 {
+            return Err(BaselineError::TooFewClasses { found: n_labels });
+        }
+        let (mut alphas, selection) = match valid {
+            Some(_) => (self.alphas.clone(), AlphaSelection::Validation),
+            None => (vec![self.fallback_alpha], AlphaSelection::Fallback),
+        };
+        alphas.sort_by(|a, b| b.total_cmp(a));
+        alphas.dedup();
+
+        let (mean, std) = standardisation(x);
+        let x_std: Array2<f64> = standardise(x, &mean, &std);
+        let started = Instant::now();
+        let paths: Vec<LabelPath> = (0..n_labels)
+            .into_par_iter()
+            .map(|label| self.fit_label(x_std.view(), y.column(label), &alphas))
+            .collect::<Result<_, _>>()?;
+        // Labels run side by side, so each alpha's share of the wall time is what is known.
+        let seconds = started.elapsed().as_secs_f64() / alphas.len() as f64;
+
+        let mut sweep = Vec::with_capacity(alphas.len());
+        let mut best: Option<(Baseline, usize)> = None;
+        for (a, &alpha) in alphas.iter().enumerate() {
+            let mut weights = Array2::zeros((x.ncols(), n_labels));
+            let mut intercept = Array1::zeros(n_labels);
+            let mut worst_gradient = 0.0f64;
+            for (label, path) in paths.iter().enumerate() {
+                let (params, gradient) = &path[a];
+                weights
+                    .column_mut(label)
+                    .assign(&params.slice(s![..x.ncols()]).mapv(|v| v as f32));
+                intercept[label] = params[x.ncols()] as f32;
+                worst_gradient = worst_gradient.max(*gradient);
+            }
+            let model = Baseline {
+                mean: mean.clone(),
+                std: std.clone(),
+                weights,
+                intercept,
+                multi_label: true,
+            };
+            let decisions = |probs: ArrayView2<f32>, truth: ArrayView2<f32>| {
+                let right = probs
+                    .iter()
+                    .zip(truth)
+                    .filter(|(&p, &t)| (p >= 0.5) == (t > 0.5))
+                    .count();
+                right as f64 / probs.len().max(1) as f64
+            };
+            let train_accuracy = decisions(model.predict_proba(x).view(), y);
+            let (val_accuracy, val_map, val_loss) = match valid {
+                Some((vx, vy)) => {
+                    let probs = model.predict_proba(vx);
+                    let names: Vec<String> = (0..n_labels).map(|l| l.to_string()).collect();
+                    let map =
+                        multilabel::evaluate(probs.view(), vy, &vec![0.5; n_labels], &names).mean_average_precision;
+                    (
+                        Some(decisions(probs.view(), vy)),
+                        Some(map),
+                        Some(binary_cross_entropy(probs.view(), vy)),
+                    )
+                }
+                None => (None, None, None),
+            };
+            sweep.push(SweepPoint {
+                alpha,
+                c: 1.0 / alpha,
+                train_accuracy,
+                val_accuracy,
+                val_map,
+                val_loss,
+                gradient_norm: worst_gradient,
+                status: if worst_gradient <= self.tolerance_at(alpha) {
+                    FitStatus::Converged
+                } else {
+                    FitStatus::NotConverged
+                },
+                seconds,
+            });
+            let newest = sweep.len() - 1;
+            let better = |a: &SweepPoint, b: &SweepPoint| {
+                let map = |p: &SweepPoint| p.val_map.unwrap_or(f64::NEG_INFINITY);
+                let loss = |p: &SweepPoint| p.val_loss.unwrap_or(f64::INFINITY);
+                map(a) > map(b) || (map(a) == map(b) && loss(a) < loss(b))
+            };
+            if best.as_ref().is_none_or(|(_, b)| better(&sweep[newest], &sweep[*b])) {
+                best = Some((model, newest));
+            }
+        }
+        let (model, chosen) = best.expect("at least one alpha is always fitted");
+        Ok(FittedBaseline {
+            model,
+            chosen_alpha: sweep[chosen].alpha,
+            sweep,
+            selection,
+        })
+    }
+
+    /// One label's binary fits, strongest alpha first, each starting along the path.
+    fn fit_label(&self, x: ArrayView2<f64>, y: ArrayView1<f32>, alphas: &[f64]) -> Result<LabelPath, BaselineError> {
+        let present: Array1<bool> = y.mapv(|v| v > 0.5);
+        let positives = present.iter().filter(|&&p| p).count();
+        if positives == 0 || positives == present.len() {
+            let mut params = Array1::zeros(x.ncols() + 1);
+            params[x.ncols()] = if positives == 0 {
+                f64::from(UNSEEN_CLASS_LOGIT)
+            } else {
+                -f64::from(UNSEEN_CLASS_LOGIT)
+            };
+            return Ok(alphas.iter().map(|_| (params.clone(), 0.0)).collect());
+        }
+        let dataset = DatasetBase::new(x, present.view());
+        let targets = y.mapv(f64::from);
+        let mut path: Vec<(f64, Array1<f64>)> = Vec::with_capacity(2);
+        let mut fits = Vec::with_capacity(alphas.len());
+        // linfa makes the more frequent of the two values its positive class (on a tie the one
+        // it meets first), so its parameters are for "present" or for "absent": they are
+        // flipped to "present" here, and a start back to linfa's side.
+        let mut sign = 1.0;
+        for &alpha in alphas {
+            let mut solver = LogisticRegression::default()
+                .alpha(alpha)
+                .max_iterations(self.max_iterations)
+                .gradient_tolerance(self.tolerance_at(alpha) * x.nrows() as f64);
+            if let Some(start) = path_start(&path, alpha) {
+                solver = solver.initial_params(start * sign);
+            }
+            let fitted = solver
+                .fit(&dataset)
+                .map_err(|source| BaselineError::Fit { alpha, source })?;
+            sign = if fitted.labels().pos.class { 1.0 } else { -1.0 };
+            let mut params = fitted.params() * sign;
+            params = ndarray::concatenate![Axis(0), params, ndarray::arr1(&[fitted.intercept() * sign])];
+            let gradient = gradient_norm(x, targets.view(), &params, alpha);
+            if path.len() == 2 {
+                path.remove(0);
+            }
+            path.push((alpha, params.clone()));
+            fits.push((params, gradient));
+        }
+        Ok(fits)
+    }
+}
+
+/// L2 norm of the gradient of the binary objective (summed cross-entropy plus
+/// `alpha / 2 · ||w||²`) at `params` (`[features + 1]`, intercept last), divided by the sample
+/// count, as for the multinomial baseline.
+fn gradient_norm(x: ArrayView2<f64>, y: ArrayView1<f64>, params: &Array1<f64>, alpha: f64) -> f64 {
+    let n_features = x.ncols();
+    let w = params.slice(s![..n_features]);
+    let mut diff = x.dot(&w) + params[n_features];
+    diff.mapv_inplace(|z| 1.0 / (1.0 + (-z).exp()));
+    diff -= &y;
+    let grad_w = x.t().dot(&diff) + &w * alpha;
+    let squared = grad_w.iter().map(|g| g * g).sum::<f64>() + diff.sum().powi(2);
+    squared.sqrt() / x.nrows() as f64
+}
+
+/// Mean binary cross-entropy over every (image, label), probabilities clamped at 1e-12.
+fn binary_cross_entropy(probs: ArrayView2<f32>, truth: ArrayView2<f32>) -> f64 {
+    let total: f64 = probs
+        .iter()
+        .zip(truth)
+        .map(|(&p, &t)| {
+            let p = f64::from(p).clamp(1e-12, 1.0 - 1e-12);
+            -(f64::from(t) * p.ln() + (1.0 - f64::from(t)) * (1.0 - p).ln())
+        })
+        .sum();
+    total / probs.len().max(1) as f64
+}

@@ -390,6 +390,41 @@ fn print_extract(s: &ExtractSummary, json: bool) -> Result<()> {
     Ok(())
 }
 
+/// Multi-label results: the summary per model, then each label's figures side by side.
+fn print_multi_label_eval(s: &EvalSummary) {
+    let n = s.multi_label[0].evaluation.n;
+    println!("{} split, {n} images, multi-label (thresholds tuned on val)\n", s.split);
+    println!(
+        "{:<10} {:>7} {:>9} {:>9} {:>9} {:>9}",
+        "model", "mAP", "subset", "hamming", "micro F1", "macro F1"
+    );
+    for m in &s.multi_label {
+        let e = &m.evaluation;
+        println!(
+            "{:<10} {:>7.4} {:>9.4} {:>9.4} {:>9.4} {:>9.4}",
+            m.model, e.mean_average_precision, e.subset_accuracy, e.hamming_loss, e.micro_f1, e.macro_f1
+        );
+    }
+    let width = s.classes.iter().map(String::len).max().unwrap_or(5).max(5);
+    for m in &s.multi_label {
+        println!("\n{} per label:", m.model);
+        println!(
+            "  {:<width$} {:>7} {:>6} {:>9} {:>6} {:>6} {:>6}",
+            "label", "support", "AP", "threshold", "prec", "recall", "F1"
+        );
+        for l in &m.evaluation.per_label {
+            let ap = l.average_precision.map_or("-".to_string(), |ap| format!("{ap:.3}"));
+            println!(
+                "  {:<width$} {:>7} {:>6} {:>9.3} {:>6.3} {:>6.3} {:>6.3}",
+                l.name, l.support, ap, l.threshold, l.precision, l.recall, l.f1
+            );
+        }
+    }
+    for f in &s.files {
+        println!("wrote {}", f.display());
+    }
+}
+
 fn print_train(s: &TrainSummary, json: bool) -> Result<()> {
     if json {
         println!("{}", serde_json::to_string_pretty(s)?);
@@ -434,6 +469,10 @@ fn print_train(s: &TrainSummary, json: bool) -> Result<()> {
 fn print_eval(s: &EvalSummary, show_mistakes: usize, json: bool) -> Result<()> {
     if json {
         println!("{}", serde_json::to_string_pretty(s)?);
+        return Ok(());
+    }
+    if !s.multi_label.is_empty() {
+        print_multi_label_eval(s);
         return Ok(());
     }
     println!(
@@ -486,7 +525,10 @@ fn print_predict(s: &PredictSummary, json: bool, csv: bool) -> Result<()> {
     } else {
         for p in &s.predictions {
             let top: Vec<String> = p.top.iter().map(|(l, prob)| format!("{l} {prob:.3}")).collect();
-            println!("{}  {}", p.path.display(), top.join("  "));
+            match &p.labels {
+                Some(labels) => println!("{}  [{}]  {}", p.path.display(), labels.join(", "), top.join("  ")),
+                None => println!("{}  {}", p.path.display(), top.join("  ")),
+            }
         }
     }
     for f in &s.skipped {

@@ -135,6 +135,10 @@ pub struct Card {
     /// The baseline's regularisation sweep.
     #[serde(default)]
     pub sweep: Vec<SweepPoint>,
+    /// Multi-label classifiers only: per label, the probability at or above which an image
+    /// is given it, tuned for F1 on the validation split (0.5 without one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thresholds: Option<Vec<f32>>,
 }
 
 impl Card {

@@ -60,7 +60,7 @@ pub struct Global {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Embed a folder of images (one sub-folder per class) into the workspace's cache.
-    Extract(ExtractArgs),
+    Extract(Box<ExtractArgs>),
     /// Train the classifier head (and with --baseline the linear baseline) on the cached embeddings.
     TrainHead(TrainArgs),
     /// Accuracy, per-class metrics, confusion matrix and mistakes of the head and baseline.
@@ -317,6 +317,9 @@ pub struct LabelArgs {
     /// Column of the labels: class names, or ids that --class-names maps to names.
     #[arg(long, value_name = "COLUMN", default_value = "1", requires = "labels")]
     pub label_column: Column,
+    /// Multi-label data as one 0/1 column per label (names or positions, comma-separated); the label column is then not read. A label column holding `a|b` is multi-label too.
+    #[arg(long, value_name = "COLUMNS", value_delimiter = ',', requires = "labels")]
+    pub label_columns: Vec<Column>,
     /// Column of the splits (train, val, test) [default: the label file's name, else a hash].
     #[arg(long, value_name = "COLUMN", requires = "labels")]
     pub split_column: Option<Column>,

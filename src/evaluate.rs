@@ -9,6 +9,7 @@ use crate::artifact::{self, ArtifactError, BASELINE_FILE, HEAD_FILE};
 use crate::atomic::{write_file, WriteError};
 use crate::cache::{load_snapshot, CacheError, SplitData};
 use crate::dataset::Split;
+use crate::metrics::multilabel::{self, MultiLabelEvaluation};
 use crate::metrics::{evaluate, Evaluation};
 use crate::report::{confusion_svg, training_curves_svg, EpochRecord, ReportError};
 
@@ -90,6 +91,17 @@ pub struct ModelEvaluation {
     pub misclassified: Vec<Misclassified>,
 }
 
+/// One multi-label classifier's results on the split, at the thresholds its card holds.
+#[derive(Debug, Clone, Serialize)]
+pub struct MultiLabelModelEvaluation {
+    /// The classifier's kind: `head` or `baseline`.
+    pub model: String,
+    /// The file it was loaded from.
+    pub file: PathBuf,
+    /// mAP, subset accuracy, Hamming loss and per-label metrics.
+    pub evaluation: MultiLabelEvaluation,
+}
+
 /// What `eval` measured and wrote.
 #[derive(Debug, Clone, Serialize)]
 pub struct EvalSummary {
@@ -97,8 +109,11 @@ pub struct EvalSummary {
     pub split: Split,
     /// Class names, in class-index order.
     pub classes: Vec<String>,
-    /// The head first, then the baseline if one lies beside it.
+    /// The head first, then the baseline if one lies beside it; empty for multi-label data.
     pub models: Vec<ModelEvaluation>,
+    /// Multi-label data: the head first, then the baseline if one lies beside it.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub multi_label: Vec<MultiLabelModelEvaluation>,
     /// eval.json and the SVG pictures.
     pub files: Vec<PathBuf>,
 }
@@ -106,7 +121,7 @@ pub struct EvalSummary {
 /// Evaluates the head (and the baseline beside it, if there is one) and writes the report.
 pub fn eval(opts: &EvalOptions) -> Result<EvalSummary, EvalError> {
     let (manifest, store) = load_snapshot(&opts.workspace)?;
-    let SplitData { x, y, entries } = manifest.split(&store, opts.split)?;
+    let SplitData { x, y, targets, entries } = manifest.split(&store, opts.split)?;
     if x.nrows() == 0 {
         return Err(EvalError::EmptySplit { split: opts.split });
     }
@@ -117,6 +132,20 @@ pub fn eval(opts: &EvalOptions) -> Result<EvalSummary, EvalError> {
         loaded.push(artifact::open(&baseline_path, Some(&manifest))?);
     }
     let history = loaded[0].card.history.clone();
+    let mut multi_label = Vec::new();
+    if let Some(truth) = &targets {
+        for l in &loaded {
+            let probs = l.classifier.predict_proba(x.view());
+            let default = vec![multilabel::DEFAULT_THRESHOLD; manifest.classes.len()];
+            let thresholds = l.card.thresholds.as_ref().unwrap_or(&default);
+            multi_label.push(MultiLabelModelEvaluation {
+                model: l.card.kind.clone(),
+                file: l.path.clone(),
+                evaluation: multilabel::evaluate(probs.view(), truth.view(), thresholds, &manifest.classes),
+            });
+        }
+        loaded.clear();
+    }
     let scored: Vec<_> = loaded
         .into_iter()
         .map(|l| {
@@ -163,6 +192,7 @@ pub fn eval(opts: &EvalOptions) -> Result<EvalSummary, EvalError> {
         split: opts.split,
         classes: manifest.classes.clone(),
         models,
+        multi_label,
         files,
     };
     let json_path = report_dir.join("eval.json");

@@ -71,7 +71,7 @@ pub const PROBABILITIES: &str = "probabilities";
 
 /// Writes `model.onnx` (backbone + classifier, probabilities out) and `labels.txt` (one class
 /// per line, in output order) into `out_dir`. The preprocessing is recorded in the model's
-/// metadata.
+/// metadata, and for a multi-label classifier (sigmoid outputs) its per-label thresholds.
 pub fn export(opts: &ExportOptions) -> Result<ExportSummary, ExportError> {
     let artifact::Loaded { classifier, card, path } = artifact::open_in_place(&opts.head)?;
     let chain = classifier.dense_chain().ok_or_else(|| ExportError::NotOneGraph {
@@ -84,7 +84,7 @@ pub fn export(opts: &ExportOptions) -> Result<ExportSummary, ExportError> {
         source,
     })?;
     let p = card.backbone.preprocessing;
-    let meta = vec![
+    let mut meta = vec![
         ("headstart.labels".to_string(), card.classes.join("\n")),
         (
             "headstart.preprocessing".to_string(),
@@ -92,6 +92,12 @@ pub fn export(opts: &ExportOptions) -> Result<ExportSummary, ExportError> {
         ),
         ("headstart.backbone".to_string(), card.backbone.name.clone()),
     ];
+    // A multi-label model's outputs are independent sigmoids: a consumer needs each label's
+    // threshold, one per line like the labels.
+    if let Some(thresholds) = &card.thresholds {
+        let lines: Vec<String> = thresholds.iter().map(f32::to_string).collect();
+        meta.push(("headstart.thresholds".to_string(), lines.join("\n")));
+    }
     let model = compose(&bytes, &card.backbone.output, &chain, PROBABILITIES, &meta)?;
     let model_path = opts.out_dir.join("model.onnx");
     let labels_path = opts.out_dir.join("labels.txt");

@@ -85,6 +85,8 @@ pub struct ExtractSummary {
     pub backbone: BackboneRecord,
     /// How classes were found, in words.
     pub labelling: String,
+    /// Whether images have any number of labels; `counts` then counts each label an image has.
+    pub multi_label: bool,
     /// Class names, in class-index order.
     pub classes: Vec<String>,
     /// `class -> [train, val, test]` images embedded.
@@ -254,6 +256,7 @@ pub fn extract(opts: &ExtractOptions, progress: &dyn Progress) -> Result<Extract
         store: store.file_name().expect("compacted with entries").to_string(),
         entries,
         skipped: skipped.clone(),
+        multi_label: dataset.multi_label,
         checksum: String::new(),
     };
     manifest.save(&opts.workspace)?;
@@ -261,7 +264,10 @@ pub fn extract(opts: &ExtractOptions, progress: &dyn Progress) -> Result<Extract
 
     let mut counts: BTreeMap<String, [usize; 3]> = dataset.classes.iter().map(|c| (c.clone(), [0; 3])).collect();
     for e in &manifest.entries {
-        counts.get_mut(&dataset.classes[e.sample.class]).expect("known class")[e.sample.split as usize] += 1;
+        let labels = e.sample.labels.clone().unwrap_or_else(|| vec![e.sample.class]);
+        for label in labels {
+            counts.get_mut(&dataset.classes[label]).expect("known class")[e.sample.split as usize] += 1;
+        }
     }
     let computed = todo.len() - failed.len();
     Ok(ExtractSummary {
@@ -269,6 +275,7 @@ pub fn extract(opts: &ExtractOptions, progress: &dyn Progress) -> Result<Extract
         workspace: opts.workspace.clone(),
         backbone: record,
         labelling: dataset.labelling.clone(),
+        multi_label: dataset.multi_label,
         classes: dataset.classes.clone(),
         counts,
         images: manifest.entries.len(),

@@ -235,6 +235,7 @@ mod tests {
             path: path.to_string(),
             class,
             split,
+            labels: None,
             group: None,
         }
     }

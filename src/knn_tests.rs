@@ -410,6 +410,7 @@ fn damaged_tensors_are_refused_with_a_reason() {
 /// A card as `train` would write it, for a classifier of `kind` on `dim`-d embeddings.
 pub(crate) fn card(kind: &str, classes: usize, dim: usize) -> Card {
     Card {
+        thresholds: None,
         kind: kind.to_owned(),
         classes: (0..classes).map(|c| format!("class{c}")).collect(),
         backbone: BackboneRecord {

@@ -129,6 +129,7 @@ fn labels(args: &LabelArgs) -> Result<Labels, OptionsError> {
                 label: args.label_column.clone(),
                 split: args.split_column.clone(),
                 group: args.group_column.clone(),
+                indicators: args.label_columns.clone(),
             },
             header: args.header,
             class_names: args.class_names.as_ref().map(|file| ClassNames {

@@ -84,6 +84,10 @@ pub struct Prediction {
     pub top: Vec<(String, f32)>,
     /// Probabilities of every class, in the head's class order.
     pub probabilities: Vec<f32>,
+    /// Multi-label classifiers only: the labels whose probability is at or above their
+    /// threshold (from the card), in class order.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub labels: Option<Vec<String>>,
 }
 
 /// What `predict` labelled.
@@ -133,10 +137,17 @@ pub fn predict(opts: &PredictOptions, progress: &dyn Progress) -> Result<Predict
                     .take(opts.top_k)
                     .map(|&c| (card.classes[c].clone(), p[c]))
                     .collect();
+                let labels = card.thresholds.as_ref().map(|t| {
+                    (0..p.len())
+                        .filter(|&c| p[c] >= t[c])
+                        .map(|c| card.classes[c].clone())
+                        .collect()
+                });
                 predictions.push(Prediction {
                     path: files[i].clone(),
                     top,
                     probabilities: p.to_vec(),
+                    labels,
                 });
             }
             Ok(())

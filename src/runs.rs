@@ -203,7 +203,8 @@ pub fn train_record(run: &Invocation, opts: &TrainOptions, s: &TrainSummary) -> 
 }
 
 /// The record of an `eval` run: per model, `accuracy`, `mean_class_recall`, `macro_f1`,
-/// `log_loss` and `top5_accuracy` (when there are more than 5 classes).
+/// `log_loss` and `top5_accuracy` (when there are more than 5 classes); for multi-label data
+/// `map`, `subset_accuracy`, `hamming_loss`, `micro_f1` and `macro_f1`.
 pub fn eval_record(run: &Invocation, opts: &EvalOptions, s: &EvalSummary) -> Result<RunRecord, RunsError> {
     let settings = json!({
         "workspace": opts.workspace,
@@ -223,6 +224,16 @@ pub fn eval_record(run: &Invocation, opts: &EvalOptions, s: &EvalSummary) -> Res
         if let Some(top5) = e.top5_accuracy {
             put("top5_accuracy", top5);
         }
+        files.push(checksum(&m.model, "read", &m.file)?);
+    }
+    for m in &s.multi_label {
+        let e = &m.evaluation;
+        let mut put = |name: &str, value: f64| metrics.insert(format!("{}.{name}", m.model), value);
+        put("map", e.mean_average_precision);
+        put("subset_accuracy", e.subset_accuracy);
+        put("hamming_loss", e.hamming_loss);
+        put("micro_f1", e.micro_f1);
+        put("macro_f1", e.macro_f1);
         files.push(checksum(&m.model, "read", &m.file)?);
     }
     record(run, "eval", &opts.workspace, settings, metrics, BTreeMap::new(), files)

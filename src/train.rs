@@ -9,8 +9,10 @@ use serde::Serialize;
 use crate::artifact::{self, ArtifactError, Card, BASELINE_FILE, HEAD_FILE};
 use crate::baseline::{AlphaSelection, BaselineError, BaselineParams, SweepPoint};
 use crate::cache::{load_snapshot, CacheError, SplitData};
+use crate::classifier::Classifier;
 use crate::dataset::Split;
 use crate::head::{EpochStats, HeadError, HeadParams};
+use crate::metrics::multilabel;
 
 /// Why `train-head` failed.
 #[derive(Debug, thiserror::Error)]
@@ -105,18 +107,38 @@ pub fn train(opts: &TrainOptions, on_epoch: &mut dyn FnMut(&EpochStats)) -> Resu
         params.validate()?;
     }
     let (manifest, store) = load_snapshot(&opts.workspace)?;
-    let SplitData { x, y, .. } = manifest.split(&store, Split::Train)?;
+    let SplitData { x, y, targets, .. } = manifest.split(&store, Split::Train)?;
     if x.nrows() == 0 {
         return Err(TrainError::NoTrain);
     }
-    let SplitData { x: xv, y: yv, .. } = manifest.split(&store, Split::Val)?;
-    let valid = (xv.nrows() > 0).then(|| (xv.view(), yv.as_slice()));
+    let SplitData {
+        x: xv,
+        y: yv,
+        targets: tv,
+        ..
+    } = manifest.split(&store, Split::Val)?;
+    let has_val = xv.nrows() > 0;
+    let valid = has_val.then(|| (xv.view(), yv.as_slice()));
     let n_classes = manifest.classes.len();
+    // Multi-label data: the 0/1 matrices of both splits, and each classifier's thresholds
+    // tuned on validation.
+    let multi = targets.as_ref().zip(tv.as_ref());
+    let multi_valid = multi.filter(|_| has_val).map(|(_, tv)| (xv.view(), tv.view()));
+    let thresholds = |model: &dyn Classifier| {
+        multi.map(|(_, tv)| match has_val {
+            true => multilabel::tune_thresholds(model.predict_proba(xv.view()).view(), tv.view()),
+            false => vec![multilabel::DEFAULT_THRESHOLD; n_classes],
+        })
+    };
 
     let started = Instant::now();
-    let fitted = opts.head.fit(x.view(), &y, n_classes, valid, on_epoch)?;
+    let fitted = match multi {
+        Some((t, _)) => opts.head.fit_multi_label(x.view(), t.view(), multi_valid, on_epoch)?,
+        None => opts.head.fit(x.view(), &y, n_classes, valid, on_epoch)?,
+    };
     let seconds = started.elapsed().as_secs_f64();
     let card = Card {
+        thresholds: thresholds(&fitted.head),
         kind: "head".into(),
         classes: manifest.classes.clone(),
         backbone: manifest.backbone.clone(),
@@ -132,8 +154,12 @@ pub fn train(opts: &TrainOptions, on_epoch: &mut dyn FnMut(&EpochStats)) -> Resu
         None => None,
         Some(params) => {
             let started = Instant::now();
-            let fit = params.fit(x.view(), &y, n_classes, valid)?;
+            let fit = match multi {
+                Some((t, _)) => params.fit_multi_label(x.view(), t.view(), multi_valid)?,
+                None => params.fit(x.view(), &y, n_classes, valid)?,
+            };
             let card = Card {
+                thresholds: thresholds(&fit.model),
                 kind: "baseline".into(),
                 settings: serde_json::to_value(params).expect("plain data"),
                 history: Vec::new(),

@@ -207,3 +207,134 @@ fn nested_class_folders_follow_the_chosen_rule() {
         .code(2)
         .stderr(contains("--labels"));
 }
+
+/// Labels `red`, `green`, `blue`: each present channel is bright in the image, so any subset
+/// (none included) has its own colour.
+fn channel_image(present: [bool; 3], i: usize) -> image::RgbImage {
+    image::RgbImage::from_fn(40, 40, |x, y| {
+        let n = ((x * 31 + y * 17 + i as u32 * 101) % 31) as u8;
+        let level = |on: bool| if on { 180 + n } else { 30 + n };
+        image::Rgb([level(present[0]), level(present[1]), level(present[2])])
+    })
+}
+
+#[test]
+fn multi_label_files_train_sigmoid_heads_and_report_map() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, ws) = (tmp.path().join("data"), tmp.path().join("ws"));
+    std::fs::create_dir_all(data.join("img")).unwrap();
+    let names = ["red", "green", "blue"];
+    let (mut piped, mut columns) = (
+        String::from("path,tags,split\n"),
+        String::from("path,red,green,blue,split\n"),
+    );
+    for i in 0..96 {
+        let present = [i % 2 == 0, (i / 2) % 2 == 0, (i / 4) % 2 == 0];
+        let path = format!("img/{i}.png");
+        channel_image(present, i).save(data.join(&path)).unwrap();
+        let split = ["train", "train", "train", "val", "test"][i % 5];
+        let tags: Vec<&str> = names.iter().zip(present).filter(|(_, p)| *p).map(|(n, _)| *n).collect();
+        // An image with no label cannot be written as `a|b`; it still counts in the 0/1 columns.
+        if !tags.is_empty() {
+            piped.push_str(&format!("{path},{},{split}\n", tags.join("|")));
+        }
+        let bits: Vec<&str> = present.iter().map(|&p| if p { "1" } else { "0" }).collect();
+        columns.push_str(&format!("{path},{},{split}\n", bits.join(",")));
+    }
+    std::fs::write(data.join("piped.csv"), piped).unwrap();
+    std::fs::write(data.join("columns.csv"), columns).unwrap();
+
+    let extract = |file: &str, extra: &[&str]| {
+        let out = headstart(&ws)
+            .args(["--json", "extract", "--model", &tiny_model("tiny_nchw"), "--data"])
+            .arg(&data)
+            .arg("--labels")
+            .arg(data.join(file))
+            .args(["--split-column", "split"])
+            .args(extra)
+            .assert()
+            .success()
+            .get_output()
+            .stdout
+            .clone();
+        json(&out)
+    };
+    let s = extract("piped.csv", &["--label-column", "tags"]);
+    assert_eq!(s["multi_label"], true);
+    assert_eq!(s["classes"], serde_json::json!(["blue", "green", "red"]));
+    assert_eq!(s["images"], 84);
+    let s = extract("columns.csv", &["--label-columns", "red,green,blue"]);
+    assert_eq!(
+        (s["multi_label"].clone(), s["images"].clone()),
+        (true.into(), 96.into())
+    );
+    // Each label is on half the images: 48 per label over the splits.
+    for name in names {
+        let counts: u64 = s["counts"][name]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c.as_u64().unwrap())
+            .sum();
+        assert_eq!(counts, 48, "{name}");
+    }
+
+    headstart(&ws)
+        .args([
+            "train-head",
+            "--epochs",
+            "40",
+            "--hidden",
+            "16",
+            "--dropout",
+            "0",
+            "--baseline",
+        ])
+        .assert()
+        .success();
+    let out = headstart(&ws)
+        .args(["--json", "eval"])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let e = json(&out);
+    assert!(e.get("models").unwrap().as_array().unwrap().is_empty());
+    let models = e["multi_label"].as_array().unwrap();
+    assert_eq!(models.len(), 2);
+    for m in models {
+        let ev = &m["evaluation"];
+        let map = ev["mean_average_precision"].as_f64().unwrap();
+        assert!(map > 0.9, "{}: mAP {map}", m["model"]);
+        assert_eq!(ev["per_label"].as_array().unwrap().len(), 3);
+        let hamming = ev["hamming_loss"].as_f64().unwrap();
+        assert!((0.0..0.2).contains(&hamming), "{}: Hamming loss {hamming}", m["model"]);
+    }
+    headstart(&ws)
+        .arg("eval")
+        .assert()
+        .success()
+        .stdout(contains("multi-label"))
+        .stdout(contains("mAP"));
+
+    // predict names the labels above each threshold; a sweep says it does not take such data.
+    let out = headstart(&ws)
+        .args(["--json", "predict"])
+        .arg(data.join("img/0.png"))
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let p = json(&out);
+    assert_eq!(
+        p["predictions"][0]["labels"],
+        serde_json::json!(["blue", "green", "red"])
+    );
+    headstart(&ws)
+        .arg("sweep")
+        .assert()
+        .code(1)
+        .stderr(contains("multi-label"));
+}

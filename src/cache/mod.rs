@@ -165,6 +165,10 @@ pub struct Manifest {
     pub entries: Vec<Entry>,
     /// Files that could not be read or embedded, with the reason.
     pub skipped: Vec<Skipped>,
+    /// Whether images have any number of labels ([`Sample::labels`]) rather than one class.
+    /// Left out of the file when false, so manifests written before it keep their checksum.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub multi_label: bool,
     /// CRC-32 of this JSON written with an empty checksum; filled in by [`Manifest::save`].
     #[serde(default)]
     pub checksum: String,
@@ -278,7 +282,16 @@ impl Manifest {
             row.assign(&ndarray::ArrayView1::from(v));
         }
         let y = entries.iter().map(|e| e.sample.class).collect();
-        Ok(SplitData { x, y, entries })
+        let targets = self.multi_label.then(|| {
+            let mut t = Array2::zeros((entries.len(), self.classes.len()));
+            for (mut row, entry) in t.rows_mut().into_iter().zip(&entries) {
+                for &label in entry.sample.labels.iter().flatten() {
+                    row[label] = 1.0;
+                }
+            }
+            t
+        });
+        Ok(SplitData { x, y, targets, entries })
     }
 }
 
@@ -307,8 +320,10 @@ pub fn load_snapshot(workspace: &Path) -> Result<(Manifest, Store), CacheError> 
 pub struct SplitData {
     /// The embeddings, one row per entry.
     pub x: Array2<f32>,
-    /// Each row's class index into [`Manifest::classes`].
+    /// Each row's class index into [`Manifest::classes`]; for multi-label data, its first label.
     pub y: Vec<usize>,
+    /// Multi-label data only: `[rows, labels]`, 1 where the image has the label.
+    pub targets: Option<Array2<f32>>,
     /// The images of the split, in row order.
     pub entries: Vec<Entry>,
 }

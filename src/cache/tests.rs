@@ -202,6 +202,7 @@ fn every_truncation_and_a_lying_header_are_refused() {
 fn the_manifest_checksum_catches_a_changed_value() {
     let dir = tempfile::tempdir().unwrap();
     let manifest = Manifest {
+        multi_label: false,
         data_root: "data".into(),
         classes: vec!["a".into(), "b".into()],
         backbone: BackboneRecord {
@@ -224,6 +225,7 @@ fn the_manifest_checksum_catches_a_changed_value() {
                 path: "a/x.jpg".into(),
                 class: 0,
                 split: Split::Train,
+                labels: None,
                 group: None,
             },
             sha256: key_hex(&key(1)),

@@ -110,6 +110,7 @@ pub(super) fn scan(root: &Path, percentages: SplitPercentages, rule: LabelFrom) 
             class: classes.binary_search(&class).expect("collected above"),
             path,
             split,
+            labels: None,
             group: None,
         })
         .collect();
@@ -129,5 +130,6 @@ pub(super) fn scan(root: &Path, percentages: SplitPercentages, rule: LabelFrom) 
         labelling: rule.describe(under),
         unlabelled,
         bad_lines: Vec::new(),
+        multi_label: false,
     })
 }

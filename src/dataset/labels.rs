@@ -74,6 +74,9 @@ pub struct Columns {
     /// Its group: images of one group share a split and a fold (photos of one object, frames of
     /// one video). Without it the group is the file name up to `_nohash_`.
     pub group: Option<Column>,
+    /// Multi-label data as one 0/1 column per label, named by the header (or by position):
+    /// when given, the label column is not read.
+    pub indicators: Vec<Column>,
 }
 
 impl Default for Columns {
@@ -83,6 +86,7 @@ impl Default for Columns {
             label: Column::Index(1),
             split: None,
             group: None,
+            indicators: Vec::new(),
         }
     }
 }
@@ -319,7 +323,8 @@ fn normalise(path: &str) -> String {
 /// A row that passed its own checks.
 struct Listed {
     path: String,
-    label: String,
+    /// Its labels, sorted; one for single-label data.
+    labels: Vec<String>,
     split: Option<Split>,
     group: Option<String>,
     file: usize,
@@ -339,6 +344,7 @@ pub(super) fn scan(root: &Path, percentages: SplitPercentages, labels: &LabelFil
     ]
     .into_iter()
     .flatten()
+    .chain(&cols.indicators)
     .any(|c| matches!(c, Column::Name(_)));
     let mut tables = Vec::new();
     for (index, file) in labels.files.iter().enumerate() {
@@ -350,18 +356,33 @@ pub(super) fn scan(root: &Path, percentages: SplitPercentages, labels: &LabelFil
                 .and_then(|p| value(row, p).ok().flatten())
                 .is_some_and(|p| !p.is_empty() && root.join(normalise(&p)).is_file())
         });
-        let places = [
-            Some(table.place(&cols.path, "--path-column")?),
-            Some(table.place(&cols.label, "--label-column")?),
-            cols.split
+        let places = Places {
+            path: table.place(&cols.path, "--path-column")?,
+            label: table.place(&cols.label, "--label-column")?,
+            split: cols
+                .split
                 .as_ref()
                 .map(|c| table.place(c, "--split-column"))
                 .transpose()?,
-            cols.group
+            group: cols
+                .group
                 .as_ref()
                 .map(|c| table.place(c, "--group-column"))
                 .transpose()?,
-        ];
+            indicators: cols
+                .indicators
+                .iter()
+                .map(|c| {
+                    let place = table.place(c, "--label-columns")?;
+                    let name = match (&place, &table.header) {
+                        (Place::At(i), Some(header)) => header.get(*i).cloned().unwrap_or_else(|| i.to_string()),
+                        (Place::At(i), None) => i.to_string(),
+                        (Place::Key(k), _) => k.clone(),
+                    };
+                    Ok((place, name))
+                })
+                .collect::<Result<_, DatasetError>>()?,
+        };
         let file_split = file.file_stem().and_then(|s| s.to_str()).and_then(Split::from_folder);
         for (line, row) in &table.rows {
             match read_row(root, row, &places, file_split) {
@@ -378,7 +399,10 @@ pub(super) fn scan(root: &Path, percentages: SplitPercentages, labels: &LabelFil
 
     let names = match &labels.class_names {
         Some(spec) => {
-            let used: HashSet<&str> = listed.iter().map(|l| l.label.as_str()).collect();
+            let used: HashSet<&str> = listed
+                .iter()
+                .flat_map(|l| l.labels.iter().map(String::as_str))
+                .collect();
             Some(class_names(spec, labels.header, &used)?)
         }
         None => None,
@@ -390,16 +414,20 @@ pub(super) fn scan(root: &Path, percentages: SplitPercentages, labels: &LabelFil
     let mut kept: Vec<Listed> = Vec::new();
     for mut row in listed {
         if let Some(names) = &names {
-            match names.get(&row.label) {
-                Some(name) => row.label = name.clone(),
-                None => {
+            match row.labels.iter().find(|id| !names.contains_key(*id)) {
+                Some(id) => {
                     let file = &labels.class_names.as_ref().expect("names came from it").file;
                     tables[row.file].bad(
                         &mut bad,
                         row.line,
-                        format!("unknown class id `{}`: {} does not name it", row.label, file.display()),
+                        format!("unknown class id `{id}`: {} does not name it", file.display()),
                     );
                     continue;
+                }
+                None => {
+                    row.labels = row.labels.iter().map(|id| names[id].clone()).collect();
+                    row.labels.sort();
+                    row.labels.dedup();
                 }
             }
         }
@@ -411,10 +439,12 @@ pub(super) fn scan(root: &Path, percentages: SplitPercentages, labels: &LabelFil
             Some(&at) => {
                 let earlier = &kept[at];
                 let whence = format!("{}:{}", tables[earlier.file].file.display(), earlier.line);
-                let reason = if earlier.label != row.label {
+                let reason = if earlier.labels != row.labels {
                     format!(
                         "`{}` has label `{}` here but `{}` at {whence}: both left out",
-                        row.path, row.label, earlier.label
+                        row.path,
+                        row.labels.join("|"),
+                        earlier.labels.join("|")
                     )
                 } else if earlier.split != row.split {
                     format!(
@@ -445,10 +475,11 @@ pub(super) fn scan(root: &Path, percentages: SplitPercentages, labels: &LabelFil
 
     let classes: Vec<String> = kept
         .iter()
-        .map(|r| r.label.clone())
+        .flat_map(|r| r.labels.iter().cloned())
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
+    let multi_label = !cols.indicators.is_empty() || kept.iter().any(|r| r.labels.len() != 1);
     if classes.is_empty() {
         return Err(DatasetError::NothingListed {
             bad: bad.len(),
@@ -460,9 +491,16 @@ pub(super) fn scan(root: &Path, percentages: SplitPercentages, labels: &LabelFil
         .into_iter()
         .map(|row| {
             let group_of = row.group.as_deref().unwrap_or(&row.path);
+            let indices: Vec<usize> = row
+                .labels
+                .iter()
+                .map(|l| classes.binary_search(l).expect("collected above"))
+                .collect();
             Sample {
                 split: row.split.unwrap_or_else(|| hashed_split(group_of, percentages)),
-                class: classes.binary_search(&row.label).expect("collected above"),
+                // For multi-label data the first label, which stratifies the folds.
+                class: indices.first().copied().unwrap_or(0),
+                labels: multi_label.then_some(indices),
                 path: row.path,
                 group: row.group,
             }
@@ -489,6 +527,7 @@ pub(super) fn scan(root: &Path, percentages: SplitPercentages, labels: &LabelFil
         ),
         unlabelled,
         bad_lines: bad,
+        multi_label,
     })
 }
 
@@ -496,44 +535,73 @@ fn split_name(split: Option<Split>) -> &'static str {
     split.map_or("a hashed split", Split::name)
 }
 
-/// Checks one row: path, label, split and group from `places` (in that order).
-fn read_row(root: &Path, row: &Row, places: &[Option<Place>; 4], file_split: Option<Split>) -> Result<Listed, String> {
-    let get = |i: usize, flag: &str| -> Result<Option<String>, String> {
-        let Some(place) = &places[i] else { return Ok(None) };
+/// Where a label file's columns are.
+struct Places {
+    path: Place,
+    label: Place,
+    split: Option<Place>,
+    group: Option<Place>,
+    /// Multi-label 0/1 columns, each with its label's name.
+    indicators: Vec<(Place, String)>,
+}
+
+/// Checks one row: its path, labels, split and group.
+fn read_row(root: &Path, row: &Row, places: &Places, file_split: Option<Split>) -> Result<Listed, String> {
+    let get = |place: &Place, flag: &str| -> Result<String, String> {
         match value(row, place) {
-            Ok(Some(v)) => Ok(Some(v)),
+            Ok(Some(v)) => Ok(v),
             Ok(None) => Err(format!("has no {}", describe(place, flag))),
-            Err(e) => Err(format!("{e}: several labels per image are not supported yet")),
+            Err(e) => Err(format!("{e}: give labels as `a|b` or one 0/1 column per label")),
         }
     };
-    let path = normalise(&get(0, "--path-column")?.unwrap_or_default());
+    let path = normalise(&get(&places.path, "--path-column")?);
     if path.is_empty() {
         return Err("the path is empty".into());
     }
-    let label = get(1, "--label-column")?.unwrap_or_default();
-    if label.is_empty() {
-        return Err(format!("`{path}` has an empty label"));
-    }
-    if label.contains('|') {
-        return Err(format!(
-            "`{path}` has several labels (`{label}`); several labels per image are not supported yet"
-        ));
-    }
+    let mut labels: Vec<String> = if places.indicators.is_empty() {
+        let label = get(&places.label, "--label-column")?;
+        let labels: Vec<String> = label
+            .split('|')
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(String::from)
+            .collect();
+        if labels.is_empty() {
+            return Err(format!("`{path}` has an empty label"));
+        }
+        labels
+    } else {
+        let mut labels = Vec::new();
+        for (place, name) in &places.indicators {
+            match get(place, "--label-columns")?.as_str() {
+                "1" | "1.0" | "true" | "True" => labels.push(name.clone()),
+                "0" | "0.0" | "false" | "False" | "" => {}
+                other => return Err(format!("`{path}` has `{other}` in label column `{name}`: use 0 or 1")),
+            }
+        }
+        labels
+    };
+    labels.sort();
+    labels.dedup();
     match std::fs::metadata(root.join(&path)) {
         Ok(m) if m.is_file() => {}
         Ok(_) => return Err(format!("`{path}` is not a file")),
         Err(_) => return Err(format!("`{path}` does not exist under {}", root.display())),
     }
-    let split = match get(2, "--split-column")? {
-        Some(s) => {
+    let split = match &places.split {
+        Some(place) => {
+            let s = get(place, "--split-column")?;
             Some(Split::from_folder(&s).ok_or_else(|| format!("`{path}` has split `{s}`: use train, val or test"))?)
         }
         None => file_split,
     };
-    let group = get(3, "--group-column")?.filter(|g| !g.is_empty());
+    let group = match &places.group {
+        Some(place) => Some(get(place, "--group-column")?).filter(|g| !g.is_empty()),
+        None => None,
+    };
     Ok(Listed {
         path,
-        label,
+        labels,
         split,
         group,
         file: 0,

@@ -107,6 +107,10 @@ pub struct Sample {
     pub class: usize,
     /// The split it belongs to.
     pub split: Split,
+    /// Multi-label data only: the indices of all its labels, sorted (possibly none); `class`
+    /// is then the first of them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labels: Option<Vec<usize>>,
     /// Its group as a label file's group column gives it; see [`Sample::group`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group: Option<String>,
@@ -122,6 +126,8 @@ impl Sample {
 
 /// Where classes come from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+// One value per run: its size does not matter, and boxing would only add noise to every use.
+#[allow(clippy::large_enum_variant)]
 pub enum Labels {
     /// Folder names, by this rule.
     Folders(LabelFrom),
@@ -160,6 +166,9 @@ pub struct Dataset {
     pub unlabelled: Vec<String>,
     /// Lines of label files that were left out, with the reason.
     pub bad_lines: Vec<BadLine>,
+    /// Whether images have any number of labels (label files with `a|b` labels or 0/1
+    /// columns) rather than one class each.
+    pub multi_label: bool,
 }
 
 /// Why a data folder could not be scanned.

@@ -271,7 +271,7 @@ fn every_kind_of_bad_line_is_named_and_left_out_while_the_rest_is_used() {
          c.jpg,,train\n\
          d.jpg,cat,holiday\n\
          e.jpg\n\
-         f.jpg,cat|dog,train\n\
+         f.jpg, | ,train\n\
          g.jpg,dog,val\n\
          g.jpg,dog,test\n\
          h.jpg,dog,test\n\
@@ -288,7 +288,7 @@ fn every_kind_of_bad_line_is_named_and_left_out_while_the_rest_is_used() {
             ("labels.csv", 6, "empty label"),
             ("labels.csv", 7, "split `holiday`"),
             ("labels.csv", 8, "has no --label-column"),
-            ("labels.csv", 9, "several labels"),
+            ("labels.csv", 9, "empty label"),
             ("labels.csv", 11, "is listed for test here but for val at"),
         ],
     );
@@ -442,4 +442,45 @@ fn no_usable_line_is_an_error_that_shows_the_first_bad_one() {
         err.to_string().contains("labels.csv:1") && err.to_string().contains("does not exist"),
         "{err}"
     );
+}
+
+#[test]
+fn piped_labels_or_zero_one_columns_make_multi_label_data() {
+    let dir = tree(&["a.jpg", "b.jpg", "c.jpg", "d.jpg"]);
+    let d = dir.path();
+    write(d, "piped.csv", "a.jpg,cat|dog\nb.jpg,dog\nc.jpg, dog | cat | dog \n");
+    let got = scan(d, &Labels::Files(files(d, &["piped.csv"])));
+    assert!(got.multi_label);
+    assert_eq!(got.classes, ["cat", "dog"]);
+    let labels: Vec<Option<Vec<usize>>> = got.samples.iter().map(|s| s.labels.clone()).collect();
+    assert_eq!(labels, [Some(vec![0, 1]), Some(vec![1]), Some(vec![0, 1])]);
+    // One label per line is single-label data, as before.
+    write(d, "single.csv", "a.jpg,cat\nb.jpg,dog\n");
+    let got = scan(d, &Labels::Files(files(d, &["single.csv"])));
+    assert!(!got.multi_label);
+    assert!(got.samples.iter().all(|s| s.labels.is_none()));
+
+    write(
+        d,
+        "columns.csv",
+        "file,cat,dog\na.jpg,1,0\nb.jpg,0,0\nc.jpg,1,1\nd.jpg,2,0\n",
+    );
+    let mut spec = files(d, &["columns.csv"]);
+    spec.columns.path = Column::Name("file".into());
+    spec.columns.indicators = vec![Column::Name("cat".into()), Column::Index(2)];
+    let got = scan(d, &Labels::Files(spec));
+    assert!(got.multi_label);
+    assert_eq!(got.classes, ["cat", "dog"]);
+    let labels: Vec<(String, Option<Vec<usize>>)> =
+        got.samples.iter().map(|s| (s.path.clone(), s.labels.clone())).collect();
+    // b has no label at all: a valid image with none of them.
+    assert_eq!(
+        labels,
+        [
+            ("a.jpg".into(), Some(vec![0])),
+            ("b.jpg".into(), Some(vec![])),
+            ("c.jpg".into(), Some(vec![0, 1]))
+        ]
+    );
+    assert_bad(&got, &[("columns.csv", 5, "`2` in label column `cat`")]);
 }

@@ -60,6 +60,9 @@ use trial::{FoldScore, Outcome, TrialResult};
 /// Why a sweep could not run.
 #[derive(Debug, thiserror::Error)]
 pub enum SweepError {
+    /// The workspace holds multi-label data, which the sweep's head kinds do not take.
+    #[error("the workspace holds multi-label data: sweep compares single-label classifiers only for now; use train-head and eval, which train and measure multi-label heads")]
+    MultiLabel,
     /// The workspace's manifest or cache could not be read.
     #[error(transparent)]
     Cache(#[from] CacheError),
@@ -238,6 +241,9 @@ pub fn sweep(
         return Err(SweepError::NoTrials);
     }
     let current = Manifest::load(&opts.workspace)?;
+    if current.multi_label {
+        return Err(SweepError::MultiLabel);
+    }
     let manifests = backbones(opts, &current)?;
     let threads = if opts.threads == 0 {
         std::thread::available_parallelism().map_or(1, |n| n.get())
@@ -436,6 +442,7 @@ fn refit(
         })?;
     drop(x);
     let card = Card {
+        thresholds: None,
         kind: match winner.spec {
             TrialSpec::Mlp(_) => "head".into(),
             ref other => other.kind().into(),

@@ -300,11 +300,7 @@ impl BaselineParams {
                 val_map: None,
                 val_loss,
                 gradient_norm,
-                status: if gradient_norm <= self.tolerance_at(alpha) {
-                    FitStatus::Converged
-                } else {
-                    FitStatus::NotConverged
-                },
+                status: self.status(gradient_norm, alpha),
                 seconds,
             });
             let newest = sweep.len() - 1;
@@ -334,6 +330,15 @@ impl BaselineParams {
     /// `tolerance / alpha` away from their optimum, where the loss surface is nearly flat.
     fn tolerance_at(&self, alpha: f64) -> f64 {
         self.tolerance * alpha.min(1.0)
+    }
+
+    /// Whether a fit at `alpha` that ended with this gradient norm reached the tolerance.
+    fn status(&self, gradient_norm: f64, alpha: f64) -> FitStatus {
+        if gradient_norm <= self.tolerance_at(alpha) {
+            FitStatus::Converged
+        } else {
+            FitStatus::NotConverged
+        }
     }
 
     /// Checks the settings alone, as [`fit`](Self::fit) does first; callers that do other work

@@ -14,8 +14,8 @@ use ndarray::{s, Array1, Array2, ArrayView1, ArrayView2, Axis};
 use rayon::prelude::*;
 
 use super::{
-    path_start, standardisation, standardise, AlphaSelection, Baseline, BaselineError, BaselineParams, FitStatus,
-    FittedBaseline, SweepPoint, UNSEEN_CLASS_LOGIT,
+    path_start, standardisation, standardise, AlphaSelection, Baseline, BaselineError, BaselineParams, FittedBaseline,
+    SweepPoint, UNSEEN_CLASS_LOGIT,
 };
 use crate::classifier::{check_targets, Targets};
 use crate::metrics::multilabel;
@@ -126,11 +126,7 @@ impl BaselineParams {
                 val_map,
                 val_loss,
                 gradient_norm: worst_gradient,
-                status: if worst_gradient <= self.tolerance_at(alpha) {
-                    FitStatus::Converged
-                } else {
-                    FitStatus::NotConverged
-                },
+                status: self.status(worst_gradient, alpha),
                 seconds,
             });
             let newest = sweep.len() - 1;

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use headstart::atomic::write_file;
-use headstart::baseline::FitStatus;
+use headstart::baseline::{FitStatus, SweepPoint};
 use headstart::evaluate::{eval, EvalSummary};
 use headstart::export::{export, ExportSummary};
 use headstart::extract::{extract, ExtractSummary};
@@ -441,15 +441,24 @@ fn print_train(s: &TrainSummary, json: bool) -> Result<()> {
     );
     if let Some(last) = s.history.iter().find(|e| e.epoch == s.best_epoch) {
         if let Some(acc) = last.val_accuracy {
-            println!("validation accuracy {acc:.4}");
+            let what = if s.multi_label {
+                "validation accuracy of label decisions at 1/2"
+            } else {
+                "validation accuracy"
+            };
+            println!("{what} {acc:.4}");
         }
     }
     println!("saved {}", s.head_path.display());
     if let Some(b) = &s.baseline {
         let chosen = b.sweep.iter().find(|p| p.alpha == b.chosen_alpha);
-        let val = chosen
-            .and_then(|p| p.val_accuracy)
-            .map_or(String::new(), |a| format!(", validation accuracy {a:.4}"));
+        let val = match chosen {
+            Some(SweepPoint { val_map: Some(m), .. }) => format!(", validation mAP {m:.4}"),
+            Some(SweepPoint {
+                val_accuracy: Some(a), ..
+            }) => format!(", validation accuracy {a:.4}"),
+            _ => String::new(),
+        };
         println!(
             "baseline (logistic regression) C = {:.3} ({:?}){val}, {} strengths tried in {:.2} s",
             1.0 / b.chosen_alpha,

@@ -84,6 +84,8 @@ pub struct TrainSummary {
     pub head_path: PathBuf,
     /// Class names, in output order.
     pub classes: Vec<String>,
+    /// Whether the data is multi-label (sigmoid outputs; accuracies count label decisions).
+    pub multi_label: bool,
     /// Training images.
     pub n_train: usize,
     /// Validation images; 0 when there is no validation split.
@@ -180,6 +182,7 @@ pub fn train(opts: &TrainOptions, on_epoch: &mut dyn FnMut(&EpochStats)) -> Resu
     };
     Ok(TrainSummary {
         head_path,
+        multi_label: multi.is_some(),
         classes: manifest.classes,
         n_train: y.len(),
         n_val: yv.len(),

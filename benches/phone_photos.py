@@ -9,7 +9,7 @@ upscaled with PIL's LANCZOS filter and saved at quality 90, 4:2:0, as phones do.
 an EXIF orientation tag with the pixels stored turned accordingly, as a phone held upright
 stores them (mostly 6, some of each other value); a few are progressive.
 
-A smooth upscale holds little for the entropy coder: about 0.05 bytes a pixel, where a phone's
+A smooth upscale holds little for the entropy coder: about 0.07 bytes a pixel, where a phone's
 12 MP JPEG of real detail holds 0.25-0.4, and Huffman decoding, which no reduction skips, costs
 by the bit. `--grain SIGMA` adds Gaussian grain of that deviation (of 255) before saving: 6 gives
 0.22 bytes a pixel, a dense set that decodes as slowly as camera files do. The grain is then most

@@ -323,6 +323,9 @@ def phone_section(rounds, before=None, simd=False, grain=0):
         f"\n\nEmbeddings, reduced against full decode (cosine, {c['files']} photos): min {c['cosine_min']:.4f},"
         f" 5th percentile {c['cosine_p5']:.4f}, median {c['cosine_median']:.4f}."
     )
+    if simd:
+        same = decode["no SIMD"][0]["reduced_pixels_sha256"] == decode["jpeg-simd"][0]["reduced_pixels_sha256"]
+        text += f" The two builds' reduced pixels are {'identical' if same else 'NOT identical'} (SHA-256 of all of them)."
     return text, {"extract": results, "bench": bench, "decode": decode}
 
 
@@ -864,13 +867,13 @@ def bench_executable(name="extract", simd=False):
     raise SystemExit(f"cargo bench --bench {name} --no-run built no executable")
 
 
-def write(name, text, m):
+def write(name, text, m, flags=""):
     path = ROOT / "BENCHMARKS.md"
     doc = path.read_text()
     how = (
         f"One run of each size on {time.strftime('%Y-%m-%d')}, by `python benches/run.py --sections growth --growth-cold`."
         if name == "growth"
-        else f"Median of the rounds shown, run interleaved on {time.strftime('%Y-%m-%d')} by `python benches/run.py --sections {name}`."
+        else f"Median of the rounds shown, run interleaved on {time.strftime('%Y-%m-%d')} by `python benches/run.py --sections {name.split('-')[0]}{flags}`."
     )
     block = f"<!-- bench:{name} -->\n{machine_line(m)}\n{how}\n\n{text}\n<!-- /bench:{name} -->"
     pattern = re.compile(rf"<!-- bench:{name} -->.*?<!-- /bench:{name} -->", re.S)
@@ -912,7 +915,14 @@ def main():
         print(f"## {name}\n\n{text}\n", flush=True)
         results[name] = {"table": text, "raw": raw}
         if args.write:
-            write(name, text, m)
+            flags = f" --rounds {args.rounds}" if name != "growth" else ""
+            if name == "phone":
+                flags += " --before-bin MAIN_BINARY" if args.before_bin else ""
+                flags += " --phone-simd" if args.phone_simd else ""
+                if args.phone_grain:
+                    flags += f" --phone-grain {args.phone_grain:g}"
+                    name = f"phone-grain{args.phone_grain:g}"
+            write(name, text, m, flags)
     (WORK / "results.json").write_text(json.dumps(results, indent=2, default=str))
 
 

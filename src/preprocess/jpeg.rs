@@ -72,8 +72,8 @@ fn error_manager() -> jpeg_error_mgr {
 /// (orientations 5 to 8 swap width and height), so the stored dimensions decide.
 ///
 /// Never 2: libjpeg's plain C code at 1/2 took as long as zune-jpeg at full size (3 MP phone
-/// photos: 23.2 against 23.3 ms), and moved the embeddings further than 1/4 does (down to a
-/// cosine of 0.9950 where 1/4 kept 0.996).
+/// photos: 23.2 against 23.3 ms), and moved embeddings further than 1/4 did (a 3 MP photo of
+/// `tests/jpeg_accuracy.rs` to a cosine of 0.99499; BENCHMARKS.md, section 7).
 pub(super) fn reduction(width: u32, height: u32, shorter_side: u32) -> u32 {
     let shorter = width.min(height);
     [8, 4]

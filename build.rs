@@ -7,11 +7,13 @@ fn main() {
     let simd = std::env::var_os("CARGO_FEATURE_JPEG_SIMD").is_some();
     // On other architectures libjpeg-turbo's SIMD code is assembled by the C compiler.
     let x86 = matches!(std::env::var("CARGO_CFG_TARGET_ARCH").as_deref(), Ok("x86" | "x86_64"));
-    let nasm = std::process::Command::new("nasm")
-        .arg("-v")
-        .output()
-        .is_ok_and(|out| out.status.success());
-    if simd && x86 && !nasm {
+    let nasm = || {
+        std::process::Command::new("nasm")
+            .arg("-v")
+            .output()
+            .is_ok_and(|out| out.status.success())
+    };
+    if simd && x86 && !nasm() {
         panic!("the jpeg-simd feature needs nasm on the PATH (apt-get install nasm, brew install nasm); build without the feature to use the plain C decoder");
     }
 }

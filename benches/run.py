@@ -8,7 +8,7 @@ and the versions it was measured with. Timings live here, never in tests.
 
     python3 -m venv .venv && .venv/bin/pip install -r benches/peers/requirements.txt
     .venv/bin/python benches/models.py            # once: the random-weight ResNet-50, fp32 and int8
-    .venv/bin/python benches/run.py [--rounds 3] [--sections extract peers head baseline growth sweep] [--write]
+    .venv/bin/python benches/run.py [--rounds 3] [--sections extract peers head baseline growth sweep phone] [--write]
 
 Sections:
   extract  `cargo bench --bench extract` per backbone and data set: end to end against the network
@@ -24,6 +24,12 @@ Sections:
            overlapping classes (the many-class case); chosen C, accuracy and seconds.
   growth   cifar10, 6000 files against all 60000: scan + fully cached re-run, cache load, training
            time, peak memory; cold extract with --growth-cold (about 10 minutes for 60000).
+  phone    150 camera-sized JPEGs (benches/phone_photos.py writes them; --phone-grain for the dense
+           set): whole `extract` processes
+           (this build; main's binary with --before-bin; the jpeg-simd build with --phone-simd)
+           against Python with PIL's `draft` and onnxruntime, network alone and the bound, decode
+           times per megapixel class and the embeddings' cosine to a full decode. Not in the
+           default sections.
   sweep    `headstart sweep` (k-fold cross-validation of many heads): this machine's fp32 GEMM
            peak (numpy); the 36-configuration MLP grid on flowers5 and a 10010-file cifar10 subset
            (every 6th file) with its training FLOPs, GFLOP/s and share of the peak, against the same
@@ -61,6 +67,7 @@ PY = sys.executable
 RESNET = ROOT / "models" / "resnet50.random.onnx"
 RESNET_INT8 = ROOT / "models" / "resnet50_int8.random.onnx"
 RESNET_256 = ROOT / "models" / "resnet50_256.random.onnx"
+SIMD_TARGET = ROOT / "target" / "simd"
 
 
 def log(*args):
@@ -247,6 +254,86 @@ def peers_section(rounds):
         ["pipeline", "end to end img/s (median)", "in the network img/s", "headstart is", "rounds"], rows
     )
     return text, results
+
+
+def phone_section(rounds, before=None, simd=False, grain=0):
+    """150 camera-sized JPEGs (benches/phone_photos.py), default backbone: whole `extract`
+    processes (main's binary when --before-bin names it, this build, the jpeg-simd build with
+    --phone-simd) against the Python pipeline (PIL decoding with `draft`, onnxruntime), the
+    extract bench's network-alone rate and bound, and decode times per megapixel class."""
+    data = WORK / ("phone-photos" if not grain else f"phone-photos-grain{grain:g}")
+    if not data.is_dir():
+        log("writing the phone photos (not timed)")
+        run([PY, "benches/phone_photos.py", "--out", data, "--grain", grain])
+    lite0 = ROOT / "models" / "efficientnet_lite0.onnx"
+    binaries = {}
+    if before:
+        binaries["headstart extract, before (main's binary: full decode)"] = Path(before)
+    binaries["headstart extract (reduced JPEG decode)"] = BIN
+    decoders = {"no SIMD": bench_executable("jpeg")}
+    if simd:
+        binaries["headstart extract (reduced JPEG decode, jpeg-simd)"] = simd_binary()
+        decoders["jpeg-simd"] = bench_executable("jpeg", simd=True)
+    python = "Python: PIL with draft + thread pool + onnxruntime"
+    extract_bench = bench_executable("extract")
+    results = {name: [] for name in [*binaries, python]}
+    bench, decode = [], {name: [] for name in decoders}
+    for r in range(rounds):
+        for name, exe in binaries.items():
+            log(f"phone round {r + 1}/{rounds}: {name}")
+            ws = Path(tempfile.mkdtemp(dir=WORK))
+            wall, out = run([exe, "--workspace", ws, "--json", "--quiet", "extract", "--data", data])
+            shutil.rmtree(ws)
+            results[name].append(json.loads(out)["images"] / wall)
+        log(f"phone round {r + 1}/{rounds}: {python}")
+        out = bench_json(run([PY, "benches/peers/python_ort.py", data, lite0, "--preset", "tflite"])[1])
+        results[python].append(out["images_per_second"])
+        log(f"phone round {r + 1}/{rounds}: extract bench")
+        bench.append(bench_json(run([extract_bench, data, "--sample", "150"])[1]))
+        for name, exe in decoders.items():
+            log(f"phone round {r + 1}/{rounds}: decode bench, {name}")
+            decode[name].append(bench_json(run([exe, data, "--rounds", "1"])[1]))
+    ours = median(results["headstart extract (reduced JPEG decode)"])
+    rows = [[name, f"{median(rs):.1f}", f"{ours / median(rs):.2f}x", ", ".join(f"{x:.1f}" for x in rs)] for name, rs in results.items()]
+    m = {k: median([b[k] for b in bench]) for k in ("images_per_second", "network_images_per_second", "decode_ms", "resize_ms")}
+    cores = bench[0]["cores"]
+    bound = 1 / (1 / m["network_images_per_second"] + (m["decode_ms"] + m["resize_ms"]) / 1e3 / cores)
+    text = table(["pipeline (whole process)", "img/s (median)", "headstart is", "rounds"], rows)
+    text += (
+        f"\n\nIn one process (`cargo bench --bench extract -- {data.relative_to(ROOT)} --sample 150`, medians):"
+        f" end to end {m['images_per_second']:.1f} img/s; network alone on the same images decoded beforehand"
+        f" {m['network_images_per_second']:.1f} img/s; decode {m['decode_ms']:.2f} + crop/resize/normalise"
+        f" {m['resize_ms']:.2f} ms an image on one core; bound (network + decode / {cores} cores) {bound:.1f} img/s;"
+        f" end to end / bound {median([b['seconds'] / b['bound_seconds'] for b in bench]):.2f} (time ratio)."
+    )
+    first = next(iter(decode.values()))
+    classes = [c["megapixels"] for c in first[0]["classes"]]
+    per_class = []
+    for i, mp in enumerate(classes):
+        row = [mp, first[0]["classes"][i]["files"], f"{median([d['classes'][i]['full_ms'] for d in first]):.1f}"]
+        row += [f"{median([d['classes'][i]['reduced_ms'] for d in decode[name]]):.1f}" for name in decoders]
+        per_class.append(row)
+    row = ["all", first[0]["files"], f"{median([d['full_ms'] for d in first]):.1f}"]
+    per_class.append(row + [f"{median([d['reduced_ms'] for d in decode[name]]):.1f}" for name in decoders])
+    text += "\n\nDecoding, ms an image on one core (`cargo bench --bench jpeg`, medians of the rounds):\n\n" + table(
+        ["megapixels", "files", "full (zune-jpeg)", *[f"reduced ({name})" for name in decoders]], per_class
+    )
+    c = first[0]
+    text += (
+        f"\n\nEmbeddings, reduced against full decode (cosine, {c['files']} photos): min {c['cosine_min']:.4f},"
+        f" 5th percentile {c['cosine_p5']:.4f}, median {c['cosine_median']:.4f}."
+    )
+    if simd:
+        same = decode["no SIMD"][0]["reduced_pixels_sha256"] == decode["jpeg-simd"][0]["reduced_pixels_sha256"]
+        text += f" The two builds' reduced pixels are {'identical' if same else 'NOT identical'} (SHA-256 of all of them)."
+    return text, {"extract": results, "bench": bench, "decode": decode}
+
+
+def simd_binary():
+    """The headstart binary built with the jpeg-simd feature, in its own target folder so that
+    the default build's binary stays in place."""
+    run(["cargo", "build", "--release", "--features", "jpeg-simd", "--target-dir", SIMD_TARGET])
+    return SIMD_TARGET / "release" / "headstart"
 
 
 def workspace(name, data):
@@ -767,9 +854,10 @@ def growth_section(cold):
     return text, rows
 
 
-def bench_executable(name="extract"):
+def bench_executable(name="extract", simd=False):
+    features = ["--features", "jpeg-simd", "--target-dir", str(SIMD_TARGET)] if simd else []
     out = subprocess.run(
-        ["cargo", "bench", "--bench", name, "--no-run", "--message-format", "json"],
+        ["cargo", "bench", "--bench", name, "--no-run", "--message-format", "json", *features],
         capture_output=True, text=True, cwd=ROOT, check=True,
     ).stdout
     for line in out.splitlines():
@@ -779,13 +867,13 @@ def bench_executable(name="extract"):
     raise SystemExit(f"cargo bench --bench {name} --no-run built no executable")
 
 
-def write(name, text, m):
+def write(name, text, m, flags=""):
     path = ROOT / "BENCHMARKS.md"
     doc = path.read_text()
     how = (
         f"One run of each size on {time.strftime('%Y-%m-%d')}, by `python benches/run.py --sections growth --growth-cold`."
         if name == "growth"
-        else f"Median of the rounds shown, run interleaved on {time.strftime('%Y-%m-%d')} by `python benches/run.py --sections {name}`."
+        else f"Median of the rounds shown, run interleaved on {time.strftime('%Y-%m-%d')} by `python benches/run.py --sections {name.split('-')[0]}{flags}`."
     )
     block = f"<!-- bench:{name} -->\n{machine_line(m)}\n{how}\n\n{text}\n<!-- /bench:{name} -->"
     pattern = re.compile(rf"<!-- bench:{name} -->.*?<!-- /bench:{name} -->", re.S)
@@ -798,6 +886,9 @@ def main():
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--sections", nargs="+", default=["extract", "peers", "head", "baseline", "growth", "sweep"])
     parser.add_argument("--growth-cold", action="store_true", help="also time cold extraction of 60000 files")
+    parser.add_argument("--before-bin", help="phone: a headstart binary to compare against (main's, before a change)")
+    parser.add_argument("--phone-simd", action="store_true", help="phone: also the jpeg-simd build (needs nasm)")
+    parser.add_argument("--phone-grain", type=float, default=0.0, help="phone: the photos' grain (benches/phone_photos.py --grain)")
     parser.add_argument("--write", action="store_true", help="update BENCHMARKS.md")
     args = parser.parse_args()
     WORK.mkdir(parents=True, exist_ok=True)
@@ -814,6 +905,8 @@ def main():
         started = time.perf_counter()
         if name == "growth":
             text, raw = growth_section(args.growth_cold)
+        elif name == "phone":
+            text, raw = phone_section(args.rounds, args.before_bin, args.phone_simd, args.phone_grain)
         else:
             sections = {"extract": extract_section, "peers": peers_section, "head": head_section, "baseline": baseline_section,
                         "sweep": sweep_section}
@@ -822,7 +915,14 @@ def main():
         print(f"## {name}\n\n{text}\n", flush=True)
         results[name] = {"table": text, "raw": raw}
         if args.write:
-            write(name, text, m)
+            flags = f" --rounds {args.rounds}" if name != "growth" else ""
+            if name == "phone":
+                flags += " --before-bin MAIN_BINARY" if args.before_bin else ""
+                flags += " --phone-simd" if args.phone_simd else ""
+                if args.phone_grain:
+                    flags += f" --phone-grain {args.phone_grain:g}"
+                    name = f"phone-grain{args.phone_grain:g}"
+            write(name, text, m, flags)
     (WORK / "results.json").write_text(json.dumps(results, indent=2, default=str))
 
 

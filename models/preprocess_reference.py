@@ -4,7 +4,10 @@ Why: embeddings are only comparable across tools if the input tensor is the same
 verification script and the golden-vector generator both use this one definition, and the Rust
 tests compare against vectors it produced.
 
-Geometry (all presets): EXIF orientation applied, RGB, then the classic evaluation crop done in
+Geometry (all presets): a big RGB or grey JPEG is decoded reduced by 4 or 8 in the DCT domain
+as far as keeps its shorter side at least 2 * resize (PIL's `draft`, told the exact reduction,
+since it would also reduce by 2, which headstart does not; libjpeg-turbo reduces in both), EXIF
+orientation applied, RGB, then the classic evaluation crop done in
 a single resampling pass: a centred square of side min(w, h) * size / resize, in float pixel
 coordinates, resized to size x size with PIL's BILINEAR (an antialiasing triangle filter when
 downscaling). This equals "shorter side to `resize`, centre crop `size`" without resampling
@@ -60,15 +63,28 @@ def normalise(hwc: np.ndarray, preset: str) -> np.ndarray:
     return np.ascontiguousarray(x.transpose(2, 0, 1), dtype=np.float32)
 
 
-def load_rgb(path) -> Image.Image:
+def reduction(width: int, height: int, shorter_side: int) -> int:
+    """headstart's choice (src/preprocess/jpeg.rs): 8 or 4 if the shorter side stays at least
+    `shorter_side`, else 1."""
+    return next((d for d in (8, 4) if min(width, height) >= d * max(shorter_side, 1)), 1)
+
+
+def load_rgb(path, shorter_side: int | None = None) -> Image.Image:
+    """The image upright, as RGB; an RGB or grey JPEG reduced in the DCT domain while its
+    shorter side stays at least `shorter_side` (None: full size)."""
     with Image.open(path) as img:
+        if shorter_side and img.format == "JPEG" and img.mode in ("RGB", "L"):
+            d = reduction(*img.size, shorter_side)
+            if d > 1:
+                # draft picks the largest power of 2 up to min(w // W, h // H), here exactly d.
+                img.draft(img.mode, (img.size[0] // d, img.size[1] // d))
         # Phone photos store rotation as a tag; without this the network sees them sideways.
         return ImageOps.exif_transpose(img).convert("RGB")
 
 
 def preprocess(path, preset: str = "tflite", resize: int = 256, size: int = 224) -> np.ndarray:
     """Image file -> float32 [3, size, size] tensor (CHW) for the given preset."""
-    return normalise(np.asarray(crop_resize(load_rgb(path), resize, size)), preset)
+    return normalise(np.asarray(crop_resize(load_rgb(path, 2 * resize), resize, size)), preset)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 use common::{headstart, json, tiny_model};
-use headstart::preprocess::{decode, DEFAULT_MAX_PIXELS};
+use headstart::preprocess::{decode, decode_at_least, DEFAULT_MAX_PIXELS};
 use image::{DynamicImage, ImageFormat, Rgb, RgbImage};
 use predicates::prelude::*;
 use predicates::str::contains;
@@ -608,10 +608,12 @@ fn a_head_is_refused_with_another_backbone_or_preset() {
     headstart(&ws).args(["eval", "--split", "train"]).assert().success();
 }
 
-/// All eight EXIF orientations come out upright. The upright image is 48 wide and 32 tall with a
-/// colour per quadrant; each file stores it turned by the inverse of what its orientation tag
-/// says to do for display (EXIF 2.32, tag 0x0112: 2 mirror left-right, 3 turn 180°, 4 mirror
-/// top-bottom, 5 transpose, 6 turn 90° clockwise, 7 transverse, 8 turn 90° anticlockwise).
+/// All eight EXIF orientations come out upright, from the full decode and from the reduced one
+/// (`decode_at_least`, here at 1/8: 6 x 4, where orientations 5 to 8 store 4 x 6). The upright
+/// image is 48 wide and 32 tall with a colour per quadrant; each file stores it turned by the
+/// inverse of what its orientation tag says to do for display (EXIF 2.32, tag 0x0112: 2 mirror
+/// left-right, 3 turn 180°, 4 mirror top-bottom, 5 transpose, 6 turn 90° clockwise, 7
+/// transverse, 8 turn 90° anticlockwise).
 #[test]
 fn all_eight_exif_orientations_come_out_upright() {
     use image::imageops::{flip_horizontal, flip_vertical, rotate180, rotate270, rotate90};
@@ -636,15 +638,20 @@ fn all_eight_exif_orientations_come_out_upright() {
         let file = jpeg(stored.as_raw(), w as u16, h as u16, jpeg_encoder::ColorType::Rgb, |e| {
             e.add_app_segment(1, &exif_orientation(orientation)).unwrap()
         });
-        let decoded = decode(&file, DEFAULT_MAX_PIXELS).unwrap();
-        assert_eq!(decoded.dimensions(), (48, 32), "orientation {orientation}");
-        for (i, (x, y)) in [(12, 8), (36, 8), (12, 24), (36, 24)].into_iter().enumerate() {
-            let got = decoded.get_pixel(x, y).0;
-            assert!(
-                close(got, quadrants[i], 30),
-                "orientation {orientation}: ({x}, {y}) is {got:?}, expected {:?}",
-                quadrants[i]
-            );
+        let full = decode(&file, DEFAULT_MAX_PIXELS).unwrap();
+        let reduced = decode_at_least(&file, DEFAULT_MAX_PIXELS, 4).unwrap();
+        for (decoded, size) in [(full, (48, 32)), (reduced, (6, 4))] {
+            assert_eq!(decoded.dimensions(), size, "orientation {orientation}");
+            // The quadrants' centres: (12, 8), (36, 8), (12, 24), (36, 24) at full size.
+            for (i, (fx, fy)) in [(1, 1), (3, 1), (1, 3), (3, 3)].into_iter().enumerate() {
+                let (x, y) = (size.0 * fx / 4, size.1 * fy / 4);
+                let got = decoded.get_pixel(x, y).0;
+                assert!(
+                    close(got, quadrants[i], 30),
+                    "orientation {orientation}, {size:?}: ({x}, {y}) is {got:?}, expected {:?}",
+                    quadrants[i]
+                );
+            }
         }
     }
 }

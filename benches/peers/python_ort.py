@@ -1,5 +1,7 @@
 """The plain Python way to embed a folder: PIL decode and resize in a thread pool, onnxruntime
-InferenceSession on batches of 32, as a user would write it in a notebook.
+InferenceSession on batches of 32, as a user would write it in a notebook. Big JPEGs are
+decoded reduced with PIL's `draft`, as headstart reduces them (models/preprocess_reference.py),
+so that both do the same work.
 
     python benches/peers/python_ort.py DATA MODEL.onnx --preset torch [--size 224 --resize 256]
 

@@ -4,6 +4,10 @@
 //! centred `size` x `size` square. It is done in one resampling pass by resizing a centred crop
 //! box of the original, which is what PIL's `resize(box=...)` does, so a Python reference can
 //! reproduce the pixels. The normalisation presets are the ones the pretrained weights expect.
+//! Big JPEGs are decoded already reduced (`jpeg.rs`), since the crop needs only a fraction of
+//! their pixels.
+
+mod jpeg;
 
 use std::cell::Cell;
 use std::io::Cursor;
@@ -106,6 +110,16 @@ impl Preprocessing {
     pub fn is_empty(&self) -> bool {
         self.size == 0
     }
+
+    /// The shorter side that a big JPEG is decoded down to at the least (see
+    /// [`decode_at_least`]): twice `resize`, so that the bilinear pass still shrinks by 2x or
+    /// more. Down to `resize` itself would decode 8-12 MP phone photos faster (at 1/8 instead of
+    /// 1/4), but their embeddings then fell to a cosine of 0.990 from a full decode's: the
+    /// reduced image is rounded to 8 bits and filtered differently, and the network notices.
+    /// Twice keeps them at 0.996 or more (BENCHMARKS.md, "Phone photos").
+    pub fn decode_side(&self) -> u32 {
+        2 * self.resize
+    }
 }
 
 /// Above this many pixels an image is refused before it is decoded: a small file can claim a
@@ -201,6 +215,26 @@ pub fn decode(bytes: &[u8], max_pixels: u64) -> Result<image::RgbImage, Preproce
     isolated(|| decode_unisolated(bytes, max_pixels))
 }
 
+/// Decodes as [`decode`] does, except that a big JPEG may come out smaller: reduced by 4 or 8
+/// in the DCT domain, as much as keeps its shorter side at least `shorter_side` (PIL's `draft`,
+/// without its reduction by 2). [`preprocess`] passes
+/// [`Preprocessing::decode_side`]. Pixels differ a little from a full decode (see `jpeg.rs`);
+/// every other image, and any JPEG the reduced decoder cannot read as the full one would, goes
+/// through [`decode`]'s path.
+pub fn decode_at_least(bytes: &[u8], max_pixels: u64, shorter_side: u32) -> Result<image::RgbImage, PreprocessError> {
+    isolated(|| {
+        if image::guess_format(bytes).ok() == Some(image::ImageFormat::Jpeg) {
+            if !jpeg_is_complete(bytes) {
+                return Err(PreprocessError::TruncatedJpeg);
+            }
+            if let Some(rgb) = jpeg::decode_reduced(bytes, max_pixels, shorter_side)? {
+                return Ok(rgb);
+            }
+        }
+        decode_unisolated(bytes, max_pixels)
+    })
+}
+
 fn decode_unisolated(bytes: &[u8], max_pixels: u64) -> Result<image::RgbImage, PreprocessError> {
     let mut reader = ImageReader::new(Cursor::new(bytes)).with_guessed_format()?;
     // The image crate's own allocation limit (512 MiB by default) would refuse some images
@@ -246,11 +280,7 @@ pub fn preprocess(
     resizer: &mut Resizer,
     out: &mut [f32],
 ) -> Result<(), PreprocessError> {
-    // Decoding big JPEGs at 1/2, 1/4 or 1/8 size in the DCT domain (jpeg-decoder's `scale`) was
-    // tried and saved nothing: on hymenoptera's 8 photos of 2592 px it took 11.5 ms an image
-    // against 11.1 ms for zune-jpeg at full size, since Huffman decoding, which scaling cannot
-    // skip, dominates and is slower in jpeg-decoder (BENCHMARKS.md).
-    let rgb = decode(bytes, max_pixels)?;
+    let rgb = decode_at_least(bytes, max_pixels, spec.decode_side())?;
     let pixels = crop_resize(&rgb, spec, resizer)?;
     normalise(&pixels, spec, out);
     Ok(())

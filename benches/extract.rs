@@ -18,7 +18,7 @@ use headstart::backbone::{Backbone, BackboneChoice};
 use headstart::dataset::{Dataset, Labels, SplitPercentages};
 use headstart::embed::Silent;
 use headstart::extract::{extract, ExtractOptions};
-use headstart::preprocess::{crop_resize, decode_at_least, normalise, DEFAULT_MAX_PIXELS};
+use headstart::preprocess::{decode_at_least, normalise, DEFAULT_MAX_PIXELS};
 
 fn peak_rss_mib() -> f64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
@@ -103,13 +103,13 @@ fn main() {
     let (mut decode_s, mut resize_s) = (0.0, 0.0);
     for (out, bytes) in pixels.chunks_exact_mut(spec.len()).zip(&files) {
         let started = Instant::now();
-        let Ok(rgb) = decode_at_least(bytes, DEFAULT_MAX_PIXELS, spec.decode_side()) else {
+        let Ok(decoded) = decode_at_least(bytes, DEFAULT_MAX_PIXELS, spec.decode_side()) else {
             out.fill(0.0);
             continue;
         };
         decode_s += started.elapsed().as_secs_f64();
         let started = Instant::now();
-        normalise(&crop_resize(&rgb, &spec, &mut resizer).unwrap(), &spec, out);
+        normalise(&decoded.crop_resize(&spec, &mut resizer).unwrap(), &spec, out);
         resize_s += started.elapsed().as_secs_f64();
     }
     let (decode_ms, resize_ms) = (decode_s * 1e3 / n as f64, resize_s * 1e3 / n as f64);

@@ -1,7 +1,8 @@
-//! Camera-sized JPEGs: the full decode (`decode`: zune-jpeg through `image`) against the reduced
-//! one that `preprocess` uses (`decode_at_least` with the default backbone's `decode_side`:
-//! libjpeg-turbo at 1/2, 1/4 or 1/8 in the DCT domain), per megapixel class, and what the
-//! reduction does to the embeddings of the default backbone.
+//! Camera-sized JPEGs: the full decode (`decode`: zune-jpeg through `image`, turned upright)
+//! against the one that `preprocess` uses (`decode_at_least` with the default backbone's
+//! `decode_side`: libjpeg-turbo at 1/4 or 1/8 in the DCT domain where the photo is big enough,
+//! and the pixels as stored, since `preprocess` turns only the crop), per megapixel class, and
+//! what the reduction does to the embeddings of the default backbone.
 //!
 //! cargo bench --bench jpeg [--features jpeg-simd] -- DIR [--rounds 5] [--shorter-side N]
 //!
@@ -100,7 +101,7 @@ fn main() {
             megapixels[i] = (f64::from(full.width()) * f64::from(full.height()) / 1e6).round() as u32;
             std::hint::black_box(full);
             if round == 0 {
-                pixels.update(reduced.as_raw());
+                pixels.update(reduced.stored.as_raw());
             }
         }
     }
@@ -126,8 +127,8 @@ fn main() {
     {
         let rgb = decode(b, DEFAULT_MAX_PIXELS).unwrap();
         normalise(&crop_resize(&rgb, &spec, &mut resizer).unwrap(), &spec, full);
-        let rgb = decode_at_least(b, DEFAULT_MAX_PIXELS, side).unwrap();
-        normalise(&crop_resize(&rgb, &spec, &mut resizer).unwrap(), &spec, reduced);
+        let decoded = decode_at_least(b, DEFAULT_MAX_PIXELS, side).unwrap();
+        normalise(&decoded.crop_resize(&spec, &mut resizer).unwrap(), &spec, reduced);
     }
     let per_batch = 32 * spec.len();
     let mut cosines = Vec::new();

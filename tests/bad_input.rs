@@ -639,7 +639,7 @@ fn all_eight_exif_orientations_come_out_upright() {
             e.add_app_segment(1, &exif_orientation(orientation)).unwrap()
         });
         let full = decode(&file, DEFAULT_MAX_PIXELS).unwrap();
-        let reduced = decode_at_least(&file, DEFAULT_MAX_PIXELS, 4).unwrap();
+        let reduced = decode_at_least(&file, DEFAULT_MAX_PIXELS, 4).unwrap().upright();
         for (decoded, size) in [(full, (48, 32)), (reduced, (6, 4))] {
             assert_eq!(decoded.dimensions(), size, "orientation {orientation}");
             // The quadrants' centres: (12, 8), (36, 8), (12, 24), (36, 24) at full size.

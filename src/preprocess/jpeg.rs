@@ -25,11 +25,11 @@ use std::os::raw::c_int;
 use std::panic::AssertUnwindSafe;
 
 use image::metadata::Orientation;
-use image::{DynamicImage, RgbImage};
+use image::RgbImage;
 use mozjpeg::{Decompress, Marker};
 use mozjpeg_sys::{jpeg_common_struct, jpeg_error_mgr, jpeg_std_error, J_COLOR_SPACE};
 
-use super::PreprocessError;
+use super::{Decoded, PreprocessError};
 
 /// Carried by the unwind out of libjpeg when it reports a warning or an error.
 struct LibjpegComplaint;
@@ -96,8 +96,8 @@ fn orientation(decompress: &Decompress<&[u8]>) -> Orientation {
 }
 
 /// Decodes a JPEG reduced in the DCT domain to the smallest size whose shorter side is still at
-/// least `shorter_side`, upright, as RGB8. `Ok(None)` leaves the file to the full decode, which
-/// then behaves exactly as it did before this path existed. That happens when:
+/// least `shorter_side`, as RGB8 with its EXIF orientation beside it. `Ok(None)` leaves the file
+/// to the full decode, which then behaves exactly as it did before this path existed. That happens when:
 ///
 /// - no reduction by 4 or 8 is possible (the shorter side is under 4 x `shorter_side`): at
 ///   full size zune-jpeg is faster than libjpeg's C code without SIMD, and smaller images keep
@@ -113,7 +113,7 @@ pub(super) fn decode_reduced(
     bytes: &[u8],
     max_pixels: u64,
     shorter_side: u32,
-) -> Result<Option<RgbImage>, PreprocessError> {
+) -> Result<Option<Decoded>, PreprocessError> {
     match std::panic::catch_unwind(AssertUnwindSafe(|| reduced(bytes, max_pixels, shorter_side))) {
         Ok(result) => result,
         Err(payload) if payload.is::<LibjpegComplaint>() => Ok(None),
@@ -123,7 +123,7 @@ pub(super) fn decode_reduced(
     }
 }
 
-fn reduced(bytes: &[u8], max_pixels: u64, shorter_side: u32) -> Result<Option<RgbImage>, PreprocessError> {
+fn reduced(bytes: &[u8], max_pixels: u64, shorter_side: u32) -> Result<Option<Decoded>, PreprocessError> {
     // An `Err` here is a JPEG with tables but no image (libjpeg's "no image" case).
     let Ok(mut decompress) = Decompress::builder()
         .with_err(error_manager())
@@ -165,9 +165,10 @@ fn reduced(bytes: &[u8], max_pixels: u64, shorter_side: u32) -> Result<Option<Rg
     else {
         return Ok(None);
     };
-    let mut img = DynamicImage::ImageRgb8(rgb);
-    img.apply_orientation(orientation);
-    Ok(Some(img.into_rgb8()))
+    Ok(Some(Decoded {
+        stored: rgb,
+        orientation,
+    }))
 }
 
 #[cfg(test)]
@@ -252,15 +253,19 @@ mod tests {
             for (target, d, size) in [(18, 8, (25, 19)), (37, 4, (50, 38))] {
                 let reduced = decode_reduced(&bytes, DEFAULT_MAX_PIXELS, target)
                     .unwrap()
-                    .expect("reduced");
+                    .expect("reduced")
+                    .upright();
                 assert_eq!(reduced.dimensions(), size, "1/{d}");
                 let diff = max_difference(&reduced, &box_filtered(&full, d));
                 assert!(diff <= 6, "1/{d} {sampling:?}: up to {diff} from the block means");
-                assert_eq!(decode_at_least(&bytes, DEFAULT_MAX_PIXELS, target).unwrap(), reduced);
+                assert_eq!(
+                    decode_at_least(&bytes, DEFAULT_MAX_PIXELS, target).unwrap().upright(),
+                    reduced
+                );
             }
             // No reduction by 4 or 8 possible: the full decode's pixels, exactly.
             assert!(decode_reduced(&bytes, DEFAULT_MAX_PIXELS, 38).unwrap().is_none());
-            assert_eq!(decode_at_least(&bytes, DEFAULT_MAX_PIXELS, 38).unwrap(), full);
+            assert_eq!(decode_at_least(&bytes, DEFAULT_MAX_PIXELS, 38).unwrap().upright(), full);
         }
     }
 
@@ -268,7 +273,10 @@ mod tests {
     fn grey_jpegs_come_out_as_rgb() {
         let grey: Vec<u8> = gradient(64, 48).pixels().map(|p| p.0[0]).collect();
         let bytes = encoded(&grey, 64, 48, ColorType::Luma, SamplingFactor::F_1_1);
-        let reduced = decode_reduced(&bytes, DEFAULT_MAX_PIXELS, 6).unwrap().expect("reduced");
+        let reduced = decode_reduced(&bytes, DEFAULT_MAX_PIXELS, 6)
+            .unwrap()
+            .expect("reduced")
+            .upright();
         assert_eq!(reduced.dimensions(), (8, 6));
         assert!(reduced.pixels().all(|p| p.0[0] == p.0[1] && p.0[1] == p.0[2]));
         let full = decode(&bytes, DEFAULT_MAX_PIXELS).unwrap();
@@ -283,7 +291,7 @@ mod tests {
             let bytes = encoded(&cmyk, 64, 48, color, SamplingFactor::F_1_1);
             assert!(decode_reduced(&bytes, DEFAULT_MAX_PIXELS, 6).unwrap().is_none());
             assert_eq!(
-                decode_at_least(&bytes, DEFAULT_MAX_PIXELS, 6).unwrap(),
+                decode_at_least(&bytes, DEFAULT_MAX_PIXELS, 6).unwrap().upright(),
                 decode(&bytes, DEFAULT_MAX_PIXELS).unwrap()
             );
         }
@@ -292,7 +300,7 @@ mod tests {
     #[test]
     fn the_pixel_limit_is_applied_from_the_header() {
         let bytes = encoded(gradient(64, 48).as_raw(), 64, 48, ColorType::Rgb, SamplingFactor::F_2_2);
-        assert_eq!(decode_at_least(&bytes, 64 * 48, 6).unwrap().dimensions(), (8, 6));
+        assert_eq!(decode_at_least(&bytes, 64 * 48, 6).unwrap().stored.dimensions(), (8, 6));
         let err = decode_at_least(&bytes, 64 * 48 - 1, 6).unwrap_err();
         assert!(
             matches!(
@@ -345,7 +353,9 @@ mod tests {
                 "{name}: libjpeg did not complain"
             );
             let full = decode(file, DEFAULT_MAX_PIXELS).map_err(|e| e.to_string());
-            let reduced = decode_at_least(file, DEFAULT_MAX_PIXELS, 6).map_err(|e| e.to_string());
+            let reduced = decode_at_least(file, DEFAULT_MAX_PIXELS, 6)
+                .map(Decoded::upright)
+                .map_err(|e| e.to_string());
             assert_eq!(reduced, full, "{name}");
         }
     }

@@ -15,6 +15,7 @@ use std::panic::UnwindSafe;
 
 use fast_image_resize::images::{Image, ImageRef};
 use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
+use image::metadata::Orientation;
 use image::{DynamicImage, ImageDecoder, ImageReader};
 use serde::{Deserialize, Serialize};
 
@@ -204,6 +205,50 @@ pub fn silence_caught_decoder_panics() {
     });
 }
 
+/// Decoded pixels in the order the file stores them, with the EXIF orientation that turns them
+/// upright still to apply. [`preprocess`] turns only the small crop it keeps: turning a whole
+/// 6 MP photo took longer than decoding it (BENCHMARKS.md, section 7), and phones store most
+/// portrait photos turned.
+#[derive(Debug)]
+pub struct Decoded {
+    /// The pixels as stored, 8-bit RGB.
+    pub stored: image::RgbImage,
+    /// What turns `stored` upright.
+    pub orientation: Orientation,
+}
+
+impl Decoded {
+    /// The image turned upright.
+    pub fn upright(self) -> image::RgbImage {
+        if self.orientation == Orientation::NoTransforms {
+            return self.stored;
+        }
+        let mut img = DynamicImage::ImageRgb8(self.stored);
+        img.apply_orientation(self.orientation);
+        img.into_rgb8()
+    }
+
+    /// What [`crop_resize`] gives for the upright image, `size * size * 3` RGB bytes, computed on
+    /// the stored pixels and turned afterwards. The centred square on the shorter side covers the
+    /// same pixels whichever way the image is turned, and the bilinear filter is symmetric, so
+    /// the two orders agree up to the rounding of the intermediate rows (at most 1 in 255;
+    /// `turning_after_the_resize_matches_turning_before`).
+    pub fn crop_resize(&self, spec: &Preprocessing, resizer: &mut Resizer) -> Result<Vec<u8>, PreprocessError> {
+        let pixels = crop_resize(&self.stored, spec, resizer)?;
+        if self.orientation == Orientation::NoTransforms {
+            return Ok(pixels);
+        }
+        let square = image::RgbImage::from_raw(spec.size, spec.size, pixels)
+            .ok_or_else(|| PreprocessError::Resize("the resizer returned a wrong number of pixels".to_string()))?;
+        Ok(Decoded {
+            stored: square,
+            orientation: self.orientation,
+        }
+        .upright()
+        .into_raw())
+    }
+}
+
 /// Decodes an image file's bytes to 8-bit RGB, upright.
 ///
 /// The format is sniffed from the bytes, not the extension, since misnamed files are common.
@@ -212,30 +257,30 @@ pub fn silence_caught_decoder_panics() {
 /// their header, before anything is allocated for them. A panic in the decoder is returned as
 /// [`PreprocessError::DecoderPanicked`].
 pub fn decode(bytes: &[u8], max_pixels: u64) -> Result<image::RgbImage, PreprocessError> {
-    isolated(|| decode_unisolated(bytes, max_pixels))
+    isolated(|| decode_stored(bytes, max_pixels)).map(Decoded::upright)
 }
 
-/// Decodes as [`decode`] does, except that a big JPEG may come out smaller: reduced by 4 or 8
-/// in the DCT domain, as much as keeps its shorter side at least `shorter_side` (PIL's `draft`,
-/// without its reduction by 2). [`preprocess`] passes
-/// [`Preprocessing::decode_side`]. Pixels differ a little from a full decode (see `jpeg.rs`);
-/// every other image, and any JPEG the reduced decoder cannot read as the full one would, goes
-/// through [`decode`]'s path.
-pub fn decode_at_least(bytes: &[u8], max_pixels: u64, shorter_side: u32) -> Result<image::RgbImage, PreprocessError> {
+/// Decodes as [`decode`] does, except that a big JPEG may come out smaller and that the pixels
+/// come as stored, with their orientation beside them. A big JPEG is reduced by 4 or 8 in the
+/// DCT domain, as much as keeps its shorter side at least `shorter_side` (PIL's `draft`,
+/// without its reduction by 2). [`preprocess`] passes [`Preprocessing::decode_side`]. Pixels
+/// differ a little from a full decode (see `jpeg.rs`); every other image, and any JPEG the
+/// reduced decoder cannot read as the full one would, goes through [`decode`]'s path.
+pub fn decode_at_least(bytes: &[u8], max_pixels: u64, shorter_side: u32) -> Result<Decoded, PreprocessError> {
     isolated(|| {
         if image::guess_format(bytes).ok() == Some(image::ImageFormat::Jpeg) {
             if !jpeg_is_complete(bytes) {
                 return Err(PreprocessError::TruncatedJpeg);
             }
-            if let Some(rgb) = jpeg::decode_reduced(bytes, max_pixels, shorter_side)? {
-                return Ok(rgb);
+            if let Some(decoded) = jpeg::decode_reduced(bytes, max_pixels, shorter_side)? {
+                return Ok(decoded);
             }
         }
-        decode_unisolated(bytes, max_pixels)
+        decode_stored(bytes, max_pixels)
     })
 }
 
-fn decode_unisolated(bytes: &[u8], max_pixels: u64) -> Result<image::RgbImage, PreprocessError> {
+fn decode_stored(bytes: &[u8], max_pixels: u64) -> Result<Decoded, PreprocessError> {
     let mut reader = ImageReader::new(Cursor::new(bytes)).with_guessed_format()?;
     // The image crate's own allocation limit (512 MiB by default) would refuse some images
     // below `max_pixels` with a less helpful message; 8 bytes a pixel fits 16-bit RGBA.
@@ -255,9 +300,8 @@ fn decode_unisolated(bytes: &[u8], max_pixels: u64) -> Result<image::RgbImage, P
         });
     }
     let orientation = decoder.orientation()?;
-    let mut img = DynamicImage::from_decoder(decoder)?;
-    img.apply_orientation(orientation);
-    Ok(img.into_rgb8())
+    let stored = DynamicImage::from_decoder(decoder)?.into_rgb8();
+    Ok(Decoded { stored, orientation })
 }
 
 /// zune-jpeg decodes a JPEG that was cut short (a failed download or copy) without an error and
@@ -280,8 +324,8 @@ pub fn preprocess(
     resizer: &mut Resizer,
     out: &mut [f32],
 ) -> Result<(), PreprocessError> {
-    let rgb = decode_at_least(bytes, max_pixels, spec.decode_side())?;
-    let pixels = crop_resize(&rgb, spec, resizer)?;
+    let decoded = decode_at_least(bytes, max_pixels, spec.decode_side())?;
+    let pixels = decoded.crop_resize(spec, resizer)?;
     normalise(&pixels, spec, out);
     Ok(())
 }
@@ -434,6 +478,40 @@ mod tests {
         };
         let px = crop_resize(&img, &s, &mut Resizer::new()).unwrap();
         assert_eq!(px, vec![255, 0, 0, 255, 0, 0, 255, 0, 0, 255, 0, 0]);
+    }
+
+    #[test]
+    fn turning_after_the_resize_matches_turning_before() {
+        // Odd sides, a crop that starts between pixels, and detail at every scale.
+        let stored = image::RgbImage::from_fn(37, 23, |x, y| {
+            let noise = (x * 7919 + y * 104_729) % 61;
+            image::Rgb([(x * 6 + noise) as u8, (y * 11) as u8, (x * y + noise) as u8])
+        });
+        let spec = Preprocessing {
+            preset: Preset::Tflite,
+            resize: 16,
+            size: 11,
+            layout: Layout::Nchw,
+        };
+        let mut resizer = Resizer::new();
+        for exif in 1..=8 {
+            let orientation = Orientation::from_exif(exif).unwrap();
+            let decoded = || Decoded {
+                stored: stored.clone(),
+                orientation,
+            };
+            let want = crop_resize(&decoded().upright(), &spec, &mut resizer).unwrap();
+            let got = decoded().crop_resize(&spec, &mut resizer).unwrap();
+            let worst = want.iter().zip(&got).map(|(a, b)| a.abs_diff(*b)).max().unwrap();
+            assert!(worst <= 1, "orientation {exif}: up to {worst} apart");
+            if exif > 1 {
+                assert_ne!(
+                    got,
+                    crop_resize(&stored, &spec, &mut resizer).unwrap(),
+                    "orientation {exif} not applied"
+                );
+            }
+        }
     }
 
     #[test]

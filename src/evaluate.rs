@@ -11,7 +11,7 @@ use crate::cache::{load_snapshot, CacheError, SplitData};
 use crate::dataset::Split;
 use crate::metrics::multilabel::{self, MultiLabelEvaluation};
 use crate::metrics::{evaluate, Evaluation};
-use crate::report::{confusion_svg, training_curves_svg, EpochRecord, ReportError};
+use crate::report::{confusion_svg, label_curves, precision_recall_svg, training_curves_svg, EpochRecord, ReportError};
 
 /// Why `eval` failed.
 #[derive(Debug, thiserror::Error)]
@@ -132,16 +132,33 @@ pub fn eval(opts: &EvalOptions) -> Result<EvalSummary, EvalError> {
         loaded.push(artifact::open(&baseline_path, Some(&manifest))?);
     }
     let history = loaded[0].card.history.clone();
+    let report_dir = opts.report_dir.clone().unwrap_or_else(|| opts.workspace.join("report"));
+    std::fs::create_dir_all(&report_dir).map_err(|source| CacheError::Write {
+        path: report_dir.clone(),
+        source,
+    })?;
+    let mut files = Vec::new();
     let mut multi_label = Vec::new();
     if let Some(truth) = &targets {
         for l in &loaded {
             let probs = l.classifier.predict_proba(x.view());
             let default = vec![multilabel::DEFAULT_THRESHOLD; manifest.classes.len()];
             let thresholds = l.card.thresholds.as_ref().unwrap_or(&default);
+            let evaluation = multilabel::evaluate(probs.view(), truth.view(), thresholds, &manifest.classes);
+            let curves = label_curves(probs.view(), truth.view(), &evaluation);
+            if !curves.is_empty() {
+                let svg = report_dir.join(format!("precision_recall_{}.svg", l.card.kind));
+                let title = format!(
+                    "{}, {} split: mAP {:.3}",
+                    l.card.kind, opts.split, evaluation.mean_average_precision
+                );
+                precision_recall_svg(&curves, &title, &svg)?;
+                files.push(svg);
+            }
             multi_label.push(MultiLabelModelEvaluation {
                 model: l.card.kind.clone(),
                 file: l.path.clone(),
-                evaluation: multilabel::evaluate(probs.view(), truth.view(), thresholds, &manifest.classes),
+                evaluation,
             });
         }
         loaded.clear();
@@ -154,12 +171,6 @@ pub fn eval(opts: &EvalOptions) -> Result<EvalSummary, EvalError> {
         })
         .collect();
 
-    let report_dir = opts.report_dir.clone().unwrap_or_else(|| opts.workspace.join("report"));
-    std::fs::create_dir_all(&report_dir).map_err(|source| CacheError::Write {
-        path: report_dir.clone(),
-        source,
-    })?;
-    let mut files = Vec::new();
     let mut models = Vec::new();
     for (name, file, probs) in scored {
         let models_eval = score(&name, file, &probs, &y, &entries, &manifest.classes);

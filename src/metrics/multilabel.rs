@@ -49,27 +49,56 @@ pub struct MultiLabelEvaluation {
     pub per_label: Vec<LabelMetrics>,
 }
 
-/// Average precision of `scores` against 0/1 `truth`: `Σ_n (R_n - R_{n-1}) P_n` over the
-/// distinct score values from the highest down, images with equal scores taken together, as
-/// scikit-learn computes it. `None` when `truth` has no positive.
-pub fn average_precision(scores: ArrayView1<f32>, truth: ArrayView1<f32>) -> Option<f64> {
+/// One point of a label's precision-recall curve: the label given to every image scored at or
+/// above `threshold`, which is one of the distinct scores.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CurvePoint {
+    /// The score taken as the threshold.
+    pub threshold: f32,
+    /// Images given the label that have it.
+    pub true_positives: usize,
+    /// Images given the label.
+    pub taken: usize,
+}
+
+/// A label's precision-recall curve as scikit-learn's `precision_recall_curve` builds it: one
+/// point per distinct score from the highest down, images with equal scores taken together.
+/// Returns the number of images that have the label and the points; `None` when none has it.
+pub fn precision_recall_curve(scores: ArrayView1<f32>, truth: ArrayView1<f32>) -> Option<(usize, Vec<CurvePoint>)> {
     let positives = truth.iter().filter(|&&t| t > 0.5).count();
     if positives == 0 {
         return None;
     }
     let mut order: Vec<usize> = (0..scores.len()).collect();
     order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]));
-    let (mut tp, mut seen, mut ap, mut last_recall) = (0usize, 0usize, 0.0f64, 0.0f64);
+    let mut points = Vec::new();
+    let (mut true_positives, mut taken) = (0, 0);
     let mut i = 0;
     while i < order.len() {
-        let value = scores[order[i]];
-        while i < order.len() && scores[order[i]] == value {
-            tp += usize::from(truth[order[i]] > 0.5);
-            seen += 1;
+        let threshold = scores[order[i]];
+        while i < order.len() && scores[order[i]] == threshold {
+            true_positives += usize::from(truth[order[i]] > 0.5);
+            taken += 1;
             i += 1;
         }
-        let recall = tp as f64 / positives as f64;
-        ap += (recall - last_recall) * (tp as f64 / seen as f64);
+        points.push(CurvePoint {
+            threshold,
+            true_positives,
+            taken,
+        });
+    }
+    Some((positives, points))
+}
+
+/// Average precision of `scores` against 0/1 `truth`: `Σ_n (R_n - R_{n-1}) P_n` over the points
+/// of [`precision_recall_curve`], as scikit-learn computes it. `None` when `truth` has no
+/// positive.
+pub fn average_precision(scores: ArrayView1<f32>, truth: ArrayView1<f32>) -> Option<f64> {
+    let (positives, points) = precision_recall_curve(scores, truth)?;
+    let (mut ap, mut last_recall) = (0.0, 0.0);
+    for p in points {
+        let recall = p.true_positives as f64 / positives as f64;
+        ap += (recall - last_recall) * (p.true_positives as f64 / p.taken as f64);
         last_recall = recall;
     }
     Some(ap)
@@ -88,28 +117,17 @@ pub fn tune_thresholds(probs: ArrayView2<f32>, truth: ArrayView2<f32>) -> Vec<f3
 }
 
 fn best_threshold(scores: ArrayView1<f32>, truth: ArrayView1<f32>) -> f32 {
-    let positives = truth.iter().filter(|&&t| t > 0.5).count();
-    if positives == 0 {
+    let Some((positives, points)) = precision_recall_curve(scores, truth) else {
         return DEFAULT_THRESHOLD;
-    }
-    let mut order: Vec<usize> = (0..scores.len()).collect();
-    order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]));
-    let (mut tp, mut taken) = (0usize, 0usize);
+    };
     let (mut best_f1, mut best) = (-1.0f64, DEFAULT_THRESHOLD);
-    let mut i = 0;
-    while i < order.len() {
-        let value = scores[order[i]];
-        while i < order.len() && scores[order[i]] == value {
-            tp += usize::from(truth[order[i]] > 0.5);
-            taken += 1;
-            i += 1;
-        }
-        let f1 = 2.0 * tp as f64 / (taken + positives) as f64;
+    for (i, p) in points.iter().enumerate() {
+        let f1 = 2.0 * p.true_positives as f64 / (p.taken + positives) as f64;
         if f1 > best_f1 {
             best_f1 = f1;
-            best = match order.get(i) {
-                Some(&next) => (value + scores[next]) / 2.0,
-                None => value,
+            best = match points.get(i + 1) {
+                Some(next) => (p.threshold + next.threshold) / 2.0,
+                None => p.threshold,
             };
         }
     }
@@ -237,6 +255,34 @@ mod tests {
         assert_abs_diff_eq!(e.micro_f1, 0.777_777_777_8, epsilon = 1e-9);
         assert_abs_diff_eq!(e.macro_f1, 0.774_603_174_6, epsilon = 1e-9);
         assert_eq!(e.per_label.iter().map(|l| l.support).collect::<Vec<_>>(), [3, 3, 3]);
+    }
+
+    /// Golden values from scikit-learn 1.9.1, read from the highest threshold down:
+    /// ```python
+    /// precision_recall_curve([1,0,1,0,1,0], [0.9,0.3,0.6,0.6,0.4,0.2])
+    /// # precision [0.5, 0.6, 0.75, 0.66667, 1.0, 1.0], recall [1, 1, 1, 0.66667, 0.33333, 0]
+    /// # thresholds [0.2, 0.3, 0.4, 0.6, 0.9]
+    /// ```
+    #[test]
+    fn the_precision_recall_curve_matches_scikit_learn() {
+        let scores = array![0.9f32, 0.3, 0.6, 0.6, 0.4, 0.2];
+        let truth = array![1.0f32, 0.0, 1.0, 0.0, 1.0, 0.0];
+        let (positives, points) = precision_recall_curve(scores.view(), truth.view()).unwrap();
+        assert_eq!(positives, 3);
+        let thresholds: Vec<f32> = points.iter().map(|p| p.threshold).collect();
+        assert_eq!(thresholds, [0.9, 0.6, 0.4, 0.3, 0.2]);
+        let precision: Vec<f64> = points
+            .iter()
+            .map(|p| p.true_positives as f64 / p.taken as f64)
+            .collect();
+        let recall: Vec<f64> = points.iter().map(|p| p.true_positives as f64 / 3.0).collect();
+        for (got, want) in precision.iter().zip([1.0, 0.666_666_67, 0.75, 0.6, 0.5]) {
+            assert_abs_diff_eq!(*got, want, epsilon = 1e-8);
+        }
+        for (got, want) in recall.iter().zip([0.333_333_33, 0.666_666_67, 1.0, 1.0, 1.0]) {
+            assert_abs_diff_eq!(*got, want, epsilon = 1e-8);
+        }
+        assert!(precision_recall_curve(scores.view(), (&truth * 0.0).view()).is_none());
     }
 
     #[test]

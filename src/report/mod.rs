@@ -14,6 +14,10 @@ use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use crate::metrics::Evaluation;
 
+mod precision_recall;
+
+pub use precision_recall::{label_curves, precision_recall_svg, LabelCurve};
+
 /// Why a plot could not be produced.
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
@@ -23,6 +27,9 @@ pub enum ReportError {
     /// A confusion matrix was asked for with no classes.
     #[error("the evaluation has no classes, so there is no confusion matrix to draw")]
     NoClasses,
+    /// Precision-recall curves were asked for with no label that occurs in the set.
+    #[error("no label occurs in the evaluated images, so there is no precision-recall curve to draw")]
+    NoCurves,
     /// The plotting library failed to draw.
     #[error("drawing {path} failed: {message}")]
     Draw {
@@ -311,16 +318,7 @@ pub fn confusion_svg(e: &Evaluation, class_names: &[String], title: &str, path: 
     if k == 0 {
         return Err(ReportError::NoClasses);
     }
-    let names: Vec<String> = names_for(e, class_names)
-        .into_iter()
-        .map(|n| {
-            if n.chars().count() > MAX_LABEL_CHARS {
-                n.chars().take(MAX_LABEL_CHARS - 1).chain(['…']).collect()
-            } else {
-                n
-            }
-        })
-        .collect();
+    let names: Vec<String> = names_for(e, class_names).iter().map(|n| shortened(n)).collect();
     let label_px = label_width(&names) as u32;
     let cell = (560 / k as u32).clamp(16, 64);
     let grid = cell * k as u32;
@@ -431,6 +429,15 @@ fn blues(share: f64) -> RGBColor {
     };
     let mix = |a: f64, b: f64| (a + f * (b - a)).round() as u8;
     RGBColor(mix(from.0, to.0), mix(from.1, to.1), mix(from.2, to.2))
+}
+
+/// `name` cut to [`MAX_LABEL_CHARS`], with an ellipsis when it was longer.
+fn shortened(name: &str) -> String {
+    if name.chars().count() > MAX_LABEL_CHARS {
+        name.chars().take(MAX_LABEL_CHARS - 1).chain(['…']).collect()
+    } else {
+        name.to_string()
+    }
 }
 
 /// Pixels taken by the longest axis label at 14px, estimated since SVG text

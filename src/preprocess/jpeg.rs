@@ -114,7 +114,24 @@ pub(super) fn decode_reduced(
     max_pixels: u64,
     shorter_side: u32,
 ) -> Result<Option<Decoded>, PreprocessError> {
-    match std::panic::catch_unwind(AssertUnwindSafe(|| reduced(bytes, max_pixels, shorter_side))) {
+    complaints_to_none(|| libjpeg(bytes, max_pixels, Some(shorter_side)))
+}
+
+/// Decodes a JPEG at full size, as RGB8 with its EXIF orientation beside it, for the files that zune-jpeg refuses and
+/// libjpeg reads: an Adobe (APP14) segment shorter than its 12 bytes, found on a public corpus,
+/// is the one known. `Ok(None)` when libjpeg reports any warning or error too, or the JPEG is
+/// not YCbCr, grey or RGB; the caller then keeps zune-jpeg's error. The pixel limit applies
+/// from the header, as in [`decode_reduced`].
+pub(super) fn decode_full(bytes: &[u8], max_pixels: u64) -> Result<Option<Decoded>, PreprocessError> {
+    complaints_to_none(|| libjpeg(bytes, max_pixels, None))
+}
+
+/// Runs `decode`, turning libjpeg's complaints (unwound by [`error_manager`]'s handlers) into
+/// `Ok(None)`.
+fn complaints_to_none(
+    decode: impl FnOnce() -> Result<Option<Decoded>, PreprocessError>,
+) -> Result<Option<Decoded>, PreprocessError> {
+    match std::panic::catch_unwind(AssertUnwindSafe(decode)) {
         Ok(result) => result,
         Err(payload) if payload.is::<LibjpegComplaint>() => Ok(None),
         // Anything else is a bug in this path or the wrapper: the caller's `isolated` makes it a
@@ -123,7 +140,9 @@ pub(super) fn decode_reduced(
     }
 }
 
-fn reduced(bytes: &[u8], max_pixels: u64, shorter_side: u32) -> Result<Option<Decoded>, PreprocessError> {
+/// libjpeg's decode, reduced as much as keeps the shorter side at least `shorter_side`, or at
+/// full size for `None`.
+fn libjpeg(bytes: &[u8], max_pixels: u64, shorter_side: Option<u32>) -> Result<Option<Decoded>, PreprocessError> {
     // An `Err` here is a JPEG with tables but no image (libjpeg's "no image" case).
     let Ok(mut decompress) = Decompress::builder()
         .with_err(error_manager())
@@ -141,8 +160,8 @@ fn reduced(bytes: &[u8], max_pixels: u64, shorter_side: u32) -> Result<Option<De
             limit: max_pixels,
         });
     }
-    let reduction = reduction(width, height, shorter_side);
-    if reduction == 1
+    let reduction = shorter_side.map_or(1, |side| reduction(width, height, side));
+    if (reduction == 1 && shorter_side.is_some())
         || !matches!(
             decompress.color_space(),
             J_COLOR_SPACE::JCS_YCbCr | J_COLOR_SPACE::JCS_GRAYSCALE | J_COLOR_SPACE::JCS_RGB

@@ -8,6 +8,7 @@
 //! their pixels.
 
 mod jpeg;
+mod tiff;
 
 use std::cell::Cell;
 use std::io::Cursor;
@@ -290,6 +291,24 @@ fn decode_stored(bytes: &[u8], max_pixels: u64) -> Result<Decoded, PreprocessErr
     if reader.format() == Some(image::ImageFormat::Jpeg) && !jpeg_is_complete(bytes) {
         return Err(PreprocessError::TruncatedJpeg);
     }
+    // TIFFs that `image` refuses or reads wrong (palette, grey with alpha, YCbCr, associated
+    // alpha, ...) are converted as PIL does; the others go on to `image` (see `tiff.rs`).
+    if reader.format() == Some(image::ImageFormat::Tiff) {
+        if let Some(decoded) = tiff::decode(bytes, max_pixels)? {
+            return Ok(decoded);
+        }
+    }
+    let is_jpeg = reader.format() == Some(image::ImageFormat::Jpeg);
+    match decode_with_image(reader, max_pixels) {
+        // A JPEG that zune-jpeg refuses may still be one libjpeg reads (see `jpeg.rs`).
+        Err(PreprocessError::Decode(refused)) if is_jpeg => {
+            jpeg::decode_full(bytes, max_pixels)?.ok_or(PreprocessError::Decode(refused))
+        }
+        result => result,
+    }
+}
+
+fn decode_with_image(reader: ImageReader<Cursor<&[u8]>>, max_pixels: u64) -> Result<Decoded, PreprocessError> {
     let mut decoder = reader.into_decoder()?;
     let (width, height) = decoder.dimensions();
     if width as u64 * height as u64 > max_pixels {

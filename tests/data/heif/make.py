@@ -11,7 +11,8 @@ YUV is the same for both, only the conversion to RGB differs. Except in `rotated
 file with 4:2:0 chroma decoded by another library: libavif upsamples chroma bilinearly, libheif
 1.15 by repeating samples, so they differ by up to 126 levels along the mark's sharp edges and 3
 on the gradients (mean 2.2); tests/heif.rs allows a mean of 3 there. `plain.avif` is 4:4:4.
-`deep.heic` is 10-bit (as HDR phone photos are), which both read as 8 bits.
+`deep.heic` is 10-bit (as HDR phone photos are), which both read as 8 bits. `alpha.heic` has an
+alpha channel (a ramp), which both drop without blending.
 
 The `rotated` files hold a landscape picture that is shown rotated 90 degrees clockwise (EXIF
 orientation 6), the way phones store portrait photos: pillow-heif writes an `irot` box and keeps
@@ -55,7 +56,10 @@ def main() -> None:
     deep = (np.asarray(img).astype(np.uint16) * 257).tobytes()
     pillow_heif.options.SAVE_HDR_TO_12_BIT = False
     pillow_heif.from_bytes("RGB;16", img.size, deep).save(HERE / "deep.heic", quality=90)
-    for name in ["plain.heic", "rotated.heic", "deep.heic", "plain.avif", "rotated.avif"]:
+    alpha = img.copy()
+    alpha.putalpha(Image.fromarray((np.arange(W)[None, :].repeat(H, 0) * 4).astype(np.uint8), "L"))
+    alpha.save(HERE / "alpha.heic", quality=90)
+    for name in ["plain.heic", "rotated.heic", "deep.heic", "alpha.heic", "plain.avif", "rotated.avif"]:
         with Image.open(HERE / name) as decoded:
             # Pillow's AVIF reader leaves irot/imir to EXIF orientation (it moves them there).
             rgb = ImageOps.exif_transpose(decoded).convert("RGB")

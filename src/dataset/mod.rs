@@ -21,7 +21,11 @@ use serde::{Deserialize, Serialize};
 use sha1::{Digest, Sha1};
 
 /// File extensions decoded as images; anything else in a class folder is listed as ignored.
-pub const IMAGE_EXTENSIONS: &[&str] = &["jpg", "jpeg", "png", "gif", "webp", "bmp", "tif", "tiff"];
+/// HEIC and AVIF (`hif`: some cameras' HEIF) are listed in every build: without the `heif`
+/// feature they are skipped with a reason that names it, not silently left out.
+pub const IMAGE_EXTENSIONS: &[&str] = &[
+    "jpg", "jpeg", "png", "gif", "webp", "bmp", "tif", "tiff", "heic", "heif", "hif", "avif",
+];
 
 /// Below this many images a class gets a warning: a head cannot learn much from so few.
 pub const FEW_IMAGES: usize = 10;

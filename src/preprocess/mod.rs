@@ -5,8 +5,9 @@
 //! box of the original, which is what PIL's `resize(box=...)` does, so a Python reference can
 //! reproduce the pixels. The normalisation presets are the ones the pretrained weights expect.
 //! Big JPEGs are decoded already reduced (`jpeg.rs`), since the crop needs only a fraction of
-//! their pixels.
+//! their pixels. HEIC and AVIF go to libheif when the `heif` feature is on (`heif.rs`).
 
+mod heif;
 mod jpeg;
 mod tiff;
 
@@ -158,6 +159,13 @@ pub enum PreprocessError {
     /// skipped file so that one odd file cannot end a run. Holds the panic message.
     #[error("decoder failed: {0}")]
     DecoderPanicked(String),
+    /// A HEIC or AVIF file (told from its bytes) in a build without the `heif` cargo feature,
+    /// which decodes them with the system's libheif. Holds the format's name.
+    #[error("{format} image: this build cannot decode {format}; rebuild with the `heif` feature: `cargo install --path . --locked --features heif` (needs libheif-dev)")]
+    NotInThisBuild {
+        /// "HEIC", "AVIF" or "HEIF".
+        format: &'static str,
+    },
 }
 
 thread_local! {
@@ -256,7 +264,8 @@ impl Decoded {
 /// EXIF orientation is applied; grey, alpha (dropped, as PIL's `convert("RGB")` does), CMYK and
 /// 16-bit images all end up as RGB8. Images of more than `max_pixels` pixels are refused from
 /// their header, before anything is allocated for them. A panic in the decoder is returned as
-/// [`PreprocessError::DecoderPanicked`].
+/// [`PreprocessError::DecoderPanicked`]. HEIC and AVIF need the `heif` feature; without it they
+/// are [`PreprocessError::NotInThisBuild`].
 pub fn decode(bytes: &[u8], max_pixels: u64) -> Result<image::RgbImage, PreprocessError> {
     isolated(|| decode_stored(bytes, max_pixels)).map(Decoded::upright)
 }
@@ -282,6 +291,13 @@ pub fn decode_at_least(bytes: &[u8], max_pixels: u64, shorter_side: u32) -> Resu
 }
 
 fn decode_stored(bytes: &[u8], max_pixels: u64) -> Result<Decoded, PreprocessError> {
+    // libheif applies the container's rotation and mirroring itself.
+    if let Some(format) = heif::sniff(bytes) {
+        return heif::decode(bytes, format, max_pixels).map(|stored| Decoded {
+            stored,
+            orientation: Orientation::NoTransforms,
+        });
+    }
     let mut reader = ImageReader::new(Cursor::new(bytes)).with_guessed_format()?;
     // The image crate's own allocation limit (512 MiB by default) would refuse some images
     // below `max_pixels` with a less helpful message; 8 bytes a pixel fits 16-bit RGBA.

@@ -310,6 +310,65 @@ fn a_planar_tiled_tiff_decodes_right() {
     }
 }
 
+/// Creates the whole corpus under `data`: class `good` with ordinary images (so the run has
+/// something to embed), class `odd` with every decodable and undecodable case and the file
+/// system oddities, and an empty class folder. Returns the paths expected to be skipped.
+fn make_corpus(data: &Path) -> Vec<String> {
+    let (good, odd) = (data.join("good"), data.join("odd"));
+    std::fs::create_dir_all(&good).unwrap();
+    std::fs::create_dir_all(&odd).unwrap();
+    std::fs::create_dir_all(data.join("empty")).unwrap();
+    for i in 0..6 {
+        common::class_image(0, i, 40)
+            .save(good.join(format!("img{i}.png")))
+            .unwrap();
+    }
+    for (name, bytes, _) in decodable() {
+        std::fs::write(odd.join(name), bytes).unwrap();
+    }
+    let mut skipped = Vec::new();
+    for (name, bytes, _) in undecodable() {
+        std::fs::write(odd.join(name), bytes).unwrap();
+        skipped.push(format!("odd/{name}"));
+    }
+    // Hidden files are left out silently, as every file tool does.
+    std::fs::write(odd.join(".DS_Store"), b"\0\0\0\x01Bud1").unwrap();
+    common::class_image(1, 0, 40).save(odd.join(".hidden.png")).unwrap();
+    // A folder that looks like an image is a folder: what it holds is of the class, and a
+    // file in it without an image extension is listed as ignored.
+    std::fs::create_dir_all(odd.join("folder.jpg")).unwrap();
+    common::class_image(1, 2, 40)
+        .save(odd.join("folder.jpg/inside.png"))
+        .unwrap();
+    std::fs::write(odd.join("folder.jpg/notes.txt"), b"not an image").unwrap();
+    // A link to itself.
+    std::os::unix::fs::symlink("loop.jpg", odd.join("loop.jpg")).unwrap();
+    skipped.push("odd/loop.jpg".into());
+    // A link to nowhere.
+    std::os::unix::fs::symlink("gone.jpg", odd.join("dangling.jpg")).unwrap();
+    skipped.push("odd/dangling.jpg".into());
+    // A named pipe: reading it would block forever.
+    let fifo = std::ffi::CString::new(odd.join("pipe.jpg").as_os_str().as_bytes()).unwrap();
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o644) }, 0);
+    skipped.push("odd/pipe.jpg".into());
+    // A file the process may not read. Root reads any file whatever its mode, so there the
+    // file is a link to /proc/self/mem, whose first page no process can read (EIO).
+    let unreadable = odd.join("unreadable.jpg");
+    if unsafe { libc::geteuid() } == 0 {
+        std::os::unix::fs::symlink("/proc/self/mem", &unreadable).unwrap();
+    } else {
+        std::fs::write(&unreadable, encode(&solid(4, 4, [1, 1, 1]), ImageFormat::Png)).unwrap();
+        std::fs::set_permissions(&unreadable, std::os::unix::fs::PermissionsExt::from_mode(0o000)).unwrap();
+    }
+    skipped.push("odd/unreadable.jpg".into());
+    // A name that is not UTF-8 (Latin-1 "café.jpg").
+    let latin1 = std::ffi::OsStr::from_bytes(b"caf\xe9.jpg");
+    common::class_image(1, 1, 40).save(odd.join(latin1)).unwrap();
+    skipped.push("odd/caf\u{FFFD}.jpg".into());
+    skipped.sort();
+    skipped
+}
+
 #[test]
 fn the_bad_input_corpus_is_decoded_or_skipped_with_reasons_and_the_run_goes_on() {
     let tmp = tempfile::tempdir().unwrap();

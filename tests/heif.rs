@@ -138,7 +138,10 @@ fn pixels_match_the_python_decode() {
             assert!(max <= 2, "{name}: largest difference {max} (mean {mean:.3})");
         }
         // The reduced-decode entry point takes the same path for these formats.
-        assert_eq!(decode_at_least(&bytes(name), DEFAULT_MAX_PIXELS, 8).unwrap().upright(), ours);
+        assert_eq!(
+            decode_at_least(&bytes(name), DEFAULT_MAX_PIXELS, 8).unwrap().upright(),
+            ours
+        );
     }
 }
 

@@ -6,6 +6,7 @@ use std::path::Path;
 
 use ndarray::ArrayView2;
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use super::{draw_error, shortened, write_file, ReportError};
 use crate::metrics::multilabel::{precision_recall_curve, MultiLabelEvaluation};
@@ -63,8 +64,10 @@ pub fn precision_recall_svg(curves: &[LabelCurve], title: &str, path: &Path) -> 
     if curves.is_empty() {
         return Err(ReportError::NoCurves);
     }
-    let mut order: Vec<&LabelCurve> = curves.iter().collect();
-    order.sort_by(|a, b| b.average_precision.total_cmp(&a.average_precision));
+    // Colours follow the label's place in `curves`, so a label keeps its colour in every
+    // model's picture; the legend follows average precision.
+    let mut order: Vec<(usize, &LabelCurve)> = curves.iter().enumerate().collect();
+    order.sort_by(|a, b| b.1.average_precision.total_cmp(&a.1.average_precision));
     let draw_error = draw_error(path);
     let mut svg = String::new();
     {
@@ -76,9 +79,10 @@ pub fn precision_recall_svg(curves: &[LabelCurve], title: &str, path: &Path) -> 
     write_file(path, &svg)
 }
 
+/// `curves` in legend order, each with its colour index.
 fn draw(
     root: &DrawingArea<SVGBackend, plotters::coord::Shift>,
-    curves: &[&LabelCurve],
+    curves: &[(usize, &LabelCurve)],
     title: &str,
 ) -> super::DrawResult {
     let hidden = curves.len().saturating_sub(MAX_LEGEND);
@@ -86,20 +90,21 @@ fn draw(
         0 => "dots: each label's tuned threshold".to_string(),
         n => format!("dots: each label's tuned threshold; {n} labels with the lowest AP left out of the legend"),
     };
-    let (top, body) = root.split_vertically(40);
+    // The title, then what the dots mean under it, then the chart.
+    let (top, body) = root.split_vertically(70);
+    let centred = |size: f64| {
+        ("sans-serif", size)
+            .into_text_style(&top)
+            .pos(Pos::new(HPos::Center, VPos::Top))
+    };
+    let middle = top.dim_in_pixel().0 as i32 / 2;
+    top.draw(&Text::new(title.to_owned(), (middle, 12), centred(22.0)))?;
     top.draw(&Text::new(
         subtitle,
-        (450, 34),
-        ("sans-serif", 14)
-            .into_text_style(&top)
-            .pos(plotters::style::text_anchor::Pos::new(
-                plotters::style::text_anchor::HPos::Center,
-                plotters::style::text_anchor::VPos::Bottom,
-            ))
-            .color(&RGBColor(90, 90, 90)),
+        (middle, 44),
+        centred(14.0).color(&RGBColor(90, 90, 90)),
     ))?;
     let mut chart = ChartBuilder::on(&body)
-        .caption(title, ("sans-serif", 22))
         .margin(15)
         .x_label_area_size(45)
         .y_label_area_size(60)
@@ -112,8 +117,8 @@ fn draw(
         .axis_desc_style(("sans-serif", 16))
         .light_line_style(RGBColor(235, 235, 235))
         .draw()?;
-    for (i, curve) in curves.iter().enumerate() {
-        let style = ShapeStyle::from(&Palette99::pick(i)).stroke_width(2);
+    for (rank, &(colour, curve)) in curves.iter().enumerate() {
+        let style = ShapeStyle::from(&Palette99::pick(colour)).stroke_width(2);
         // Precision P_n holds from the previous recall up to R_n.
         let mut steps = Vec::with_capacity(2 * curve.points.len());
         let mut last_recall = 0.0;
@@ -122,7 +127,7 @@ fn draw(
             last_recall = recall;
         }
         let series = chart.draw_series(LineSeries::new(steps, style))?;
-        if i < MAX_LEGEND {
+        if rank < MAX_LEGEND {
             series
                 .label(format!(
                     "{} (AP {:.3})",

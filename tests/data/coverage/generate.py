@@ -663,7 +663,9 @@ def main():
             try:
                 pixels, how, (w, h) = reference(path)
             except Exception as e:
-                refused.append(f"{folder}/{name}: {type(e).__name__}: {e}")
+                # PIL's message names the file by its absolute path; the entry names it already.
+                reason = str(e).replace(f" '{path}'", "")
+                refused.append(f"{folder}/{name}: {type(e).__name__}: {reason}")
                 path.unlink()
                 continue
             with Image.open(path) as im:

@@ -71,17 +71,22 @@ FRAMEWORKS = ("torch", "keras", "sklearn", "knn")
 # Workspace
 
 
-def load_workspace(folder):
-    """Returns (classes, backbone, {split: (x f32 [n, D], y int64 [n])}) for the splits present."""
+def load_store(folder):
+    """Returns (the manifest, the embeddings f32 [rows, D], {file sha256 hex: row})."""
     with open(os.path.join(folder, "dataset.json"), encoding="utf-8") as f:
         manifest = json.load(f)
-    classes = list(manifest["classes"])
-    backbone = manifest["backbone"]
-    store = load_file(os.path.join(folder, "embeddings", backbone["key"], manifest["store"]))
+    store = load_file(os.path.join(folder, "embeddings", manifest["backbone"]["key"], manifest["store"]))
     emb, sha = store["embeddings"], store["sha256"]
     if emb.shape[0] != sha.shape[0]:
         sys.exit(f"store has {emb.shape[0]} embeddings but {sha.shape[0]} hashes")
-    row_of = {bytes(h).hex(): i for i, h in enumerate(sha)}
+    return manifest, emb, {bytes(h).hex(): i for i, h in enumerate(sha)}
+
+
+def load_workspace(folder):
+    """Returns (classes, backbone, {split: (x f32 [n, D], y int64 [n])}) for the splits present."""
+    manifest, emb, row_of = load_store(folder)
+    classes = list(manifest["classes"])
+    backbone = manifest["backbone"]
     class_index = {c: i for i, c in enumerate(classes)}
     rows, labels, missing = {}, {}, 0
     for e in manifest["entries"]:

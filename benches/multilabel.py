@@ -33,6 +33,9 @@ import numpy as np
 from PIL import Image, ImageOps
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benches"))
+from head_reference import load_store  # noqa: E402  (the cache reader the other benches use)
+
 FLOWERS = ROOT.parent / "shared" / "data" / "flowers5"
 CELL = 160
 
@@ -97,11 +100,7 @@ def run(cmd):
 
 def load_targets(ws: Path):
     """{split: (x [n, D], y 0/1 [n, labels])} from a multi-label workspace's cache."""
-    from safetensors.numpy import load_file
-
-    manifest = json.loads((ws / "dataset.json").read_text(encoding="utf-8"))
-    store = load_file(ws / "embeddings" / manifest["backbone"]["key"] / manifest["store"])
-    row_of = {bytes(h).hex(): i for i, h in enumerate(store["sha256"])}
+    manifest, emb, row_of = load_store(ws)
     k = len(manifest["classes"])
     rows, targets = {}, {}
     for e in manifest["entries"]:
@@ -112,7 +111,6 @@ def load_targets(ws: Path):
         t[e["labels"]] = 1
         rows.setdefault(e["split"], []).append(row)
         targets.setdefault(e["split"], []).append(t)
-    emb = store["embeddings"]
     return manifest["classes"], {s: (np.asarray(emb[r], dtype=np.float64), np.asarray(targets[s])) for s, r in rows.items()}
 
 

@@ -9,7 +9,7 @@ use std::io::Cursor;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
-use common::{headstart, json, tiny_model};
+use common::{exif_orientation, headstart, json, tiny_model};
 use headstart::preprocess::{decode, decode_at_least, DEFAULT_MAX_PIXELS};
 use image::{DynamicImage, ImageFormat, Rgb, RgbImage};
 use predicates::prelude::*;
@@ -62,16 +62,6 @@ fn jpeg_claiming(side: u16) -> Vec<u8> {
     bytes[sof + 5..sof + 7].copy_from_slice(&side.to_be_bytes());
     bytes[sof + 7..sof + 9].copy_from_slice(&side.to_be_bytes());
     bytes
-}
-
-/// An EXIF APP1 payload holding only the orientation tag.
-fn exif_orientation(value: u16) -> Vec<u8> {
-    let mut exif = b"Exif\0\0MM\0\x2a\0\0\0\x08".to_vec();
-    exif.extend_from_slice(&[0, 1]); // one entry
-    exif.extend_from_slice(&[0x01, 0x12, 0, 3, 0, 0, 0, 1]); // Orientation, SHORT, count 1
-    exif.extend_from_slice(&value.to_be_bytes());
-    exif.extend_from_slice(&[0, 0, 0, 0, 0, 0]); // padding, no next IFD
-    exif
 }
 
 /// A palette PNG: index 0 is red and fully transparent, index 1 green and opaque.

@@ -13,7 +13,7 @@
 
 mod common;
 
-use common::shared_data;
+use common::{exif_orientation, shared_data};
 use fast_image_resize::images::{Image, ImageRef};
 use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
 use headstart::backbone::{Backbone, BackboneChoice};
@@ -38,15 +38,6 @@ const MADE: [(&str, (u32, u32), u16); 10] = [
     ("hymenoptera/train/ants/957233405_25c1d1187b.jpg", (4000, 3000), 6),
     ("hymenoptera/val/bees/224841383_d050f5f510.jpg", (3264, 2448), 1),
 ];
-
-/// An EXIF APP1 payload holding only the orientation tag.
-fn exif_orientation(value: u16) -> Vec<u8> {
-    let mut exif = b"Exif\0\0MM\0\x2a\0\0\0\x08".to_vec();
-    exif.extend_from_slice(&[0, 1, 0x01, 0x12, 0, 3, 0, 0, 0, 1]);
-    exif.extend_from_slice(&value.to_be_bytes());
-    exif.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
-    exif
-}
 
 /// `source` centre-cropped to the aspect of `width` x `height` (turned to the source's own
 /// orientation), upscaled with Lanczos, with grain of about 6/255 (the sum of four uniform

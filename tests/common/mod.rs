@@ -111,3 +111,13 @@ pub fn shared_data(name: &str) -> Option<PathBuf> {
     eprintln!("skipping: {} not found (set CI to make this a failure)", dir.display());
     None
 }
+
+/// An EXIF APP1 payload holding only the orientation tag.
+pub fn exif_orientation(value: u16) -> Vec<u8> {
+    let mut exif = b"Exif\0\0MM\0\x2a\0\0\0\x08".to_vec();
+    exif.extend_from_slice(&[0, 1]); // one entry
+    exif.extend_from_slice(&[0x01, 0x12, 0, 3, 0, 0, 0, 1]); // Orientation, SHORT, count 1
+    exif.extend_from_slice(&value.to_be_bytes());
+    exif.extend_from_slice(&[0, 0, 0, 0, 0, 0]); // padding, no next IFD
+    exif
+}

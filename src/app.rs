@@ -351,6 +351,24 @@ fn print_extract(s: &ExtractSummary, json: bool) -> Result<()> {
         "{} images: {} computed, {} from the cache, {} stale vectors dropped",
         s.images, s.computed, s.reused, s.dropped_from_cache
     );
+    if s.views > 0 || s.views_computed > 0 {
+        println!(
+            "augmented views: {} of the train split cached, {} computed in this run",
+            s.views, s.views_computed
+        );
+    }
+    if s.mirrored_computed > 0 {
+        println!("mirrored views (for --tta): {} computed", s.mirrored_computed);
+    }
+    if !s.views_failed.is_empty() {
+        println!(
+            "{} images lack some views (their plain vectors are kept):",
+            s.views_failed.len()
+        );
+        for f in &s.views_failed {
+            println!("  {}: {}", f.path, f.reason);
+        }
+    }
     if !s.unlabelled.is_empty() {
         println!(
             "{} images have no label (outside class folders, or in no label file) and were not embedded, e.g. {}",
@@ -384,7 +402,7 @@ fn print_extract(s: &ExtractSummary, json: bool) -> Result<()> {
         }
     }
     println!(
-        "{:.1} s in all, {:.1} images/s through the network",
+        "{:.1} s in all, {:.1} inputs/s through the network",
         s.seconds, s.images_per_second
     );
     Ok(())

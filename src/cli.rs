@@ -11,6 +11,8 @@ use headstart::predict::PredictOptions;
 use headstart::preprocess::Preset;
 use headstart::settings::DEFAULT_BATCH_SIZE;
 use headstart::sweep::SweepOptions;
+use headstart::train::ViewPolicy;
+use headstart::views::augment::AugmentSettings;
 
 use crate::options::{class_weights_flag, hidden_flag};
 
@@ -198,6 +200,9 @@ pub struct TrainArgs {
     /// Where to write the head [default: <workspace>/head.safetensors].
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// The augmented views cached by `extract --augment K`: each epoch draws one per image from the plain crop and the views (with-plain), from the views only (views-only), or ignores them (off).
+    #[arg(long, value_enum, default_value_t = ViewPolicy::default())]
+    pub augment: ViewPolicy,
 }
 
 /// `eval`: which split, which head, how many mistakes to show.
@@ -212,6 +217,9 @@ pub struct EvalArgs {
     /// How many misclassified files to list (all are in eval.json).
     #[arg(long, default_value_t = 10)]
     pub show_mistakes: usize,
+    /// Test-time augmentation: average the probabilities of each image and its mirror image (cached by `extract --tta`).
+    #[arg(long)]
+    pub tta: bool,
 }
 
 /// `predict`: which images, which head, what to print.
@@ -232,6 +240,9 @@ pub struct PredictArgs {
     /// Print CSV (path, label, probability per rank) instead of a table.
     #[arg(long)]
     pub csv: bool,
+    /// Test-time augmentation: average the probabilities of each image and its mirror image.
+    #[arg(long)]
+    pub tta: bool,
 }
 
 /// `export`: which head, and where the ONNX file goes.
@@ -287,6 +298,45 @@ pub struct ExtractArgs {
     /// Without split folders: percent of images (by file-name hash) for test.
     #[arg(long, default_value_t = SplitPercentages::default().test)]
     pub test_percent: f64,
+    #[command(flatten)]
+    pub augment: AugmentArgs,
+}
+
+/// `extract`'s extra views: augmented views of the train split, mirrored views of val and test.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Augmentation")]
+pub struct AugmentArgs {
+    /// Also cache K augmented views of every train image (random resized crop, flip, colour jitter); train-head draws one view per image per epoch. Raising K computes only the new views.
+    #[arg(long, value_name = "K", default_value_t = 0)]
+    pub augment: u32,
+    /// Area share of the random crop: min,max in (0, 1].
+    #[arg(long, value_name = "MIN,MAX", default_value_t = pair_flag(AugmentSettings::default().scale))]
+    pub augment_scale: String,
+    /// Width over height of the random crop: min,max.
+    #[arg(long, value_name = "MIN,MAX", default_value_t = pair_flag(AugmentSettings::default().ratio))]
+    pub augment_ratio: String,
+    /// Colour jitter: brightness, contrast and saturation each scaled by a factor in [1-J, 1+J]; 0 for none.
+    #[arg(long, value_name = "J", default_value_t = AugmentSettings::default().jitter)]
+    pub augment_jitter: f64,
+    /// No horizontal flips in the augmented views.
+    #[arg(long)]
+    pub augment_no_flip: bool,
+    /// Seeds the views' random draws; views are the same for the same seed, image and view number.
+    #[arg(long, default_value_t = AugmentSettings::default().seed)]
+    pub augment_seed: u64,
+    /// Also cache the mirrored view of every val and test image, for `eval --tta`.
+    #[arg(long)]
+    pub tta: bool,
+}
+
+/// A `min,max` pair as the flags take it, with the fewest digits that read back the same.
+pub fn pair_flag((min, max): (f64, f64)) -> String {
+    format!("{},{}", round_flag(min), round_flag(max))
+}
+
+fn round_flag(value: f64) -> String {
+    let short = format!("{value:.4}");
+    short.trim_end_matches('0').trim_end_matches('.').to_string()
 }
 
 /// Which folder names the class, when classes come from folders.

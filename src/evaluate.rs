@@ -7,11 +7,13 @@ use serde::Serialize;
 
 use crate::artifact::{self, ArtifactError, BASELINE_FILE, HEAD_FILE};
 use crate::atomic::{write_file, WriteError};
-use crate::cache::{load_snapshot, CacheError, SplitData};
+use crate::cache::{load_snapshot, CacheError, Entry, Manifest, SplitData};
+use crate::classifier::Classifier;
 use crate::dataset::Split;
 use crate::metrics::multilabel::{self, MultiLabelEvaluation};
 use crate::metrics::{evaluate, Evaluation};
 use crate::report::{confusion_svg, label_curves, precision_recall_svg, training_curves_svg, EpochRecord, ReportError};
+use crate::views::mean_of_views;
 
 /// Why `eval` failed.
 #[derive(Debug, thiserror::Error)]
@@ -28,6 +30,14 @@ pub enum EvalError {
     /// A picture could not be drawn or written.
     #[error(transparent)]
     Report(#[from] ReportError),
+    /// `--tta` was asked but the cache lacks mirrored views of the split's images.
+    #[error("--tta needs the mirrored views of the {split} split's images ({why}): run `headstart extract --tta` with the same data, or drop --tta")]
+    NoMirrored {
+        /// The split evaluated.
+        split: Split,
+        /// What is missing.
+        why: String,
+    },
     /// The chosen split has no images in the workspace.
     #[error("the {split} split has no images: pass --split with one that has (train, val or test)")]
     EmptySplit {
@@ -48,6 +58,9 @@ pub struct EvalOptions {
     pub head: Option<PathBuf>,
     /// Where eval.json and the pictures go; `<workspace>/report` by default.
     pub report_dir: Option<PathBuf>,
+    /// Test-time augmentation: average each classifier's probabilities over the plain crop and
+    /// its mirror image, whose vectors `extract --tta` cached.
+    pub tta: bool,
 }
 
 impl EvalOptions {
@@ -61,6 +74,7 @@ impl EvalOptions {
             split: Self::DEFAULT_SPLIT,
             head: None,
             report_dir: None,
+            tta: false,
         }
     }
 }
@@ -125,6 +139,14 @@ pub fn eval(opts: &EvalOptions) -> Result<EvalSummary, EvalError> {
     if x.nrows() == 0 {
         return Err(EvalError::EmptySplit { split: opts.split });
     }
+    let mirrored = opts.tta.then(|| mirrored_rows(opts, &manifest, &entries)).transpose()?;
+    let proba = |classifier: &dyn Classifier| {
+        let probs = classifier.predict_proba(x.view());
+        match &mirrored {
+            Some(m) => mean_of_views(probs, classifier.predict_proba(m.view())),
+            None => probs,
+        }
+    };
     let head_path = opts.head.clone().unwrap_or_else(|| opts.workspace.join(HEAD_FILE));
     let mut loaded = vec![artifact::open(&head_path, Some(&manifest))?];
     let baseline_path = head_path.with_file_name(BASELINE_FILE);
@@ -141,7 +163,7 @@ pub fn eval(opts: &EvalOptions) -> Result<EvalSummary, EvalError> {
     let mut multi_label = Vec::new();
     if let Some(truth) = &targets {
         for l in &loaded {
-            let probs = l.classifier.predict_proba(x.view());
+            let probs = proba(l.classifier.as_ref());
             let default = vec![multilabel::DEFAULT_THRESHOLD; manifest.classes.len()];
             let thresholds = l.card.thresholds.as_ref().unwrap_or(&default);
             let evaluation = multilabel::evaluate(probs.view(), truth.view(), thresholds, &manifest.classes);
@@ -166,7 +188,7 @@ pub fn eval(opts: &EvalOptions) -> Result<EvalSummary, EvalError> {
     let scored: Vec<_> = loaded
         .into_iter()
         .map(|l| {
-            let probs = l.classifier.predict_proba(x.view());
+            let probs = proba(l.classifier.as_ref());
             (l.card.kind, l.path, probs)
         })
         .collect();
@@ -211,6 +233,31 @@ pub fn eval(opts: &EvalOptions) -> Result<EvalSummary, EvalError> {
     let json = serde_json::to_vec_pretty(&summary).expect("plain data");
     write_file(&json_path, |tmp| std::fs::write(tmp, &json))?;
     Ok(summary)
+}
+
+/// The mirrored views' vectors of `entries`, row for row, or why there are none.
+fn mirrored_rows(opts: &EvalOptions, manifest: &Manifest, entries: &[Entry]) -> Result<Array2<f32>, EvalError> {
+    let missing = |why: String| EvalError::NoMirrored { split: opts.split, why };
+    let record = manifest
+        .mirrored
+        .as_ref()
+        .ok_or_else(|| missing("the last extract made none".into()))?;
+    let vectors = manifest.view_vectors(&opts.workspace, record, entries)?;
+    let mut rows = Array2::zeros((entries.len(), manifest.backbone.dim));
+    for ((mut row, views), entry) in rows.rows_mut().into_iter().zip(&vectors).zip(entries) {
+        let view = views
+            .first()
+            .ok_or_else(|| missing(format!("none of {}", entry.sample.path)))?;
+        if view.len() != row.len() {
+            return Err(missing(format!(
+                "the cached views have {} values, not {}",
+                view.len(),
+                row.len()
+            )));
+        }
+        row.assign(&ndarray::ArrayView1::from(&view[..]));
+    }
+    Ok(rows)
 }
 
 fn score(

@@ -13,10 +13,13 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::backbone::{Backbone, BackboneChoice, BackboneError, BackboneRecord};
-use crate::cache::{key_hex, CacheError, ContentKey, Damaged, Entry, Manifest, Store, WorkspaceLock};
+use crate::cache::{key_hex, parse_key, CacheError, ContentKey, Damaged, Entry, Manifest, Store, WorkspaceLock};
+use crate::dataset::Split;
 use crate::dataset::{BadLine, Dataset, DatasetError, Labels, Skipped, SplitPercentages};
-use crate::embed::{embed_files, Progress};
+use crate::embed::{embed_jobs, Job, Progress};
 use crate::settings::{RuntimeOptions, DEFAULT_BATCH_SIZE};
+use crate::views::augment::{AugmentError, AugmentSettings};
+use crate::views::{render, view_key, Render, ViewKind, ViewsRecord};
 
 /// What `extract` embeds, where the cache goes and how the backbone runs. Build it with
 /// [`ExtractOptions::new`] and struct-update syntax for the rest.
@@ -37,6 +40,12 @@ pub struct ExtractOptions {
     pub percentages: SplitPercentages,
     /// Threads, ONNX Runtime library and pixel limit.
     pub runtime: RuntimeOptions,
+    /// Augmented views of every train-split image to cache besides its plain vector (K); 0 for none.
+    pub augment: u32,
+    /// How the augmented views are drawn.
+    pub augment_settings: AugmentSettings,
+    /// Also cache the mirrored view of every val- and test-split image, for test-time augmentation.
+    pub tta: bool,
 }
 
 impl ExtractOptions {
@@ -50,6 +59,9 @@ impl ExtractOptions {
             batch_size: DEFAULT_BATCH_SIZE,
             percentages: SplitPercentages::default(),
             runtime: RuntimeOptions::default(),
+            augment: 0,
+            augment_settings: AugmentSettings::default(),
+            tta: false,
         }
     }
 }
@@ -69,6 +81,9 @@ pub enum ExtractError {
     /// ONNX Runtime could not be found or loaded.
     #[error(transparent)]
     Runtime(#[from] crate::runtime::RuntimeError),
+    /// The augmentation settings are out of range.
+    #[error(transparent)]
+    Augment(#[from] AugmentError),
     /// Every image failed to decode or embed; holds the number of images tried.
     #[error("none of the {0} images could be embedded: see the skipped files above")]
     NothingEmbedded(usize),
@@ -97,6 +112,15 @@ pub struct ExtractSummary {
     pub computed: usize,
     /// Images whose vectors were already cached.
     pub reused: usize,
+    /// Augmented views computed in this run (K per new train image, only the new views when K grew).
+    pub views_computed: usize,
+    /// Augmented views of the train split in the cache now.
+    pub views: usize,
+    /// Mirrored views (for test-time augmentation) computed in this run.
+    pub mirrored_computed: usize,
+    /// Images of which some view could not be made, with the reason; their plain vectors are
+    /// kept and training uses the views that exist.
+    pub views_failed: Vec<Skipped>,
     /// Cached vectors removed because no image has that content any more.
     pub dropped_from_cache: usize,
     /// Files that could not be read or embedded, with the reason.
@@ -115,7 +139,7 @@ pub struct ExtractSummary {
     pub damaged_cache_files: Vec<Damaged>,
     /// Wall time of the whole run, in seconds.
     pub seconds: f64,
-    /// Newly computed images per second of the network phase (decode + run + write).
+    /// Network inputs (images and views) computed per second of the network phase (decode + run + write).
     pub images_per_second: f64,
 }
 
@@ -126,15 +150,83 @@ impl ExtractSummary {
     }
 }
 
+/// One image's missing inputs.
 struct Todo {
     key: ContentKey,
-    file: PathBuf,
     path: String,
+    job: Job,
+}
+
+/// A view store being filled: where its vectors go, and which images need which of its views.
+struct ViewStore {
+    kind: ViewKind,
+    count: u32,
+    store: Store,
+    previous: Option<String>,
+    split_wanted: fn(Split) -> bool,
+}
+
+impl ViewStore {
+    fn open(
+        workspace: &std::path::Path,
+        backbone_key: &str,
+        kind: ViewKind,
+        count: u32,
+        split_wanted: fn(Split) -> bool,
+        progress: &dyn Progress,
+    ) -> Result<ViewStore, CacheError> {
+        let dir = Store::dir_for(workspace, backbone_key).join(kind.dir_name());
+        let (store, damaged) = Store::open(&dir)?;
+        warn_damaged(&damaged, progress);
+        let previous = store.file_name().map(str::to_owned);
+        Ok(ViewStore {
+            kind,
+            count,
+            store,
+            previous,
+            split_wanted,
+        })
+    }
+
+    /// The views an image of `split` with content `key` lacks.
+    fn missing(&self, split: Split, key: &ContentKey) -> impl Iterator<Item = u32> + '_ {
+        let key = *key;
+        let wanted = (self.split_wanted)(split);
+        (0..self.count).filter(move |&n| wanted && !self.store.contains(&view_key(&key, n)))
+    }
+
+    /// Keeps the views of `entries` only and records the store in the manifest's form.
+    fn finish(&mut self, entries: &[Entry]) -> Result<ViewsRecord, CacheError> {
+        let keep: Vec<ContentKey> = entries
+            .iter()
+            .filter(|e| (self.split_wanted)(e.sample.split))
+            .filter_map(|e| parse_key(&e.sha256))
+            .flat_map(|k| (0..self.count).map(move |n| view_key(&k, n)))
+            .collect();
+        self.store.compact(&keep)?;
+        self.store.prune(self.previous.as_deref())?;
+        Ok(ViewsRecord {
+            kind: self.kind,
+            count: self.count,
+            store: self.store.file_name().unwrap_or_default().to_string(),
+        })
+    }
+}
+
+fn warn_damaged(damaged: &[Damaged], progress: &dyn Progress) {
+    for d in damaged {
+        progress.warning(&format!(
+            "set aside the damaged cache file {} ({}); its images are recomputed",
+            d.path.display(),
+            d.reason
+        ));
+    }
 }
 
 /// Runs the whole extract stage and writes the workspace's manifest.
 pub fn extract(opts: &ExtractOptions, progress: &dyn Progress) -> Result<ExtractSummary, ExtractError> {
     let started = Instant::now();
+    opts.augment_settings.validate()?;
     let dataset = Dataset::scan(&opts.data, opts.percentages, &opts.labels)?;
     let info = opts.backbone.resolve()?;
     let runtime = crate::runtime::init(opts.runtime.ort_lib.as_deref())?;
@@ -147,13 +239,33 @@ pub fn extract(opts: &ExtractOptions, progress: &dyn Progress) -> Result<Extract
         ))
     })?;
     let (mut store, damaged) = Store::open(&Store::dir_for(&opts.workspace, &key))?;
-    for d in &damaged {
-        progress.warning(&format!(
-            "set aside the damaged cache file {} ({}); its images are recomputed",
-            d.path.display(),
-            d.reason
-        ));
-    }
+    warn_damaged(&damaged, progress);
+    let augmented = ViewKind::Augmented(opts.augment_settings);
+    let mut views = (opts.augment > 0)
+        .then(|| {
+            ViewStore::open(
+                &opts.workspace,
+                &key,
+                augmented,
+                opts.augment,
+                |s| s == Split::Train,
+                progress,
+            )
+        })
+        .transpose()?;
+    let mut mirrored = opts
+        .tta
+        .then(|| {
+            ViewStore::open(
+                &opts.workspace,
+                &key,
+                ViewKind::Mirrored,
+                1,
+                |s| s != Split::Train,
+                progress,
+            )
+        })
+        .transpose()?;
     let previous_store = store.file_name().map(str::to_owned);
 
     let mut skipped = dataset.skipped.clone();
@@ -175,45 +287,112 @@ pub fn extract(opts: &ExtractOptions, progress: &dyn Progress) -> Result<Extract
                 })
         })
         .collect();
-    let mut todo = Vec::new();
-    let mut queued = std::collections::HashSet::new();
+    // One job per distinct content: an image listed twice (a copy in another folder or split)
+    // is decoded once for all the inputs either listing needs.
+    let mut todo: Vec<Todo> = Vec::new();
+    let mut job_of: HashMap<ContentKey, usize> = HashMap::new();
     for (sample, hash) in dataset.samples.iter().zip(&hashed) {
-        match hash {
-            Ok(k) if !store.contains(k) && queued.insert(*k) => todo.push(Todo {
-                key: *k,
-                file: dataset.root.join(&sample.path),
-                path: sample.path.clone(),
-            }),
-            Ok(_) => {}
+        let k = match hash {
+            Ok(k) => k,
             Err(s) => {
                 progress.skipped(s);
                 skipped.push(s.clone());
+                continue;
+            }
+        };
+        let mut renders: Vec<Render> = Vec::new();
+        if !store.contains(k) {
+            renders.push(Render::Centre);
+        }
+        if let Some(v) = &views {
+            renders.extend(v.missing(sample.split, k).map(Render::Augmented));
+        }
+        if let Some(m) = &mirrored {
+            renders.extend(m.missing(sample.split, k).map(|_| Render::Mirrored));
+        }
+        let index = *job_of.entry(*k).or_insert_with(|| {
+            todo.push(Todo {
+                key: *k,
+                path: sample.path.clone(),
+                job: Job {
+                    file: dataset.root.join(&sample.path),
+                    renders: Vec::new(),
+                },
+            });
+            todo.len() - 1
+        });
+        for r in renders {
+            if !todo[index].job.renders.contains(&r) {
+                todo[index].job.renders.push(r);
             }
         }
     }
-    let reused = dataset.samples.len() - todo.len() - (skipped.len() - dataset.skipped.len());
+    todo.retain(|t| !t.job.renders.is_empty());
+    let needs_plain = |t: &Todo| t.job.renders.contains(&Render::Centre);
+    let reused = dataset.samples.len()
+        - todo.iter().filter(|t| needs_plain(t)).count()
+        - (skipped.len() - dataset.skipped.len());
 
     progress.start(todo.len() as u64);
     let network_started = Instant::now();
-    let files: Vec<PathBuf> = todo.iter().map(|t| t.file.clone()).collect();
-    let failures = embed_files(
+    let jobs: Vec<Job> = todo.iter().map(|t| t.job.clone()).collect();
+    let spec = backbone.preprocessing;
+    let settings = opts.augment_settings;
+    let renderer =
+        |i: usize, what: Render, decoded: &crate::preprocess::Decoded, resizer: &mut fast_image_resize::Resizer| {
+            render(decoded, &todo[i].key, what, Some(&settings), &spec, resizer)
+        };
+    let mut computed_inputs = [0usize; 3];
+    let failures = embed_jobs(
         &mut backbone,
-        &files,
+        &jobs,
+        &renderer,
         opts.batch_size,
         opts.runtime.max_pixels,
         progress,
-        |indices, dim, rows| {
-            let keys: Vec<ContentKey> = indices.iter().map(|&i| todo[i].key).collect();
-            store.append(&keys, dim, rows).map_err(ExtractError::from)
+        |inputs, dim, rows| {
+            let mut by_store: [(Vec<ContentKey>, Vec<f32>); 3] = Default::default();
+            for (&(i, what), row) in inputs.iter().zip(rows.chunks_exact(dim)) {
+                let (which, key) = match what {
+                    Render::Centre => (0, todo[i].key),
+                    Render::Augmented(n) => (1, view_key(&todo[i].key, n)),
+                    Render::Mirrored => (2, view_key(&todo[i].key, 0)),
+                };
+                by_store[which].0.push(key);
+                by_store[which].1.extend_from_slice(row);
+                computed_inputs[which] += 1;
+            }
+            let [(plain_keys, plain_rows), (view_keys, view_rows), (mirror_keys, mirror_rows)] = by_store;
+            store.append(&plain_keys, dim, &plain_rows)?;
+            if let Some(v) = views.as_mut() {
+                v.store.append(&view_keys, dim, &view_rows)?;
+            }
+            if let Some(m) = mirrored.as_mut() {
+                m.store.append(&mirror_keys, dim, &mirror_rows)?;
+            }
+            Ok::<_, ExtractError>(())
         },
     )?;
+    // A job fails once per image however many of its inputs were lost; the image is skipped
+    // only when its plain vector is missing.
     let mut failed = HashMap::new();
+    let mut views_failed = Vec::new();
     for (i, reason) in failures {
-        progress.skipped(&Skipped {
-            path: todo[i].path.clone(),
+        let t = &todo[i];
+        if failed.contains_key(&t.key) || views_failed.iter().any(|s: &Skipped| s.path == t.path) {
+            continue;
+        }
+        let s = Skipped {
+            path: t.path.clone(),
             reason: reason.clone(),
-        });
-        failed.insert(todo[i].key, reason);
+        };
+        if store.contains(&t.key) {
+            progress.warning(&format!("some views of {} could not be made: {reason}", t.path));
+            views_failed.push(s);
+        } else {
+            progress.skipped(&s);
+            failed.insert(t.key, reason);
+        }
     }
     let network_seconds = network_started.elapsed().as_secs_f64();
     progress.finish();
@@ -239,6 +418,12 @@ pub fn extract(opts: &ExtractOptions, progress: &dyn Progress) -> Result<Extract
     }
     let keep: Vec<ContentKey> = hashed.iter().filter_map(|h| h.as_ref().ok().copied()).collect();
     let dropped = store.compact(&keep)?;
+    let views_record = views.as_mut().map(|v| v.finish(&entries)).transpose()?;
+    let mirrored_record = mirrored.as_mut().map(|m| m.finish(&entries)).transpose()?;
+    if views.is_some() {
+        drop_other_augmented_views(&Store::dir_for(&opts.workspace, &key), &augmented);
+    }
+    let views_held = views.as_ref().map_or(0, |v| v.store.len());
 
     let record = BackboneRecord {
         name: backbone.info.name.clone(),
@@ -257,6 +442,8 @@ pub fn extract(opts: &ExtractOptions, progress: &dyn Progress) -> Result<Extract
         entries,
         skipped: skipped.clone(),
         multi_label: dataset.multi_label,
+        views: views_record,
+        mirrored: mirrored_record,
         checksum: String::new(),
     };
     manifest.save(&opts.workspace)?;
@@ -269,7 +456,7 @@ pub fn extract(opts: &ExtractOptions, progress: &dyn Progress) -> Result<Extract
             counts.get_mut(&dataset.classes[label]).expect("known class")[e.sample.split as usize] += 1;
         }
     }
-    let computed = todo.len() - failed.len();
+    let computed = computed_inputs[0];
     Ok(ExtractSummary {
         data: opts.data.clone(),
         workspace: opts.workspace.clone(),
@@ -281,6 +468,10 @@ pub fn extract(opts: &ExtractOptions, progress: &dyn Progress) -> Result<Extract
         images: manifest.entries.len(),
         computed,
         reused,
+        views_computed: computed_inputs[1],
+        views: views_held,
+        mirrored_computed: computed_inputs[2],
+        views_failed,
         dropped_from_cache: dropped,
         skipped,
         bad_lines: dataset.bad_lines.clone(),
@@ -291,9 +482,25 @@ pub fn extract(opts: &ExtractOptions, progress: &dyn Progress) -> Result<Extract
         damaged_cache_files: damaged,
         seconds: started.elapsed().as_secs_f64(),
         images_per_second: if network_seconds > 0.0 {
-            computed as f64 / network_seconds
+            computed_inputs.iter().sum::<usize>() as f64 / network_seconds
         } else {
             0.0
         },
     })
+}
+
+/// Removes the augmented views made with other settings than `current` from a backbone's store
+/// folder: they would never be read again, since the manifest names one kind. The mirrored views
+/// have no settings and stay.
+fn drop_other_augmented_views(backbone_dir: &std::path::Path, current: &ViewKind) {
+    let Ok(dirs) = std::fs::read_dir(backbone_dir) else {
+        return;
+    };
+    for dir in dirs.filter_map(|e| e.ok()).map(|e| e.path()) {
+        let name = dir.file_name().unwrap_or_default().to_string_lossy().into_owned();
+        let stale = name.starts_with("views-") && name != current.dir_name() && name != ViewKind::Mirrored.dir_name();
+        if stale {
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+    }
 }

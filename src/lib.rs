@@ -82,3 +82,4 @@ pub mod runtime;
 pub mod settings;
 pub mod sweep;
 pub mod train;
+pub mod views;

@@ -8,8 +8,8 @@
 use std::path::{Path, PathBuf};
 
 use crate::cli::{
-    BackboneArgs, DemoArgs, EvalArgs, ExportArgs, ExtractArgs, Global, LabelArgs, LabelFromArg, PredictArgs, Refit,
-    RunsAction, RunsArgs, SweepArgs, TrainArgs,
+    AugmentArgs, BackboneArgs, DemoArgs, EvalArgs, ExportArgs, ExtractArgs, Global, LabelArgs, LabelFromArg,
+    PredictArgs, Refit, RunsAction, RunsArgs, SweepArgs, TrainArgs,
 };
 use headstart::artifact::HEAD_FILE;
 use headstart::backbone::BackboneChoice;
@@ -24,6 +24,7 @@ use headstart::settings::RuntimeOptions;
 use headstart::sweep::space::{Space, SpaceError, KINDS};
 use headstart::sweep::{Backbones, SweepOptions};
 use headstart::train::{TrainError, TrainOptions};
+use headstart::views::augment::{AugmentError, AugmentSettings};
 
 #[derive(Debug, thiserror::Error)]
 pub enum OptionsError {
@@ -37,6 +38,8 @@ pub enum OptionsError {
     EmptyRunId,
     #[error(transparent)]
     Space(#[from] SpaceError),
+    #[error(transparent)]
+    Augment(#[from] AugmentError),
 }
 
 fn invalid(flag: &'static str, message: impl Into<String>) -> OptionsError {
@@ -111,8 +114,31 @@ pub fn extract(global: &Global, args: &ExtractArgs) -> Result<ExtractOptions, Op
         labels: labels(&args.labels)?,
         batch_size: args.batch_size,
         percentages: SplitPercentages { val, test },
+        augment: args.augment.augment,
+        augment_settings: augment(&args.augment)?,
+        tta: args.augment.tta,
         ..defaults
     })
+}
+
+fn augment(args: &AugmentArgs) -> Result<AugmentSettings, OptionsError> {
+    let settings = AugmentSettings {
+        scale: parse_pair("augment-scale", &args.augment_scale)?,
+        ratio: parse_pair("augment-ratio", &args.augment_ratio)?,
+        flip: !args.augment_no_flip,
+        jitter: args.augment_jitter,
+        seed: args.augment_seed,
+    };
+    settings.validate()?;
+    Ok(settings)
+}
+
+fn parse_pair(flag: &'static str, text: &str) -> Result<(f64, f64), OptionsError> {
+    let values: Vec<Option<f64>> = text.split(',').map(|v| v.trim().parse::<f64>().ok()).collect();
+    match values[..] {
+        [Some(min), Some(max)] => Ok((min, max)),
+        _ => Err(invalid(flag, format!("`{text}` is not two numbers min,max"))),
+    }
 }
 
 fn labels(args: &LabelArgs) -> Result<Labels, OptionsError> {
@@ -230,6 +256,7 @@ pub fn train(global: &Global, args: &TrainArgs) -> Result<TrainOptions, OptionsE
         head,
         baseline: args.baseline.then_some(baseline),
         out: args.out.clone(),
+        views: args.augment,
         ..TrainOptions::new(&global.workspace)
     })
 }
@@ -250,6 +277,7 @@ pub fn eval(global: &Global, args: &EvalArgs) -> EvalOptions {
     EvalOptions {
         split: args.split,
         head: args.head.clone(),
+        tta: args.tta,
         ..EvalOptions::new(&global.workspace)
     }
 }
@@ -269,6 +297,7 @@ pub fn predict(global: &Global, args: &PredictArgs) -> Result<PredictOptions, Op
         top_k: args.top_k,
         batch_size: args.batch_size,
         runtime: runtime(global)?,
+        tta: args.tta,
         ..PredictOptions::new(head_file(global, &args.head), args.paths.clone())
     })
 }

@@ -8,7 +8,7 @@ use serde::Serialize;
 use crate::artifact::{self, ArtifactError};
 use crate::backbone::BackboneError;
 use crate::dataset::{image_files, DatasetError, Skipped};
-use crate::embed::{embed_files, Progress};
+use crate::embed::{embed_jobs, plain_crop, Job, Progress, Render};
 use crate::settings::{RuntimeOptions, DEFAULT_BATCH_SIZE};
 
 /// Why `predict` failed.
@@ -57,6 +57,8 @@ pub struct PredictOptions {
     pub batch_size: usize,
     /// Threads, ONNX Runtime library and pixel limit.
     pub runtime: RuntimeOptions,
+    /// Test-time augmentation: average the probabilities of each image and its mirror image.
+    pub tta: bool,
 }
 
 impl PredictOptions {
@@ -71,6 +73,7 @@ impl PredictOptions {
             top_k: Self::DEFAULT_TOP_K,
             batch_size: DEFAULT_BATCH_SIZE,
             runtime: RuntimeOptions::default(),
+            tta: false,
         }
     }
 }
@@ -114,22 +117,44 @@ pub fn predict(opts: &PredictOptions, progress: &dyn Progress) -> Result<Predict
 
     let mut predictions = Vec::with_capacity(files.len());
     progress.start(files.len() as u64);
-    let failures = embed_files(
+    let renders = match opts.tta {
+        true => vec![Render::Centre, Render::Mirrored],
+        false => vec![Render::Centre],
+    };
+    let jobs: Vec<Job> = files
+        .iter()
+        .map(|file| Job {
+            file: file.clone(),
+            renders: renders.clone(),
+        })
+        .collect();
+    let render = plain_crop(backbone.preprocessing);
+    let failures = embed_jobs(
         &mut backbone,
-        &files,
+        &jobs,
+        &render,
         opts.batch_size,
         opts.runtime.max_pixels,
         progress,
-        |indices, dim, rows| {
+        |inputs, dim, rows| {
             if dim != classifier.n_features() {
                 return Err(PredictError::Width {
                     found: dim,
                     expected: classifier.n_features(),
                 });
             }
-            let x = ndarray::ArrayView2::from_shape((indices.len(), dim), rows).expect("rows match indices");
+            let x = ndarray::ArrayView2::from_shape((inputs.len(), dim), rows).expect("rows match inputs");
             let probs = classifier.predict_proba(x);
-            for (&i, p) in indices.iter().zip(probs.rows()) {
+            // An image's inputs are adjacent; with --tta its probabilities are their mean.
+            let mut start = 0;
+            while start < inputs.len() {
+                let i = inputs[start].0;
+                let end = start + inputs[start..].iter().take_while(|input| input.0 == i).count();
+                let p = probs
+                    .slice(ndarray::s![start..end, ..])
+                    .mean_axis(ndarray::Axis(0))
+                    .expect("one row at least");
+                start = end;
                 let mut order: Vec<usize> = (0..p.len()).collect();
                 order.sort_by(|&a, &b| p[b].total_cmp(&p[a]));
                 let top = order
@@ -154,6 +179,9 @@ pub fn predict(opts: &PredictOptions, progress: &dyn Progress) -> Result<Predict
         },
     )?;
     progress.finish();
+    // With --tta an image can lose one of its two inputs to NaN; it is skipped, not half-predicted.
+    let failed: std::collections::HashSet<&PathBuf> = failures.iter().map(|(i, _)| &files[*i]).collect();
+    predictions.retain(|p| !failed.contains(&p.path));
     for (i, reason) in failures {
         let s = Skipped {
             path: files[i].display().to_string(),

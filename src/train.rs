@@ -4,12 +4,13 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
+use ndarray::Array2;
 use serde::Serialize;
 
 use crate::artifact::{self, ArtifactError, Card, BASELINE_FILE, HEAD_FILE};
 use crate::baseline::{AlphaSelection, BaselineError, BaselineParams, SweepPoint};
 use crate::cache::{load_snapshot, CacheError, SplitData};
-use crate::classifier::Classifier;
+use crate::classifier::{Classifier, Targets};
 use crate::dataset::Split;
 use crate::head::{EpochStats, HeadError, HeadParams};
 use crate::metrics::multilabel;
@@ -48,6 +49,24 @@ pub struct TrainOptions {
     pub baseline: Option<BaselineParams>,
     /// Where to write the head; the workspace's `head.safetensors` by default.
     pub out: Option<PathBuf>,
+    /// Whether and how the head trains on the cached augmented views, when there are any.
+    pub views: ViewPolicy,
+}
+
+/// How `train-head` uses the augmented views `extract --augment K` cached. Each epoch the head
+/// sees every training image once, as one view drawn uniformly from its pool. The baseline
+/// always fits the plain vectors.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum ViewPolicy {
+    /// The pool is the plain crop and the K views: the un-augmented image takes part in every
+    /// epoch's draw.
+    #[default]
+    WithPlain,
+    /// The pool is the K views only.
+    ViewsOnly,
+    /// Ignore the views: train on the plain vectors.
+    Off,
 }
 
 impl TrainOptions {
@@ -58,6 +77,7 @@ impl TrainOptions {
             head: HeadParams::default(),
             baseline: None,
             out: None,
+            views: ViewPolicy::default(),
         }
     }
 }
@@ -109,7 +129,9 @@ pub fn train(opts: &TrainOptions, on_epoch: &mut dyn FnMut(&EpochStats)) -> Resu
         params.validate()?;
     }
     let (manifest, store) = load_snapshot(&opts.workspace)?;
-    let SplitData { x, y, targets, .. } = manifest.split(&store, Split::Train)?;
+    let SplitData {
+        x, y, targets, entries, ..
+    } = manifest.split(&store, Split::Train)?;
     if x.nrows() == 0 {
         return Err(TrainError::NoTrain);
     }
@@ -134,17 +156,47 @@ pub fn train(opts: &TrainOptions, on_epoch: &mut dyn FnMut(&EpochStats)) -> Resu
     };
 
     let started = Instant::now();
-    let fitted = match multi {
-        Some((t, _)) => opts.head.fit_multi_label(x.view(), t.view(), multi_valid, on_epoch)?,
-        None => opts.head.fit(x.view(), &y, n_classes, valid, on_epoch)?,
+    let views = match (&manifest.views, opts.views) {
+        (Some(record), ViewPolicy::WithPlain | ViewPolicy::ViewsOnly) => {
+            let vectors = manifest.view_vectors(&opts.workspace, record, &entries)?;
+            Some((record, with_views(&x, &y, targets.as_ref(), vectors, opts.views)))
+        }
+        _ => None,
+    };
+    let fitted = match &views {
+        Some((_, v)) => {
+            let y = match &v.targets {
+                Some(t) => Targets::Sets(t.view()),
+                None => Targets::Classes(&v.y),
+            };
+            let valid = match multi {
+                Some(_) => multi_valid.map(|(vx, vt)| (vx, Targets::Sets(vt))),
+                None => valid.map(|(vx, vy)| (vx, Targets::Classes(vy))),
+            };
+            opts.head
+                .fit_views(v.x.view(), y, &v.pools, n_classes, valid, on_epoch)?
+        }
+        None => match multi {
+            Some((t, _)) => opts.head.fit_multi_label(x.view(), t.view(), multi_valid, on_epoch)?,
+            None => opts.head.fit(x.view(), &y, n_classes, valid, on_epoch)?,
+        },
     };
     let seconds = started.elapsed().as_secs_f64();
+    let mut settings = serde_json::to_value(&opts.head).expect("plain data");
+    if let Some((record, v)) = &views {
+        settings["views"] = serde_json::json!({
+            "policy": opts.views,
+            "kind": record.kind,
+            "count": record.count,
+            "rows": v.x.nrows(),
+        });
+    }
     let card = Card {
         thresholds: thresholds(&fitted.head),
         kind: "head".into(),
         classes: manifest.classes.clone(),
         backbone: manifest.backbone.clone(),
-        settings: serde_json::to_value(&opts.head).expect("plain data"),
+        settings,
         history: fitted.history.clone(),
         best_epoch: Some(fitted.best_epoch),
         sweep: Vec::new(),
@@ -191,4 +243,53 @@ pub fn train(opts: &TrainOptions, on_epoch: &mut dyn FnMut(&EpochStats)) -> Resu
         seconds,
         baseline,
     })
+}
+
+/// The training rows with the views appended, and each image's pool of rows to draw from.
+struct WithViews {
+    x: Array2<f32>,
+    y: Vec<usize>,
+    targets: Option<Array2<f32>>,
+    pools: Vec<Vec<usize>>,
+}
+
+/// Appends every image's cached views after the plain rows, labelled as their image. An image
+/// without any view (the network failed on them) keeps its plain vector as its only row, whatever
+/// the policy, so no image drops out of training.
+fn with_views(
+    x: &Array2<f32>,
+    y: &[usize],
+    targets: Option<&Array2<f32>>,
+    vectors: Vec<Vec<Vec<f32>>>,
+    policy: ViewPolicy,
+) -> WithViews {
+    let n = x.nrows();
+    let extra: usize = vectors.iter().map(Vec::len).sum();
+    let mut all = Array2::zeros((n + extra, x.ncols()));
+    all.slice_mut(ndarray::s![..n, ..]).assign(x);
+    let mut rows_y = y.to_vec();
+    let mut source = (0..n).collect::<Vec<usize>>();
+    let mut pools = Vec::with_capacity(n);
+    let mut next = n;
+    for (image, views) in vectors.into_iter().enumerate() {
+        let mut pool = match (policy, views.is_empty()) {
+            (ViewPolicy::ViewsOnly, false) => Vec::new(),
+            _ => vec![image],
+        };
+        for v in views {
+            all.row_mut(next).assign(&ndarray::ArrayView1::from(&v[..]));
+            rows_y.push(y[image]);
+            source.push(image);
+            pool.push(next);
+            next += 1;
+        }
+        pools.push(pool);
+    }
+    let targets = targets.map(|t| t.select(ndarray::Axis(0), &source));
+    WithViews {
+        x: all,
+        y: rows_y,
+        targets,
+        pools,
+    }
 }

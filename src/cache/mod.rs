@@ -31,6 +31,7 @@ use serde::{Deserialize, Serialize};
 use crate::atomic::{storage_hint, write_file, WriteError};
 use crate::backbone::BackboneRecord;
 use crate::dataset::{Sample, Skipped, Split};
+use crate::views::{view_key, ViewsRecord};
 
 /// A sha256 of an image file's bytes.
 pub type ContentKey = [u8; 32];
@@ -169,6 +170,14 @@ pub struct Manifest {
     /// Left out of the file when false, so manifests written before it keep their checksum.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub multi_label: bool,
+    /// Augmented views of the train split's images (`extract --augment K`), when the last
+    /// extract made them. Left out of the file when absent, as `multi_label` is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub views: Option<ViewsRecord>,
+    /// The mirrored views of the val and test splits' images, for test-time augmentation
+    /// (`extract --tta`), when the last extract made them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mirrored: Option<ViewsRecord>,
     /// CRC-32 of this JSON written with an empty checksum; filled in by [`Manifest::save`].
     #[serde(default)]
     pub checksum: String,
@@ -292,6 +301,36 @@ impl Manifest {
             t
         });
         Ok(SplitData { x, y, targets, entries })
+    }
+}
+
+impl Manifest {
+    /// The view store's folder of `record` in a workspace.
+    pub fn views_dir(&self, workspace: &Path, record: &ViewsRecord) -> PathBuf {
+        Store::dir_for(workspace, &self.backbone.key).join(record.kind.dir_name())
+    }
+
+    /// The cached views of `entries`' images: for each entry, the vectors of views `0..count`
+    /// that exist (a view the network failed on is missing), in view order. Reads exactly the
+    /// store file the manifest names.
+    pub fn view_vectors(
+        &self,
+        workspace: &Path,
+        record: &ViewsRecord,
+        entries: &[Entry],
+    ) -> Result<Vec<Vec<Vec<f32>>>, CacheError> {
+        let store = Store::read_snapshot(&self.views_dir(workspace, record), &record.store)?;
+        Ok(entries
+            .iter()
+            .map(|entry| {
+                let Some(content) = parse_key(&entry.sha256) else {
+                    return Vec::new();
+                };
+                (0..record.count)
+                    .filter_map(|n| store.get(&view_key(&content, n)).map(<[f32]>::to_vec))
+                    .collect()
+            })
+            .collect())
     }
 }
 

@@ -231,6 +231,8 @@ fn the_manifest_checksum_catches_a_changed_value() {
             sha256: key_hex(&key(1)),
         }],
         skipped: Vec::new(),
+        views: None,
+        mirrored: None,
         checksum: String::new(),
     };
     manifest.save(dir.path()).unwrap();

@@ -231,7 +231,32 @@ impl HeadParams {
         on_epoch: &mut dyn FnMut(&EpochStats),
     ) -> Result<Fitted, HeadError> {
         let valid = valid.map(|(vx, vy)| (vx, Targets::Classes(vy)));
-        self.train(x, Targets::Classes(y), rows, n_classes, valid, on_epoch)
+        self.train(x, Targets::Classes(y), rows, None, n_classes, valid, on_epoch)
+    }
+
+    /// [`fit`](Self::fit) where each training image has several rows of `x` (its views), and each
+    /// epoch trains on one of them, drawn uniformly per image: `views[i]` lists image i's rows,
+    /// at least one. `y` (classes or label sets) has a value per row of `x`. With one row per
+    /// image this trains the same head as `fit` on those rows, bit for bit; the draws come from
+    /// the same generator, after each epoch's shuffle.
+    pub fn fit_views(
+        &self,
+        x: ArrayView2<f32>,
+        y: Targets,
+        views: &[Vec<usize>],
+        n_classes: usize,
+        valid: Option<(ArrayView2<f32>, Targets)>,
+        on_epoch: &mut dyn FnMut(&EpochStats),
+    ) -> Result<Fitted, HeadError> {
+        if let Some(image) = views.iter().position(Vec::is_empty) {
+            return Err(HeadError::NoViews { image });
+        }
+        let first: Vec<usize> = views.iter().map(|v| v[0]).collect();
+        if let Some(&row) = views.iter().flatten().find(|&&row| row >= x.nrows()) {
+            return Err(HeadError::RowOutOfRange { row, rows: x.nrows() });
+        }
+        let draw = views.iter().any(|v| v.len() > 1).then_some(views);
+        self.train(x, y, &first, draw, n_classes, valid, on_epoch)
     }
 
     /// [`fit`](Self::fit) for multi-label data: `y` is `[rows, labels]` with 1 where the image
@@ -246,14 +271,18 @@ impl HeadParams {
     ) -> Result<Fitted, HeadError> {
         let all: Vec<usize> = (0..x.nrows()).collect();
         let valid = valid.map(|(vx, vy)| (vx, Targets::Sets(vy)));
-        self.train(x, Targets::Sets(y), &all, y.ncols(), valid, on_epoch)
+        self.train(x, Targets::Sets(y), &all, None, y.ncols(), valid, on_epoch)
     }
 
+    /// `rows` are the training images' rows; with `views`, each epoch replaces image i's row by
+    /// one of `views[i]`, drawn after the shuffle.
+    #[allow(clippy::too_many_arguments)]
     fn train(
         &self,
         x: ArrayView2<f32>,
         y: Targets,
         rows: &[usize],
+        views: Option<&[Vec<usize>]>,
         n_classes: usize,
         valid: Option<(ArrayView2<f32>, Targets)>,
         on_epoch: &mut dyn FnMut(&EpochStats),
@@ -271,16 +300,24 @@ impl HeadParams {
         let mut ws = Workspace::new(&head, batch_size, self.dropout, self.label_smoothing);
         let mut grads: Vec<BlockParams> = head.blocks.iter().map(BlockParams::zeros).collect();
         let mut adam = Adam::new(&head, self.learning_rate, self.weight_decay);
-        let mut order: Vec<usize> = rows.to_vec();
+        // Shuffling the images' positions permutes them exactly as shuffling the rows did.
+        let mut order: Vec<usize> = (0..n).collect();
+        let mut drawn: Vec<usize> = rows.to_vec();
         let mut history = Vec::with_capacity(self.epochs);
         let mut best: Option<(f32, usize, Head)> = None;
 
         for epoch in 1..=self.epochs {
             let start = Instant::now();
             order.shuffle(&mut rng);
+            for (slot, &image) in drawn.iter_mut().zip(&order) {
+                *slot = match views {
+                    Some(views) => views[image][rng.gen_range(0..views[image].len())],
+                    None => rows[image],
+                };
+            }
             let mut loss_sum = 0.0f64;
             let mut correct = 0usize;
-            for rows in order.chunks(batch_size) {
+            for rows in drawn.chunks(batch_size) {
                 ws.load_batch(x, y, rows, &class_weight);
                 let (batch_loss, batch_correct) = head.train_step(&mut ws, rows.len(), &mut rng, &mut grads, &mut adam);
                 loss_sum += batch_loss;
@@ -521,6 +558,12 @@ pub enum HeadError {
     /// The data has fewer than 2 classes.
     #[error("a classifier needs at least 2 classes (got {0}): add images of another class")]
     TooFewClasses(usize),
+    /// `fit_views` was given an image without rows.
+    #[error("training image {image} has no rows: every image needs at least its plain vector")]
+    NoViews {
+        /// The image's position in the list of views.
+        image: usize,
+    },
     /// `fit_rows` was given a row index past the end of `x`.
     #[error("training row {row} is out of range: the embeddings have {rows} rows")]
     RowOutOfRange {

@@ -237,6 +237,16 @@ impl Decoded {
         img.into_rgb8()
     }
 
+    /// The image turned upright, borrowed when it is stored upright.
+    pub fn upright_view(&self) -> std::borrow::Cow<'_, image::RgbImage> {
+        if self.orientation == Orientation::NoTransforms {
+            return std::borrow::Cow::Borrowed(&self.stored);
+        }
+        let mut img = DynamicImage::ImageRgb8(self.stored.clone());
+        img.apply_orientation(self.orientation);
+        std::borrow::Cow::Owned(img.into_rgb8())
+    }
+
     /// What [`crop_resize`] gives for the upright image, `size * size * 3` RGB bytes, computed on
     /// the stored pixels and turned afterwards. The centred square on the shorter side covers the
     /// same pixels whichever way the image is turned, and the bilinear filter is symmetric, so
@@ -374,11 +384,44 @@ pub fn crop_resize(
     let (w, h) = rgb.dimensions();
     let side = w.min(h) as f64 * spec.size as f64 / spec.resize as f64;
     let (left, top) = ((w as f64 - side) / 2.0, (h as f64 - side) / 2.0);
+    let crop = Crop {
+        left: left.max(0.0),
+        top: top.max(0.0),
+        width: side.min(w as f64),
+        height: side.min(h as f64),
+    };
+    resize_crop(rgb, crop, spec.size, resizer)
+}
+
+/// A rectangle of an image in pixels, fractional edges allowed (the resampling filter weighs
+/// the partial pixels).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Crop {
+    /// Distance of the left edge from the image's left edge.
+    pub left: f64,
+    /// Distance of the top edge from the image's top edge.
+    pub top: f64,
+    /// Width, > 0.
+    pub width: f64,
+    /// Height, > 0.
+    pub height: f64,
+}
+
+/// Resizes the rectangle `crop` of `rgb` to a `size` x `size` square in one bilinear pass,
+/// returning its RGB bytes; [`crop_resize`]'s centre crop and the augmented views' random crops
+/// both go through it.
+pub fn resize_crop(
+    rgb: &image::RgbImage,
+    crop: Crop,
+    size: u32,
+    resizer: &mut Resizer,
+) -> Result<Vec<u8>, PreprocessError> {
+    let (w, h) = rgb.dimensions();
     let src = ImageRef::new(w, h, rgb.as_raw(), PixelType::U8x3).map_err(|e| PreprocessError::Resize(e.to_string()))?;
-    let mut dst = Image::new(spec.size, spec.size, PixelType::U8x3);
+    let mut dst = Image::new(size, size, PixelType::U8x3);
     let options = ResizeOptions::new()
         .resize_alg(ResizeAlg::Convolution(FilterType::Bilinear))
-        .crop(left.max(0.0), top.max(0.0), side.min(w as f64), side.min(h as f64));
+        .crop(crop.left, crop.top, crop.width, crop.height);
     resizer
         .resize(&src, &mut dst, &options)
         .map_err(|e| PreprocessError::Resize(e.to_string()))?;

@@ -11,8 +11,8 @@ use headstart::predict::PredictOptions;
 use headstart::preprocess::Preset;
 use headstart::settings::DEFAULT_BATCH_SIZE;
 use headstart::sweep::SweepOptions;
-use headstart::train::ViewPolicy;
 use headstart::views::augment::AugmentSettings;
+use headstart::views::ViewPolicy;
 
 use crate::options::{class_weights_flag, hidden_flag};
 

@@ -4,7 +4,6 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use ndarray::Array2;
 use serde::Serialize;
 
 use crate::artifact::{self, ArtifactError, Card, BASELINE_FILE, HEAD_FILE};
@@ -14,6 +13,7 @@ use crate::classifier::{Classifier, Targets};
 use crate::dataset::Split;
 use crate::head::{EpochStats, HeadError, HeadParams};
 use crate::metrics::multilabel;
+use crate::views::{with_views, ViewPolicy};
 
 /// Why `train-head` failed.
 #[derive(Debug, thiserror::Error)]
@@ -51,22 +51,6 @@ pub struct TrainOptions {
     pub out: Option<PathBuf>,
     /// Whether and how the head trains on the cached augmented views, when there are any.
     pub views: ViewPolicy,
-}
-
-/// How `train-head` uses the augmented views `extract --augment K` cached. Each epoch the head
-/// sees every training image once, as one view drawn uniformly from its pool. The baseline
-/// always fits the plain vectors.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "kebab-case")]
-pub enum ViewPolicy {
-    /// The pool is the plain crop and the K views: the un-augmented image takes part in every
-    /// epoch's draw.
-    #[default]
-    WithPlain,
-    /// The pool is the K views only.
-    ViewsOnly,
-    /// Ignore the views: train on the plain vectors.
-    Off,
 }
 
 impl TrainOptions {
@@ -243,53 +227,4 @@ pub fn train(opts: &TrainOptions, on_epoch: &mut dyn FnMut(&EpochStats)) -> Resu
         seconds,
         baseline,
     })
-}
-
-/// The training rows with the views appended, and each image's pool of rows to draw from.
-struct WithViews {
-    x: Array2<f32>,
-    y: Vec<usize>,
-    targets: Option<Array2<f32>>,
-    pools: Vec<Vec<usize>>,
-}
-
-/// Appends every image's cached views after the plain rows, labelled as their image. An image
-/// without any view (the network failed on them) keeps its plain vector as its only row, whatever
-/// the policy, so no image drops out of training.
-fn with_views(
-    x: &Array2<f32>,
-    y: &[usize],
-    targets: Option<&Array2<f32>>,
-    vectors: Vec<Vec<Vec<f32>>>,
-    policy: ViewPolicy,
-) -> WithViews {
-    let n = x.nrows();
-    let extra: usize = vectors.iter().map(Vec::len).sum();
-    let mut all = Array2::zeros((n + extra, x.ncols()));
-    all.slice_mut(ndarray::s![..n, ..]).assign(x);
-    let mut rows_y = y.to_vec();
-    let mut source = (0..n).collect::<Vec<usize>>();
-    let mut pools = Vec::with_capacity(n);
-    let mut next = n;
-    for (image, views) in vectors.into_iter().enumerate() {
-        let mut pool = match (policy, views.is_empty()) {
-            (ViewPolicy::ViewsOnly, false) => Vec::new(),
-            _ => vec![image],
-        };
-        for v in views {
-            all.row_mut(next).assign(&ndarray::ArrayView1::from(&v[..]));
-            rows_y.push(y[image]);
-            source.push(image);
-            pool.push(next);
-            next += 1;
-        }
-        pools.push(pool);
-    }
-    let targets = targets.map(|t| t.select(ndarray::Axis(0), &source));
-    WithViews {
-        x: all,
-        y: rows_y,
-        targets,
-        pools,
-    }
 }

@@ -284,6 +284,48 @@ fn same_seed_gives_bit_identical_training() {
 }
 
 #[test]
+fn views_of_one_row_each_train_the_plain_head_and_more_views_are_drawn() {
+    let (x, y) = blobs(60, 6, 3, 3);
+    let params = HeadParams::default().hidden(vec![8]).epochs(3).batch_size(8).seed(2);
+    let plain = params.fit(x.view(), &y, 3, None, &mut |_| {}).unwrap();
+    // Rows stored in reverse, each image naming its own: the same head, bit for bit.
+    let reversed = x.slice(s![..;-1, ..]).to_owned();
+    let y_reversed: Vec<usize> = y.iter().rev().copied().collect();
+    let single: Vec<Vec<usize>> = (0..60).map(|i| vec![59 - i]).collect();
+    let one = params
+        .fit_views(
+            reversed.view(),
+            Targets::Classes(&y_reversed),
+            &single,
+            3,
+            None,
+            &mut |_| {},
+        )
+        .unwrap();
+    assert_eq!(bits(&plain.head), bits(&one.head));
+
+    // A second, shifted copy of every image as its view: the draws change the head, and the
+    // same seed draws the same views.
+    let mut doubled = ndarray::concatenate(ndarray::Axis(0), &[x.view(), (&x + 0.5).view()]).unwrap();
+    doubled.row_mut(0).fill(0.0);
+    let y2: Vec<usize> = y.iter().chain(&y).copied().collect();
+    let pools: Vec<Vec<usize>> = (0..60).map(|i| vec![i, 60 + i]).collect();
+    let fit = |params: &HeadParams| {
+        params
+            .fit_views(doubled.view(), Targets::Classes(&y2), &pools, 3, None, &mut |_| {})
+            .unwrap()
+    };
+    let (a, b) = (fit(&params), fit(&params));
+    assert_eq!(bits(&a.head), bits(&b.head));
+    assert_ne!(bits(&a.head), bits(&plain.head));
+    assert_ne!(bits(&a.head), bits(&fit(&params.clone().seed(3)).head));
+
+    let empty = vec![vec![0], vec![]];
+    let err = params.fit_views(x.view(), Targets::Classes(&y), &empty, 3, None, &mut |_| {});
+    assert!(matches!(err, Err(HeadError::NoViews { image: 1 })), "{err:?}");
+}
+
+#[test]
 fn learns_a_separable_problem() {
     let (x, y) = blobs(300, 10, 3, 3);
     let (tx, ty) = blobs(300, 10, 3, 4);

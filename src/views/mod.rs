@@ -11,6 +11,7 @@
 pub mod augment;
 
 use fast_image_resize::Resizer;
+use ndarray::Array2;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -102,8 +103,77 @@ pub fn render(
 
 /// Test-time augmentation's answer: the mean of the probabilities a classifier gave the plain
 /// crop and its mirror image (rows in the same order).
-pub fn mean_of_views(plain: ndarray::Array2<f32>, mirrored: ndarray::Array2<f32>) -> ndarray::Array2<f32> {
+pub fn mean_of_views(plain: Array2<f32>, mirrored: Array2<f32>) -> Array2<f32> {
     (plain + mirrored) * 0.5
+}
+
+/// How `train-head` uses the augmented views `extract --augment K` cached. Each epoch the head
+/// sees every training image once, as one view drawn uniformly from its pool. The baseline
+/// always fits the plain vectors.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum ViewPolicy {
+    /// The pool is the plain crop and the K views: the un-augmented image takes part in every
+    /// epoch's draw.
+    #[default]
+    WithPlain,
+    /// The pool is the K views only.
+    ViewsOnly,
+    /// Ignore the views: train on the plain vectors.
+    Off,
+}
+
+/// The training rows with the views appended, and each image's pool of rows to draw from.
+pub struct WithViews {
+    /// The plain rows, then every view's row.
+    pub x: Array2<f32>,
+    /// Each row's class.
+    pub y: Vec<usize>,
+    /// Multi-label data: each row's label set.
+    pub targets: Option<Array2<f32>>,
+    /// For each image (plain row), the rows to draw from.
+    pub pools: Vec<Vec<usize>>,
+}
+
+/// Appends every image's cached views after the plain rows, labelled as their image. An image
+/// without any view (the network failed on them) keeps its plain vector as its only row, whatever
+/// the policy, so no image drops out of training.
+pub fn with_views(
+    x: &Array2<f32>,
+    y: &[usize],
+    targets: Option<&Array2<f32>>,
+    vectors: Vec<Vec<Vec<f32>>>,
+    policy: ViewPolicy,
+) -> WithViews {
+    let n = x.nrows();
+    let extra: usize = vectors.iter().map(Vec::len).sum();
+    let mut all = Array2::zeros((n + extra, x.ncols()));
+    all.slice_mut(ndarray::s![..n, ..]).assign(x);
+    let mut rows_y = y.to_vec();
+    let mut source = (0..n).collect::<Vec<usize>>();
+    let mut pools = Vec::with_capacity(n);
+    let mut next = n;
+    for (image, views) in vectors.into_iter().enumerate() {
+        let mut pool = match (policy, views.is_empty()) {
+            (ViewPolicy::ViewsOnly, false) => Vec::new(),
+            _ => vec![image],
+        };
+        for v in views {
+            all.row_mut(next).assign(&ndarray::ArrayView1::from(&v[..]));
+            rows_y.push(y[image]);
+            source.push(image);
+            pool.push(next);
+            next += 1;
+        }
+        pools.push(pool);
+    }
+    let targets = targets.map(|t| t.select(ndarray::Axis(0), &source));
+    WithViews {
+        x: all,
+        y: rows_y,
+        targets,
+        pools,
+    }
 }
 
 #[cfg(test)]

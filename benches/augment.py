@@ -1,0 +1,136 @@
+"""Does augmentation or test-time augmentation help a head on frozen features? BENCHMARKS.md,
+"Augmented views and test-time augmentation".
+
+For each data set and backbone, in one workspace:
+  1. `extract --tta`               plain vectors of every image, mirrored views of val and test;
+  2. `extract --tta --augment 4`   4 augmented views of every train image (only those computed);
+  3. `extract --tta --augment 8`   4 more (views 0-3 are reused, as the cache keys them by index).
+After each step the head is trained with 3 seeds at 5 and 20 epochs, with the views it has
+(policy with-plain; after step 3 also views-only), and evaluated on the held-out split with and
+without --tta. The logistic-regression baseline is fitted once on the plain vectors (it never
+uses views) and evaluated with and without --tta: the reference any gain must beat.
+
+Data: flowers5 (hash split 80/10/10, test), hymenoptera (its own train/val folders; the val
+folder is the held-out split), and a 10-class cifar10 subset of 5000 files (every 12th, split by
+hash). Writes target/bench/augment.json and prints the tables.
+
+    python benches/augment.py [--backbones efficientnet_lite0,efficientnet_lite1,efficientnet_lite2]
+"""
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "data"
+WORK = ROOT / "target" / "bench"
+BIN = ROOT / "target" / "release" / "headstart"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from run import subset  # noqa: E402
+
+SEEDS = (1, 2, 3)
+EPOCHS = (5, 20)
+
+
+def headstart(ws, *args):
+    out = subprocess.run([str(BIN), "--workspace", str(ws), "--quiet", "--json", *map(str, args)],
+                         capture_output=True, text=True, cwd=ROOT)
+    if out.returncode not in (0, 3):
+        sys.exit(f"headstart {' '.join(map(str, args))} failed:\n{out.stderr}")
+    return json.loads(out.stdout)
+
+
+def data_sets():
+    cifar = WORK / "cifar10-5000-flat"
+    if not cifar.is_dir():
+        subset(SHARED / "cifar10", cifar, 12, flat=True)
+    return [
+        ("flowers5", SHARED / "flowers5", "test"),
+        ("hymenoptera", SHARED / "hymenoptera", "val"),
+        ("cifar10-5000", cifar, "test"),
+    ]
+
+
+def accuracies(ws, split):
+    """(head, baseline) accuracy on `split`, without and with --tta."""
+    result = {}
+    for tta in (False, True):
+        args = ["eval", "--split", split] + (["--tta"] if tta else [])
+        models = {m["model"]: m["evaluation"]["accuracy"] for m in headstart(ws, *args)["models"]}
+        result[tta] = models
+    return result
+
+
+def train_and_eval(ws, split, policy, rows):
+    for epochs in EPOCHS:
+        for seed in SEEDS:
+            headstart(ws, "train-head", "--epochs", epochs, "--seed", seed, "--augment", policy)
+            for tta, models in accuracies(ws, split).items():
+                rows.append({"policy": policy, "epochs": epochs, "seed": seed, "tta": tta,
+                             "head": models["head"], "baseline": models.get("baseline")})
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--backbones", default="efficientnet_lite0")
+    parser.add_argument("--sets", default="flowers5,hymenoptera,cifar10-5000")
+    args = parser.parse_args()
+    results = []
+    out = WORK / "augment.json"
+    if out.is_file():
+        results = json.loads(out.read_text())
+    for backbone in args.backbones.split(","):
+        for name, data, split in data_sets():
+            if name not in args.sets.split(","):
+                continue
+            ws = WORK / f"augment-{name}-{backbone}"
+            record = {"backbone": backbone, "data": name, "split": split, "extract": {}, "runs": []}
+            for k in (0, 4, 8):
+                flags = ["--model", backbone, "--tta"] + (["--augment", k] if k else [])
+                start = time.perf_counter()
+                summary = headstart(ws, "extract", "--data", data, *flags)
+                record["extract"][k] = {"seconds": time.perf_counter() - start,
+                                        "images": summary["images"], "views": summary["views"],
+                                        "computed": summary["computed"],
+                                        "views_computed": summary["views_computed"],
+                                        "mirrored_computed": summary["mirrored_computed"]}
+                print(f"{backbone} {name} K={k}: {record['extract'][k]}", flush=True)
+                rows = []
+                if k == 0:
+                    headstart(ws, "train-head", "--epochs", 5, "--baseline")
+                    train_and_eval(ws, split, "off", rows)
+                else:
+                    train_and_eval(ws, split, "with-plain", rows)
+                    if k == 8:
+                        train_and_eval(ws, split, "views-only", rows)
+                for r in rows:
+                    r["k"] = k
+                record["runs"].extend(rows)
+            results = [r for r in results if (r["backbone"], r["data"]) != (backbone, name)] + [record]
+            out.write_text(json.dumps(results, indent=1))
+            print_record(record)
+
+
+def print_record(record):
+    print(f"\n{record['backbone']} on {record['data']} ({record['split']} split)")
+    print("| views | policy | epochs | head | head + TTA | baseline | baseline + TTA |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    groups = {}
+    for r in record["runs"]:
+        groups.setdefault((r["k"], r["policy"], r["epochs"]), []).append(r)
+    for (k, policy, epochs), rs in groups.items():
+        def cell(key, tta):
+            vals = [r[key] for r in rs if r["tta"] == tta and r[key] is not None]
+            if not vals:
+                return "-"
+            return f"{statistics.mean(vals):.4f} ± {statistics.pstdev(vals):.4f}"
+        print(f"| {k} | {policy} | {epochs} | {cell('head', False)} | {cell('head', True)} | "
+              f"{cell('baseline', False)} | {cell('baseline', True)} |")
+
+
+if __name__ == "__main__":
+    main()

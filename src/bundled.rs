@@ -31,8 +31,8 @@ const MODEL_FILES: [(&str, &[u8]); 5] = [
         include_bytes!("../models/efficientnet_lite0_int8.onnx"),
     ),
     (
-        "LICENSE-efficientnet-lite0.txt",
-        include_bytes!("../models/LICENSE-efficientnet-lite0.txt"),
+        "LICENSE-efficientnet-lite.txt",
+        include_bytes!("../models/LICENSE-efficientnet-lite.txt"),
     ),
 ];
 

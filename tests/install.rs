@@ -46,7 +46,7 @@ fn a_copied_binary_runs_the_demo_from_an_empty_folder() {
         "efficientnet_lite0.json",
         "efficientnet_lite0_int8.onnx",
         "efficientnet_lite0_int8.json",
-        "LICENSE-efficientnet-lite0.txt",
+        "LICENSE-efficientnet-lite.txt",
     ] {
         assert_same(&models.join(file), &repo().join("models").join(file));
     }

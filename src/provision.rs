@@ -304,18 +304,22 @@ mod tests {
         .unwrap()
     }
 
+    fn request<'a>(name: &'a str, file: &'a str, provision: &'a Provision) -> Request<'a> {
+        Request {
+            name,
+            file,
+            sha256: "0",
+            provision,
+        }
+    }
+
     #[test]
     fn a_file_already_there_is_used_as_it_is() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("m.onnx"), b"x").unwrap();
         let p = lite2();
-        let request = Request {
-            name: "m",
-            file: "m.onnx",
-            sha256: "unchecked here",
-            provision: &p,
-        };
-        assert_eq!(ensure(request, dir.path(), "").unwrap(), dir.path().join("m.onnx"));
+        let found = ensure(request("m", "m.onnx", &p), dir.path(), "").unwrap();
+        assert_eq!(found, dir.path().join("m.onnx"));
     }
 
     #[test]
@@ -323,13 +327,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("w.whl"), b"abd").unwrap();
         let p = lite2();
-        let request = Request {
-            name: "efficientnet_lite2",
-            file: "efficientnet_lite2.onnx",
-            sha256: "0",
-            provision: &p,
-        };
-        let err = ensure(request, dir.path(), "no efficientnet_lite2.onnx in X").unwrap_err();
+        let asked = request("efficientnet_lite2", "efficientnet_lite2.onnx", &p);
+        let err = ensure(asked, dir.path(), "no efficientnet_lite2.onnx in X").unwrap_err();
         assert!(matches!(err.cause, StepError::Fetch(FetchError::Checksum { .. })));
         let message = err.to_string();
         for part in [

@@ -118,7 +118,8 @@ fn a_name_is_looked_up_in_headstart_models_then_the_current_folder_then_the_bund
     for expected in [
         "no backbone named `nope`".to_string(),
         format!("{}, {}", custom.display(), cwd.join("models").display()),
-        "known: efficientnet_lite0, efficientnet_lite0_int8, tiny".to_string(),
+        "known: efficientnet_lite0, efficientnet_lite0_int8, efficientnet_lite1, efficientnet_lite2, tiny".to_string(),
+        "`headstart models` lists them".to_string(),
     ] {
         assert!(err.contains(&expected), "{expected} not in {err}");
     }

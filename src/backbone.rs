@@ -13,8 +13,10 @@ use ort::value::{TensorElementType, TensorRef, ValueType};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::fetch::hex;
 use crate::preprocess::{Layout, Preprocessing, Preset};
-use crate::runtime::{hex, Runtime};
+use crate::provision::{self, Provision, ProvisionError};
+use crate::runtime::Runtime;
 
 /// The backbone used when `--model` is not given.
 pub const DEFAULT_MODEL: &str = "efficientnet_lite0";
@@ -46,6 +48,14 @@ pub struct Description {
     /// (`models/quantize.py --register` writes it).
     #[serde(default)]
     pub int8: Option<String>,
+    /// How to make the ONNX file on first use when it is not there ([`crate::provision`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provision: Option<Provision>,
+    /// The ImageNet check: top-1 accuracy, in percent, of the network with its ImageNet
+    /// classifier on `../shared/data/hymenoptera/val` (ants and bees into ImageNet classes 310
+    /// and 309), as `models/verify_efficientnet_lite.py` measures it. Only informative.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub imagenet_check: Option<f64>,
 }
 
 /// What the user asked for on the command line.
@@ -69,7 +79,7 @@ pub struct BackboneChoice {
 #[derive(Debug, thiserror::Error)]
 pub enum BackboneError {
     /// `--model` is neither a file nor a known backbone name.
-    #[error("no backbone named `{name}` in {searched} or among the bundled ones (known: {known}): pass --model with one of those names or a path to an .onnx file")]
+    #[error("no backbone named `{name}` in {searched} or among the bundled ones (known: {known}; `headstart models` lists them): pass --model with one of those names or a path to an .onnx file")]
     UnknownName {
         /// The name asked for.
         name: String,
@@ -81,6 +91,9 @@ pub enum BackboneError {
     /// The bundled backbone could not be unpacked into the home folder.
     #[error(transparent)]
     Bundled(#[from] crate::bundled::BundleError),
+    /// A described backbone is not installed and could not be made.
+    #[error(transparent)]
+    Provision(#[from] Box<ProvisionError>),
     /// `--int8` was asked for a backbone without a usable int8 version.
     #[error("backbone `{name}` has no int8 version ({why}): make one with {fix}, or drop --int8")]
     NoInt8 {
@@ -266,6 +279,12 @@ fn find_description(name: &str) -> Result<PathBuf, BackboneError> {
     })
 }
 
+/// The shorter side before the centre crop when nothing says: `input_size * 256 / 224`, the
+/// classic ImageNet evaluation ratio.
+pub fn default_resize(input_size: u32) -> u32 {
+    (input_size as f64 * 256.0 / 224.0).round() as u32
+}
+
 /// Names of the described backbones, sorted.
 pub fn known_models(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(dir)
@@ -374,17 +393,40 @@ impl BackboneChoice {
             let json = find_description(model)?;
             let description = read_description(&json)?;
             let dir = json.parent().unwrap_or(Path::new("."));
-            (dir.join(&description.file), Some(description), json)
+            // `--int8` reads the int8 description beside this one; the fp32 file itself is
+            // not needed, so a provisioned backbone is not made for it.
+            let path = match self.int8 {
+                true => dir.join(&description.file),
+                false => model_file(dir, &description)?,
+            };
+            (path, Some(description), json)
         };
         if self.int8 {
             let int8 = description.as_ref().and_then(|d| d.int8.clone());
             let Some(int8) = int8 else {
                 let stem = path.file_stem().unwrap_or_default().to_string_lossy();
-                let output = path.with_file_name(format!("{stem}_int8.onnx"));
+                let provisioned = description.as_ref().and_then(|d| d.provision.as_ref());
+                // quantize.py finds a name in its own models/ folder, so a provisioned
+                // backbone's int8 version is made there, beside the converted fp32 file.
+                let output = match provisioned {
+                    Some(_) => Path::new("models").join(format!("{stem}_int8.onnx")),
+                    None => path.with_file_name(format!("{stem}_int8.onnx")),
+                };
                 let quantize = format!(
                     "`python models/quantize.py {model} --data DIR --output {}",
                     output.display()
                 );
+                // A provisioned backbone's int8 version is not provisioned: quantizing needs
+                // Python's onnxruntime and calibration images, and its bytes depend on both.
+                let convert = match provisioned {
+                    Some(p) => format!(
+                        "`python models/{} --variant {}` (in a checkout of headstart) and then ",
+                        provision::CONVERTER_FILE,
+                        p.variant
+                    ),
+                    None => String::new(),
+                };
+                let quantize = format!("{convert}{quantize}");
                 return Err(match description {
                     Some(d) => BackboneError::NoInt8 {
                         name: d.name,
@@ -450,6 +492,28 @@ impl BackboneChoice {
             resize: self.resize.or(description.as_ref().and_then(|d| d.resize)),
         })
     }
+}
+
+/// The ONNX file of a description found in `dir`: beside it, else where provisioned backbones
+/// live, made there first if the description says how ([`crate::provision`]).
+fn model_file(dir: &Path, description: &Description) -> Result<PathBuf, BackboneError> {
+    let beside = dir.join(&description.file);
+    let (Some(provision), Some(sha256), false) = (&description.provision, &description.sha256, beside.is_file()) else {
+        return Ok(beside);
+    };
+    let home = provision::dir();
+    let looked = if home == dir {
+        format!("no {} in {}", description.file, dir.display())
+    } else {
+        format!("no {} in {} or {}", description.file, dir.display(), home.display())
+    };
+    let request = provision::Request {
+        name: &description.name,
+        file: &description.file,
+        sha256,
+        provision,
+    };
+    Ok(provision::ensure(request, &home, &looked)?)
 }
 
 fn read_description(path: &Path) -> Result<Description, BackboneError> {
@@ -563,7 +627,7 @@ impl Backbone {
                 found: outlet.dtype().to_string(),
             });
         }
-        let resize = info.resize.unwrap_or((size as f64 * 256.0 / 224.0).round() as u32);
+        let resize = info.resize.unwrap_or_else(|| default_resize(size));
         let preprocessing = Preprocessing {
             preset: info.preset,
             resize,

@@ -1,5 +1,6 @@
 //! The files compiled into the binary: the default backbone, its int8 version, their
-//! descriptions and licence, and the demo images.
+//! descriptions and licence, the descriptions of the backbones provisioned on first use
+//! ([`crate::provision`]: their ONNX files are not bundled), and the demo images.
 //!
 //! Why embedded rather than looked up beside the executable: `cargo install` copies only the
 //! executable, so a binary installed or copied anywhere must carry them. ONNX Runtime needs real
@@ -13,7 +14,7 @@ use include_dir::{include_dir, Dir, DirEntry};
 use sha2::{Digest, Sha256};
 
 /// The bundled backbone files, as file name and contents.
-const MODEL_FILES: [(&str, &[u8]); 5] = [
+const MODEL_FILES: [(&str, &[u8]); 7] = [
     (
         "efficientnet_lite0.json",
         include_bytes!("../models/efficientnet_lite0.json"),
@@ -31,8 +32,16 @@ const MODEL_FILES: [(&str, &[u8]); 5] = [
         include_bytes!("../models/efficientnet_lite0_int8.onnx"),
     ),
     (
-        "LICENSE-efficientnet-lite0.txt",
-        include_bytes!("../models/LICENSE-efficientnet-lite0.txt"),
+        "efficientnet_lite1.json",
+        include_bytes!("../models/efficientnet_lite1.json"),
+    ),
+    (
+        "efficientnet_lite2.json",
+        include_bytes!("../models/efficientnet_lite2.json"),
+    ),
+    (
+        "LICENSE-efficientnet-lite.txt",
+        include_bytes!("../models/LICENSE-efficientnet-lite.txt"),
     ),
 ];
 
@@ -65,6 +74,14 @@ pub fn model_names() -> Vec<&'static str> {
         .collect();
     names.sort();
     names
+}
+
+/// A bundled backbone file's contents, by file name (`efficientnet_lite0.json`).
+pub fn model_file(name: &str) -> Option<&'static [u8]> {
+    MODEL_FILES
+        .iter()
+        .find(|(file, _)| *file == name)
+        .map(|(_, bytes)| *bytes)
 }
 
 /// Unpacks the bundled backbones into `home/models` where needed and returns that folder.
@@ -160,7 +177,16 @@ mod tests {
     fn the_bundle_holds_the_default_backbone_its_int8_version_and_the_demo() {
         assert_eq!(
             model_names(),
-            [crate::backbone::DEFAULT_MODEL, "efficientnet_lite0_int8"]
+            [
+                crate::backbone::DEFAULT_MODEL,
+                "efficientnet_lite0_int8",
+                "efficientnet_lite1",
+                "efficientnet_lite2"
+            ]
+        );
+        assert!(
+            model_file("efficientnet_lite1.onnx").is_none(),
+            "provisioned, not bundled"
         );
         let mut demo = Vec::new();
         collect(&DEMO, &mut demo);

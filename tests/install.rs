@@ -46,7 +46,7 @@ fn a_copied_binary_runs_the_demo_from_an_empty_folder() {
         "efficientnet_lite0.json",
         "efficientnet_lite0_int8.onnx",
         "efficientnet_lite0_int8.json",
-        "LICENSE-efficientnet-lite0.txt",
+        "LICENSE-efficientnet-lite.txt",
     ] {
         assert_same(&models.join(file), &repo().join("models").join(file));
     }
@@ -118,7 +118,8 @@ fn a_name_is_looked_up_in_headstart_models_then_the_current_folder_then_the_bund
     for expected in [
         "no backbone named `nope`".to_string(),
         format!("{}, {}", custom.display(), cwd.join("models").display()),
-        "known: efficientnet_lite0, efficientnet_lite0_int8, tiny".to_string(),
+        "known: efficientnet_lite0, efficientnet_lite0_int8, efficientnet_lite1, efficientnet_lite2, tiny".to_string(),
+        "`headstart models` lists them".to_string(),
     ] {
         assert!(err.contains(&expected), "{expected} not in {err}");
     }

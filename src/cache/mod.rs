@@ -369,7 +369,7 @@ pub struct SplitData {
 
 /// A content key as 64 lowercase hex digits, as the manifest stores it.
 pub fn key_hex(key: &ContentKey) -> String {
-    crate::runtime::hex(key)
+    crate::fetch::hex(key)
 }
 
 /// The content key written as 64 hex digits; `None` if `hex` is not that.

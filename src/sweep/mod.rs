@@ -489,5 +489,5 @@ fn refit(
 /// The journal's name: 16 hex digits of the SHA-256 of what makes results comparable.
 fn protocol_id(data: &str, backbone: &str, folds: usize) -> String {
     let text = format!("data {data}\nbackbone {backbone}\nfolds {folds}\nfold scheme 1\n");
-    crate::runtime::hex(&Sha256::digest(text.as_bytes()))[..16].to_string()
+    crate::fetch::hex(&Sha256::digest(text.as_bytes()))[..16].to_string()
 }

@@ -134,7 +134,7 @@ impl TrialSpec {
     /// id, which is how a resumed sweep knows what it has already done.
     pub fn id(&self) -> String {
         let json = serde_json::to_vec(self).expect("plain data");
-        crate::runtime::hex(&Sha256::digest(&json))[..12].to_string()
+        crate::fetch::hex(&Sha256::digest(&json))[..12].to_string()
     }
 
     /// The settings that vary in sweeps, in a few words: `mlp hidden=512 lr=0.001 dropout=0.5`.

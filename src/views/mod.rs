@@ -33,7 +33,7 @@ impl ViewKind {
     /// The view store's folder name inside the backbone's store folder.
     pub fn dir_name(&self) -> String {
         let json = serde_json::to_string(self).expect("plain data");
-        format!("views-{}", crate::runtime::hex(&Sha256::digest(json.as_bytes())[..8]))
+        format!("views-{}", crate::fetch::hex(&Sha256::digest(json.as_bytes())[..8]))
     }
 }
 

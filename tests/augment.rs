@@ -4,10 +4,10 @@
 
 mod common;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use common::{headstart, make_dataset, run_json, tiny_model};
+use common::{headstart, make_dataset, run_json, tensors, tiny_model};
 use predicates::str::contains;
 
 /// `extract` with the tiny model and `extra` flags; exit code 3 (some file skipped) when the
@@ -43,16 +43,6 @@ fn n_train(summary: &serde_json::Value) -> usize {
         .values()
         .map(|c| c[0].as_u64().unwrap() as usize)
         .sum()
-}
-
-/// The tensors of a saved head, by name.
-fn tensors(path: &Path) -> BTreeMap<String, Vec<u8>> {
-    let bytes = std::fs::read(path).unwrap();
-    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    st.tensors()
-        .into_iter()
-        .map(|(name, view)| (name, view.data().to_vec()))
-        .collect()
 }
 
 fn dataset() -> (tempfile::TempDir, PathBuf, PathBuf) {

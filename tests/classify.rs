@@ -4,10 +4,10 @@
 
 mod common;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
-use common::{headstart, json, make_dataset, run_json, tiny_model};
+use common::{headstart, json, make_dataset, run_json, tensors, tiny_model};
 use predicates::prelude::*;
 use predicates::str::contains;
 
@@ -31,16 +31,6 @@ fn prepared() -> (tempfile::TempDir, PathBuf, PathBuf) {
         .assert()
         .success();
     (tmp, data, ws)
-}
-
-/// The tensors of a saved head, by name.
-fn tensors(path: &Path) -> BTreeMap<String, Vec<u8>> {
-    let bytes = std::fs::read(path).unwrap();
-    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    st.tensors()
-        .into_iter()
-        .map(|(name, view)| (name, view.data().to_vec()))
-        .collect()
 }
 
 #[test]

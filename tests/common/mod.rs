@@ -82,6 +82,16 @@ pub fn extracted(classes: usize, per_class: usize) -> (tempfile::TempDir, PathBu
     (tmp, data, ws)
 }
 
+/// The tensors of a saved head, by name.
+pub fn tensors(path: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    let bytes = std::fs::read(path).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    st.tensors()
+        .into_iter()
+        .map(|(name, view)| (name, view.data().to_vec()))
+        .collect()
+}
+
 pub fn json(output: &[u8]) -> serde_json::Value {
     serde_json::from_slice(output).unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(output)))
 }

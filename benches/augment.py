@@ -79,11 +79,14 @@ def main():
     parser.add_argument("--backbones", default="efficientnet_lite0")
     parser.add_argument("--sets", default="flowers5,hymenoptera,cifar10-5000")
     parser.add_argument("--ks", default="0,4,8", help="numbers of views to extract in turn (0 first)")
+    parser.add_argument("--report", action="store_true", help="only print the tables of augment.json")
     args = parser.parse_args()
     results = []
     out = WORK / "augment.json"
     if out.is_file():
         results = json.loads(out.read_text())
+    if args.report:
+        return report(results)
     for backbone in args.backbones.split(","):
         for name, data, split in data_sets():
             if name not in args.sets.split(","):
@@ -114,6 +117,41 @@ def main():
             results = [r for r in results if (r["backbone"], r["data"]) != (backbone, name)] + [record]
             out.write_text(json.dumps(results, indent=1))
             print_record(record)
+
+
+def report(results):
+    """BENCHMARKS.md's tables from augment.json: per data set, one row per backbone, number of
+    views, policy and epochs; then the mean over the data sets of each setting measured on all."""
+    cells = {}
+    shown = None
+    for record in sorted(results, key=lambda r: (r["data"], r["backbone"])):
+        if record["data"] != shown:
+            shown = record["data"]
+            print(f"\n{record['data']} ({record['split']} split):\n")
+            print("| backbone | views K | policy | epochs | head | head + TTA |")
+            print("| --- | --- | --- | --- | --- | --- |")
+        groups = {}
+        for r in record["runs"]:
+            groups.setdefault((r["k"], r["policy"], r["epochs"]), []).append(r)
+        for (k, policy, epochs), rs in groups.items():
+            row = []
+            for tta in (False, True):
+                vals = [r["head"] for r in rs if r["tta"] == tta]
+                cells.setdefault((record["backbone"], k, policy, epochs, tta), {})[record["data"]] = statistics.mean(vals)
+                row.append(f"{statistics.mean(vals):.3f} ± {statistics.pstdev(vals):.3f}")
+            print(f"| {record['backbone']} | {k} | {policy} | {epochs} | {row[0]} | {row[1]} |")
+        base = {tta: next(r["baseline"] for r in record["runs"] if r["tta"] == tta) for tta in (False, True)}
+        for tta in (False, True):
+            cells.setdefault((record["backbone"], 0, "baseline", 0, tta), {})[record["data"]] = base[tta]
+        print(f"| {record['backbone']} | | baseline (plain vectors) | | {base[False]:.3f} | {base[True]:.3f} |")
+    n_sets = len({r["data"] for r in results})
+    print(f"\nMean over the {n_sets} data sets:\n")
+    print("| backbone | views K | policy | epochs | TTA | mean accuracy |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for (backbone, k, policy, epochs, tta), by_set in sorted(cells.items(), key=lambda c: -statistics.mean(c[1].values())):
+        if len(by_set) == n_sets:
+            print(f"| {backbone} | {k or ''} | {policy} | {epochs or ''} | {'on' if tta else 'off'} | "
+                  f"{statistics.mean(by_set.values()):.4f} |")
 
 
 def print_record(record):

@@ -332,6 +332,7 @@ pub fn sweep(global: &Global, args: &SweepArgs) -> Result<SweepOptions, OptionsE
             None => 0,
         },
         refit: args.refit == Refit::Best,
+        views: args.augment,
         backbones: match args.backbones.trim() {
             "current" => Backbones::Current,
             "all" => Backbones::All,

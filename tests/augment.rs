@@ -228,3 +228,53 @@ fn tta_without_mirrored_views_and_bad_augment_flags_say_what_to_do() {
             .stderr(contains(flag));
     }
 }
+
+#[test]
+fn a_sweep_draws_the_views_for_its_mlp_trials_only_and_keeps_a_journal_per_setting() {
+    let (_tmp, data, ws) = dataset();
+    std::fs::remove_file(data.join("class1/broken.jpg")).unwrap();
+    extract(&ws, &data, &["--augment", "3"]);
+    let sweep = |policy: &str| {
+        let args = [
+            "sweep",
+            "--heads",
+            "mlp,logistic",
+            "--hidden",
+            "8",
+            "--epochs",
+            "3",
+            "--c",
+            "1",
+            "--folds",
+            "2",
+            "--refit",
+            "none",
+            "--augment",
+            policy,
+        ];
+        run_json(&ws, &args)
+    };
+    // Each kind's log loss per fold (one trial per kind).
+    let scores = |summary: &serde_json::Value| -> HashMap<String, Vec<f64>> {
+        let results = summary["results"].as_array().unwrap();
+        results
+            .iter()
+            .map(|r| {
+                let folds = r["folds"].as_array().unwrap().iter();
+                let losses = folds.map(|f| f["log_loss"].as_f64().unwrap()).collect();
+                (r["spec"]["kind"].as_str().unwrap().to_string(), losses)
+            })
+            .collect()
+    };
+    let (with, off) = (sweep("with-plain"), sweep("off"));
+    // Another view setting is another protocol: nothing is resumed from the first sweep.
+    assert_eq!(off["resumed"], 0);
+    assert_ne!(with["journals"][0]["protocol"], off["journals"][0]["protocol"]);
+    let (with, off) = (scores(&with), scores(&off));
+    assert_eq!(with.len(), 2);
+    // The MLP trained on drawn views; the logistic regression fits the plain vectors either way.
+    assert_ne!(with["mlp"], off["mlp"]);
+    assert_eq!(with["logistic"], off["logistic"]);
+    // The same setting again resumes every trial from its journal.
+    assert_eq!(sweep("with-plain")["resumed"], 2);
+}

@@ -53,6 +53,7 @@ use crate::artifact::{self, ArtifactError, Card, HEAD_FILE};
 use crate::cache::{CacheError, Manifest, WorkspaceLock};
 use crate::dataset::Split;
 use crate::folds::{self, FoldError, FoldWarning, Folds};
+use crate::views::{with_views, ViewPolicy};
 use journal::Journal;
 use space::TrialSpec;
 use trial::{FoldScore, Outcome, TrialResult};
@@ -136,6 +137,9 @@ pub struct SweepOptions {
     pub stop: Option<Arc<AtomicBool>>,
     /// The backbones whose embeddings are compared.
     pub backbones: Backbones,
+    /// How MLP trials use the augmented views `extract --augment K` cached, as `train-head`
+    /// does; the other kinds fit the plain vectors.
+    pub views: ViewPolicy,
 }
 
 /// Which cached backbones a sweep runs on; every one under the same folds, in one leaderboard.
@@ -163,6 +167,7 @@ impl SweepOptions {
             refit: true,
             stop: None,
             backbones: Backbones::Current,
+            views: ViewPolicy::default(),
         }
     }
 }
@@ -264,15 +269,21 @@ pub fn sweep(
     let mut first_folds = None;
     // One backbone at a time, so that only one backbone's embeddings are held.
     for manifest in &manifests {
-        let (x, y, assigned) = train_and_val(opts, manifest)?;
+        let (TrainingRows { x, y, pools }, assigned) = train_and_val(opts, manifest)?;
         let fold: Vec<usize> = assigned
             .fold
             .iter()
             .map(|f| f.expect("train and val files have a fold"))
             .collect();
+        // Views change what an MLP trial trains on, so they are part of what makes results
+        // comparable: a journal is never resumed across view settings.
+        let views = match (&manifest.views, &pools) {
+            (Some(record), Some(_)) => format!("|views {} x{} {:?}", record.kind.dir_name(), record.count, opts.views),
+            _ => String::new(),
+        };
         let protocol = protocol_id(
             &crate::runs::fingerprint(manifest).sha256,
-            &manifest.backbone.key,
+            &format!("{}{views}", manifest.backbone.key),
             opts.folds,
         );
         let journal = Journal::open(&opts.workspace, &protocol).map_err(|source| SweepError::Journal {
@@ -307,7 +318,15 @@ pub fn sweep(
                 }
                 let result = TrialResult {
                     backbone: backbone.clone(),
-                    ..trial::run(spec, x.view(), &y, &fold, opts.folds, &manifest.classes)
+                    ..trial::run_with_views(
+                        spec,
+                        x.view(),
+                        &y,
+                        pools.as_deref(),
+                        &fold,
+                        opts.folds,
+                        &manifest.classes,
+                    )
                 };
                 let written = journal.append(&result);
                 let mut guard = finished.lock().expect("no worker panics holding the lock");
@@ -362,17 +381,38 @@ pub fn sweep(
     })
 }
 
-/// The train and val embeddings of `manifest`'s backbone as one matrix, their labels, and
-/// their folds.
-fn train_and_val(opts: &SweepOptions, manifest: &Manifest) -> Result<(Array2<f32>, Vec<usize>, Folds), SweepError> {
+/// The train and val images' rows (then their views' rows, if any), each row's class, and with
+/// views each image's rows to draw from.
+struct TrainingRows {
+    x: Array2<f32>,
+    y: Vec<usize>,
+    pools: Option<Vec<Vec<usize>>>,
+}
+
+/// The train and val embeddings of `manifest`'s backbone as one matrix, the train images' cached
+/// views appended (when `opts.views` uses them), and the images' folds.
+fn train_and_val(opts: &SweepOptions, manifest: &Manifest) -> Result<(TrainingRows, Folds), SweepError> {
     let store = manifest.open_store(&opts.workspace)?;
     let train = manifest.split(&store, Split::Train)?;
     let val = manifest.split(&store, Split::Val)?;
     let samples = train.entries.iter().chain(&val.entries).map(|e| &e.sample);
     let assigned = folds::assign(&manifest.classes, samples, opts.folds)?;
     let x = concatenate(Axis(0), &[train.x.view(), val.x.view()]).expect("same width");
-    let y = train.y.iter().chain(&val.y).copied().collect();
-    Ok((x, y, assigned))
+    let y: Vec<usize> = train.y.iter().chain(&val.y).copied().collect();
+    let rows = match (&manifest.views, opts.views) {
+        (Some(record), ViewPolicy::WithPlain | ViewPolicy::ViewsOnly) => {
+            let mut vectors = manifest.view_vectors(&opts.workspace, record, &train.entries)?;
+            vectors.resize(y.len(), Vec::new());
+            let v = with_views(&x, &y, None, vectors, opts.views);
+            TrainingRows {
+                x: v.x,
+                y: v.y,
+                pools: Some(v.pools),
+            }
+        }
+        _ => TrainingRows { x, y, pools: None },
+    };
+    Ok((rows, assigned))
 }
 
 /// The manifests of the backbones `opts` asks for, each checked to hold the current data.
@@ -433,13 +473,20 @@ fn refit(
 ) -> Result<Refit, SweepError> {
     let started = Instant::now();
     let label = winner.spec.label();
-    let (x, y, _) = train_and_val(opts, manifest)?;
-    let all: Vec<usize> = (0..y.len()).collect();
-    let model =
-        trial::fit(&winner.spec, x.view(), &y, &all, manifest.classes.len()).map_err(|reason| SweepError::Refit {
-            label: label.clone(),
-            reason,
-        })?;
+    let (TrainingRows { x, y, pools }, assigned) = train_and_val(opts, manifest)?;
+    let all: Vec<usize> = (0..assigned.fold.len()).collect();
+    let model = trial::fit_with_views(
+        &winner.spec,
+        x.view(),
+        &y,
+        pools.as_deref(),
+        &all,
+        manifest.classes.len(),
+    )
+    .map_err(|reason| SweepError::Refit {
+        label: label.clone(),
+        reason,
+    })?;
     drop(x);
     let card = Card {
         thresholds: None,
@@ -449,7 +496,17 @@ fn refit(
         },
         classes: manifest.classes.clone(),
         backbone: manifest.backbone.clone(),
-        settings: serde_json::to_value(&winner.spec).expect("plain data"),
+        settings: {
+            let mut settings = serde_json::to_value(&winner.spec).expect("plain data");
+            if let (Some(record), Some(_), TrialSpec::Mlp(_)) = (&manifest.views, &pools, &winner.spec) {
+                settings["views"] = serde_json::json!({
+                    "policy": opts.views,
+                    "kind": record.kind,
+                    "count": record.count,
+                });
+            }
+            settings
+        },
         history: Vec::new(),
         best_epoch: None,
         sweep: Vec::new(),

@@ -5,7 +5,7 @@ use ndarray::{Array2, ArrayView2, Axis};
 use serde::{Deserialize, Serialize};
 
 use super::space::TrialSpec;
-use crate::classifier::Classifier;
+use crate::classifier::{Classifier, Targets};
 use crate::metrics::{evaluate, log_loss};
 
 /// A statistic over the folds: mean, sample standard deviation and a 95% interval of the mean.
@@ -132,15 +132,35 @@ pub fn fit(
     rows: &[usize],
     n_classes: usize,
 ) -> Result<Box<dyn Classifier>, String> {
+    fit_with_views(spec, x, y, None, rows, n_classes)
+}
+
+/// [`fit`] where each image may have views: with `pools`, image i's rows to draw from are
+/// `pools[i]` (rows of `x` past the images'), and an MLP draws one per image per epoch
+/// ([`HeadParams::fit_views`](crate::head::HeadParams::fit_views)). The other kinds fit the
+/// images' own rows: views are the MLP's training draws, not more images.
+pub fn fit_with_views(
+    spec: &TrialSpec,
+    x: ArrayView2<f32>,
+    y: &[usize],
+    pools: Option<&[Vec<usize>]>,
+    rows: &[usize],
+    n_classes: usize,
+) -> Result<Box<dyn Classifier>, String> {
     fn boxed(model: impl Classifier + 'static) -> Box<dyn Classifier> {
         Box::new(model)
     }
     let gathered = || gather(x, y, rows);
     match spec {
-        TrialSpec::Mlp(p) => p
-            .fit_rows(x, y, rows, n_classes, None, &mut |_| {})
-            .map(|f| boxed(f.head))
-            .map_err(|e| e.to_string()),
+        TrialSpec::Mlp(p) => match pools {
+            Some(pools) => {
+                let views: Vec<Vec<usize>> = rows.iter().map(|&r| pools[r].clone()).collect();
+                p.fit_views(x, Targets::Classes(y), &views, n_classes, None, &mut |_| {})
+            }
+            None => p.fit_rows(x, y, rows, n_classes, None, &mut |_| {}),
+        }
+        .map(|f| boxed(f.head))
+        .map_err(|e| e.to_string()),
         TrialSpec::Logistic { c } => {
             let (x, y) = gathered();
             TrialSpec::baseline_params(*c)
@@ -199,15 +219,29 @@ pub fn run(
     k: usize,
     class_names: &[String],
 ) -> TrialResult {
+    run_with_views(spec, x, y, None, fold, k, class_names)
+}
+
+/// [`run`] where the images (the first `fold.len()` rows of `x`) may have views, as
+/// [`fit_with_views`] takes them; held-out images are always scored on their own rows.
+pub fn run_with_views(
+    spec: &TrialSpec,
+    x: ArrayView2<f32>,
+    y: &[usize],
+    pools: Option<&[Vec<usize>]>,
+    fold: &[usize],
+    k: usize,
+    class_names: &[String],
+) -> TrialResult {
     let started = std::time::Instant::now();
     let mut folds = Vec::with_capacity(k);
     let mut failure = None;
     for f in 0..k {
         let fold_started = std::time::Instant::now();
-        let train: Vec<usize> = (0..y.len()).filter(|&i| fold[i] != f).collect();
-        let held: Vec<usize> = (0..y.len()).filter(|&i| fold[i] == f).collect();
+        let train: Vec<usize> = (0..fold.len()).filter(|&i| fold[i] != f).collect();
+        let held: Vec<usize> = (0..fold.len()).filter(|&i| fold[i] == f).collect();
         let yh: Vec<usize> = held.iter().map(|&i| y[i]).collect();
-        match fit(spec, x, y, &train, class_names.len()) {
+        match fit_with_views(spec, x, y, pools, &train, class_names.len()) {
             Ok(model) => {
                 let probs = predict_rows(model.as_ref(), x, &held);
                 if probs.iter().any(|p| !p.is_finite()) {

@@ -116,7 +116,7 @@ def main():
                 record["runs"].extend(rows)
             results = [r for r in results if (r["backbone"], r["data"]) != (backbone, name)] + [record]
             out.write_text(json.dumps(results, indent=1))
-            print_record(record)
+            report([record])
 
 
 def report(results):
@@ -152,23 +152,6 @@ def report(results):
         if len(by_set) == n_sets:
             print(f"| {backbone} | {k or ''} | {policy} | {epochs or ''} | {'on' if tta else 'off'} | "
                   f"{statistics.mean(by_set.values()):.4f} |")
-
-
-def print_record(record):
-    print(f"\n{record['backbone']} on {record['data']} ({record['split']} split)")
-    print("| views | policy | epochs | head | head + TTA | baseline | baseline + TTA |")
-    print("| --- | --- | --- | --- | --- | --- | --- |")
-    groups = {}
-    for r in record["runs"]:
-        groups.setdefault((r["k"], r["policy"], r["epochs"]), []).append(r)
-    for (k, policy, epochs), rs in groups.items():
-        def cell(key, tta):
-            vals = [r[key] for r in rs if r["tta"] == tta and r[key] is not None]
-            if not vals:
-                return "-"
-            return f"{statistics.mean(vals):.4f} ± {statistics.pstdev(vals):.4f}"
-        print(f"| {k} | {policy} | {epochs} | {cell('head', False)} | {cell('head', True)} | "
-              f"{cell('baseline', False)} | {cell('baseline', True)} |")
 
 
 if __name__ == "__main__":

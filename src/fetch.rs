@@ -214,9 +214,15 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.starts_with("`false --flag` failed"), "{err}");
-        let err = run(&mut Command::new("/no/such/python"), "/no/such/python")
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("could not run `/no/such/python -m pip`"), "{err}");
+        let err = run(
+            &mut Command::new("headstart-test-no-such-python"),
+            "headstart-test-no-such-python",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("could not run `headstart-test-no-such-python -m pip`"),
+            "{err}"
+        );
     }
 }

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use headstart::atomic::write_file;
+use headstart::audit::{audit, AuditSummary};
 use headstart::baseline::{FitStatus, SweepPoint};
 use headstart::catalogue::Catalogue;
 use headstart::evaluate::{eval, EvalSummary};
@@ -41,6 +42,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Extract(args) => {
             let summary = extract(&options::extract(global, args)?, &Reporter::new(global.quiet))?;
             print_extract(&summary, global.json)?;
+            warn_leaks(&global.workspace);
             Ok(exit_for(summary.clean()))
         }
         Command::TrainHead(args) => {
@@ -48,6 +50,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             let opts = options::train(global, args)?;
             let summary = train(&opts, &mut epoch_printer(global.quiet || global.json))?;
             print_train(&summary, global.json)?;
+            warn_leaks(&global.workspace);
             keep_record(global, runs::train_record(&run, &opts, &summary));
             Ok(ExitCode::SUCCESS)
         }
@@ -76,11 +79,138 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Sweep(args) => sweep_command(global, args),
+        Command::Audit(args) => {
+            let summary = audit(&options::audit(global, args))?;
+            print_audit(&summary, args.show, global.json)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Models => {
             print_models(&headstart::catalogue::list(), global.json)?;
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// One line on stderr when images of one split have a duplicate in another, which inflates the
+/// held-out scores; `audit` lists them. A failed check is not worth stopping for.
+fn warn_leaks(workspace: &std::path::Path) {
+    match headstart::audit::leaks(workspace) {
+        Ok(l) if l.any() => eprintln!(
+            "warning: {} images have an exact copy and {} a near-duplicate (cosine >= {}) in an earlier split, \
+             which inflates held-out scores: `headstart audit` lists them",
+            l.exact, l.near, l.threshold
+        ),
+        Ok(_) => {}
+        Err(e) => eprintln!("warning: the check for duplicates across splits failed: {e}"),
+    }
+}
+
+/// `audit`: one table per kind of finding, the first `show` rows of each, and what was not done.
+fn print_audit(s: &AuditSummary, show: usize, json: bool) -> Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(s)?);
+        return Ok(());
+    }
+    let percent = |v: f32| format!("{:.0}%", 100.0 * v);
+    let more = |total: usize| {
+        if total > show {
+            println!("  … {} more in {}", total - show, s.file.display());
+        }
+    };
+    println!("audited {} images (backbone {})", s.images, s.backbone);
+    let (exact_leaks, near_leaks) = s.leaks();
+    println!(
+        "\nexact duplicates: {} groups, {exact_leaks} across splits",
+        s.exact_duplicates.len()
+    );
+    let mut rows = vec![vec!["files".to_owned(), "splits".to_owned()]];
+    for d in s.exact_duplicates.iter().take(show) {
+        let paths: Vec<&str> = d.images.iter().map(|r| r.path.as_str()).collect();
+        let splits: Vec<&str> = d.images.iter().map(|r| r.split.name()).collect();
+        rows.push(vec![paths.join("  "), splits.join(",")]);
+    }
+    if rows.len() > 1 {
+        print!("{}", render_table(&rows, 1));
+    }
+    more(s.exact_duplicates.len());
+    println!(
+        "\nnear-duplicates (cosine >= {}): {} pairs, {near_leaks} across splits",
+        s.near_duplicate_threshold,
+        s.near_duplicates.len()
+    );
+    let mut rows = vec![["similarity", "a", "b", "splits"].map(String::from).to_vec()];
+    for d in s.near_duplicates.iter().take(show) {
+        rows.push(vec![
+            format!("{:.3}", d.similarity),
+            d.a.path.clone(),
+            d.b.path.clone(),
+            format!("{},{}", d.a.split, d.b.split),
+        ]);
+    }
+    if rows.len() > 1 {
+        print!("{}", render_table(&rows, 1));
+    }
+    more(s.near_duplicates.len());
+    println!("\nlikely label errors: {}", s.label_issues.len());
+    let mut rows = vec![["image", "given", "suggested", "p(given)", "neighbours agree"]
+        .map(String::from)
+        .to_vec()];
+    for l in s.label_issues.iter().take(show) {
+        rows.push(vec![
+            l.path.clone(),
+            l.given.clone(),
+            l.suggested.clone(),
+            percent(l.self_confidence),
+            percent(l.neighbour_agreement),
+        ]);
+    }
+    if rows.len() > 1 {
+        print!("{}", render_table(&rows, 1));
+    }
+    more(s.label_issues.len());
+    println!("\noutliers: {}", s.outliers.len());
+    let mut rows = vec![["image", "class", "similarity to neighbours", "robust sd below median"]
+        .map(String::from)
+        .to_vec()];
+    for o in s.outliers.iter().take(show) {
+        rows.push(vec![
+            o.path.clone(),
+            o.class.clone(),
+            format!("{:.3}", o.score),
+            format!("{:.1}", o.deviations),
+        ]);
+    }
+    if rows.len() > 1 {
+        print!("{}", render_table(&rows, 1));
+    }
+    more(s.outliers.len());
+    println!("\nimages per class and split:");
+    let b = &s.balance;
+    let mut rows = vec![std::iter::once("class".to_owned())
+        .chain(b.splits.iter().map(|sp| sp.name().to_owned()))
+        .collect::<Vec<_>>()];
+    for (c, name) in b.classes.iter().enumerate() {
+        rows.push(
+            std::iter::once(name.clone())
+                .chain(b.counts.iter().map(|row| row[c].to_string()))
+                .collect(),
+        );
+    }
+    print!("{}", render_table(&rows, 1));
+    for d in &b.distance {
+        println!("class distributions {} vs {}: total variation {:.3}", d.a, d.b, d.total_variation);
+    }
+    if s.ignored_findings > 0 {
+        println!(
+            "\n{} findings left out: an image in them is on the ignore list ({} entries)",
+            s.ignored_findings, s.ignore_entries
+        );
+    }
+    for note in &s.notes {
+        println!("note: {note}");
+    }
+    println!("\nall findings: {}", s.file.display());
+    Ok(())
 }
 
 /// `models`: one row per backbone; sizes in MB as the README gives them.

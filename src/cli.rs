@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use headstart::audit::{LABEL_FOLDS, NEAR_THRESHOLD, NEIGHBOURS};
 use headstart::baseline::BaselineParams;
 use headstart::dataset::{Column, Header, Split, SplitPercentages};
 use headstart::evaluate::EvalOptions;
@@ -79,6 +80,28 @@ pub enum Command {
     Sweep(Box<SweepArgs>),
     /// Every backbone --model can name: input, preset, output, size, whether installed, ImageNet check.
     Models,
+    /// Problems in the cached data: duplicates, leaks across splits, likely wrong labels, outliers, class balance.
+    Audit(AuditArgs),
+}
+
+/// `audit`: thresholds, and how much to show.
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    /// Cosine similarity from which two different files count as near-duplicates.
+    #[arg(long, default_value_t = NEAR_THRESHOLD)]
+    pub near_threshold: f32,
+    /// Neighbours looked at per image (near-duplicates, label agreement, outlier score).
+    #[arg(long, default_value_t = NEIGHBOURS)]
+    pub neighbours: usize,
+    /// Folds of the out-of-fold predictions that rank likely label errors.
+    #[arg(long, default_value_t = LABEL_FOLDS)]
+    pub folds: usize,
+    /// Images checked by hand, one path or SHA-256 per line [default: <workspace>/audit.ignore].
+    #[arg(long, value_name = "FILE")]
+    pub ignore: Option<PathBuf>,
+    /// How many findings of each kind to list (all are in report/audit.json).
+    #[arg(long, default_value_t = 10)]
+    pub show: usize,
 }
 
 /// `sweep`: the search space (a file, or these flags), the protocol and what to keep.

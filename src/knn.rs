@@ -214,29 +214,9 @@ impl Knn {
         })
     }
 
-    /// Each query's `k` neighbours as (cosine, training index), best first, and whether the
-    /// query was finite (a non-finite one has no neighbours). Meant for one block of queries:
-    /// its memory grows with `x.nrows()`.
-    fn neighbours(&self, x: ArrayView2<f32>) -> (Vec<Vec<(f32, usize)>>, Vec<bool>) {
-        let (queries, finite) = normalise_rows(x);
-        let mut best: Vec<TopK> = (0..x.nrows()).map(|_| TopK::new(self.k)).collect();
-        for (tile_index, tile) in self.train.axis_chunks_iter(Axis(0), TRAIN_TILE).enumerate() {
-            let offset = tile_index * TRAIN_TILE;
-            let cosines = queries.dot(&tile.t());
-            for ((top, row), &ok) in best.iter_mut().zip(cosines.rows()).zip(&finite) {
-                if ok {
-                    for (j, &cos) in row.iter().enumerate() {
-                        top.offer(cos, offset + j);
-                    }
-                }
-            }
-        }
-        (best.into_iter().map(TopK::into_sorted).collect(), finite)
-    }
-
     /// The probabilities of one block of queries into `out`.
     fn predict_block(&self, x: ArrayView2<f32>, mut out: ArrayViewMut2<f32>) {
-        let (best, finite) = self.neighbours(x);
+        let (best, finite) = block_neighbours(self.train.view(), x, self.k);
         let mut votes = vec![0.0f64; self.n_classes];
         for ((top, mut probs), ok) in best.into_iter().zip(out.rows_mut()).zip(finite) {
             if !ok {
@@ -256,6 +236,38 @@ impl Knn {
             }
         }
     }
+}
+
+/// Each query's `k` neighbours among `train` (rows of unit length or zero) as (cosine, training
+/// index), best first, and whether the query was finite (a non-finite one has no neighbours).
+/// Meant for one block of queries: its memory grows with `x.nrows()`.
+fn block_neighbours(train: ArrayView2<f32>, x: ArrayView2<f32>, k: usize) -> (Vec<Vec<(f32, usize)>>, Vec<bool>) {
+    let (queries, finite) = normalise_rows(x);
+    let mut best: Vec<TopK> = (0..x.nrows()).map(|_| TopK::new(k)).collect();
+    for (tile_index, tile) in train.axis_chunks_iter(Axis(0), TRAIN_TILE).enumerate() {
+        let offset = tile_index * TRAIN_TILE;
+        let cosines = queries.dot(&tile.t());
+        for ((top, row), &ok) in best.iter_mut().zip(cosines.rows()).zip(&finite) {
+            if ok {
+                for (j, &cos) in row.iter().enumerate() {
+                    top.offer(cos, offset + j);
+                }
+            }
+        }
+    }
+    (best.into_iter().map(TopK::into_sorted).collect(), finite)
+}
+
+/// Every query's `k` nearest rows of `train` (rows of unit length or zero) as (cosine, row),
+/// best first, searched block by block in parallel as `predict_proba` does; a query holding NaN
+/// or infinity gets none. What the data audit builds its neighbourhoods from.
+pub(crate) fn nearest(train: ArrayView2<f32>, x: ArrayView2<f32>, k: usize) -> Vec<Vec<(f32, usize)>> {
+    let blocks: Vec<_> = x.axis_chunks_iter(Axis(0), QUERY_BLOCK).collect();
+    blocks
+        .into_par_iter()
+        .map(|block| block_neighbours(train, block, k).0)
+        .collect::<Vec<_>>()
+        .concat()
 }
 
 /// A query's running top k: the most similar training rows offered so far, as (cosine, index).

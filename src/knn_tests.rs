@@ -131,7 +131,7 @@ fn neighbours_across_tiles_and_blocks_are_a_true_top_k() {
         }
         .fit(train.view(), &y, 3)
         .unwrap();
-        let (tops, finite) = knn.neighbours(queries.view());
+        let (tops, finite) = block_neighbours(knn.train.view(), queries.view(), knn.k);
         assert!(finite.iter().all(|&f| f));
         for (i, top) in tops.iter().enumerate() {
             assert_eq!(top.len(), k);
@@ -170,7 +170,7 @@ fn equal_cosines_go_to_the_lower_training_index() {
     }
     .fit(train.view(), &y, 4)
     .unwrap();
-    let (tops, _) = knn.neighbours(array![[3.0f32, 0.0]].view());
+    let (tops, _) = block_neighbours(knn.train.view(), array![[3.0f32, 0.0]].view(), knn.k);
     assert_eq!(tops[0].iter().map(|&(_, j)| j).collect::<Vec<_>>(), [1, 2]);
     // A zero training row ties at cosine 0 with the orthogonal rows; index order again.
     let train = array![[0.0f32, 1.0], [0.0, 0.0], [1.0, 0.0]];
@@ -180,7 +180,7 @@ fn equal_cosines_go_to_the_lower_training_index() {
     }
     .fit(train.view(), &[0, 1, 2], 3)
     .unwrap();
-    let (tops, _) = knn.neighbours(array![[1.0f32, 0.0]].view());
+    let (tops, _) = block_neighbours(knn.train.view(), array![[1.0f32, 0.0]].view(), knn.k);
     assert_eq!(tops[0].iter().map(|&(_, j)| j).collect::<Vec<_>>(), [2, 0, 1]);
 }
 

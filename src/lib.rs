@@ -58,6 +58,7 @@
 
 pub mod artifact;
 pub mod atomic;
+pub mod audit;
 pub mod backbone;
 pub mod baseline;
 pub mod bundled;

@@ -8,10 +8,11 @@
 use std::path::{Path, PathBuf};
 
 use crate::cli::{
-    AugmentArgs, BackboneArgs, DemoArgs, EvalArgs, ExportArgs, ExtractArgs, Global, LabelArgs, LabelFromArg,
+    AugmentArgs, AuditArgs, BackboneArgs, DemoArgs, EvalArgs, ExportArgs, ExtractArgs, Global, LabelArgs, LabelFromArg,
     PredictArgs, Refit, RunsAction, RunsArgs, SweepArgs, TrainArgs,
 };
 use headstart::artifact::HEAD_FILE;
+use headstart::audit::AuditOptions;
 use headstart::backbone::BackboneChoice;
 use headstart::baseline::BaselineParams;
 use headstart::dataset::{ClassNames, Columns, LabelFiles, LabelFrom, Labels, SplitPercentages};
@@ -279,6 +280,16 @@ pub fn eval(global: &Global, args: &EvalArgs) -> EvalOptions {
         head: args.head.clone(),
         tta: args.tta,
         ..EvalOptions::new(&global.workspace)
+    }
+}
+
+pub fn audit(global: &Global, args: &AuditArgs) -> AuditOptions {
+    AuditOptions {
+        near_threshold: args.near_threshold,
+        neighbours: args.neighbours,
+        folds: args.folds,
+        ignore: args.ignore.clone(),
+        ..AuditOptions::new(&global.workspace)
     }
 }
 

@@ -274,12 +274,16 @@ impl Manifest {
 
     /// The embeddings and labels of one split, rows in manifest order, with the entries used.
     pub fn split(&self, store: &Store, split: Split) -> Result<SplitData, CacheError> {
-        let entries: Vec<Entry> = self
-            .entries
-            .iter()
-            .filter(|e| e.sample.split == split)
-            .cloned()
-            .collect();
+        self.rows(store, |e| e.sample.split == split)
+    }
+
+    /// The vectors, labels and entries of every image, in manifest order, whatever its split.
+    pub fn all(&self, store: &Store) -> Result<SplitData, CacheError> {
+        self.rows(store, |_| true)
+    }
+
+    fn rows(&self, store: &Store, keep: impl Fn(&Entry) -> bool) -> Result<SplitData, CacheError> {
+        let entries: Vec<Entry> = self.entries.iter().filter(|e| keep(e)).cloned().collect();
         let mut x = Array2::zeros((entries.len(), store.dim.unwrap_or(self.backbone.dim)));
         for (mut row, entry) in x.rows_mut().into_iter().zip(&entries) {
             let v = parse_key(&entry.sha256)

@@ -1,6 +1,7 @@
 //! Shared helpers for the integration tests: a generated image folder and the binary.
 #![allow(dead_code)]
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use assert_cmd::Command;
@@ -83,7 +84,7 @@ pub fn extracted(classes: usize, per_class: usize) -> (tempfile::TempDir, PathBu
 }
 
 /// The tensors of a saved head, by name.
-pub fn tensors(path: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+pub fn tensors(path: &Path) -> BTreeMap<String, Vec<u8>> {
     let bytes = std::fs::read(path).unwrap();
     let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
     st.tensors()
@@ -107,6 +108,39 @@ pub fn run_json(ws: &Path, args: &[&str]) -> serde_json::Value {
             .get_output()
             .stdout,
     )
+}
+
+/// Every file of the cache a workspace's commands read: the manifest and the store folders.
+pub fn cache_files(ws: &Path) -> BTreeMap<String, Vec<u8>> {
+    let mut files = BTreeMap::new();
+    files.insert(
+        "dataset.json".to_string(),
+        std::fs::read(ws.join("dataset.json")).unwrap(),
+    );
+    let mut dirs = vec![ws.join("embeddings")];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else {
+                let name = path.strip_prefix(ws).unwrap().display().to_string();
+                files.insert(name, std::fs::read(&path).unwrap());
+            }
+        }
+    }
+    files
+}
+
+/// Two workspaces hold the same cache files, byte for byte (a merge's and a single extract's).
+#[track_caller]
+pub fn assert_same_cache(merged: &Path, plain: &Path, context: &str) {
+    let (got, want) = (cache_files(merged), cache_files(plain));
+    let names = |m: &BTreeMap<String, Vec<u8>>| m.keys().cloned().collect::<Vec<_>>();
+    assert_eq!(names(&got), names(&want), "{context}: other files");
+    for (name, bytes) in &want {
+        assert!(&got[name] == bytes, "{context}: {name} differs from a single extract's");
+    }
 }
 
 /// The shared real data, which CI must have: missing data fails there and skips elsewhere.

@@ -17,7 +17,8 @@ use predicates::str::contains;
 /// which images share its batch, and caches can be compared byte for byte.
 const MODEL: &str = "tiny_nhwc_b1";
 
-/// `extract` of `data` into `ws` with `extra` flags; exit code 3 (the broken JPEG) is expected.
+/// `extract` of `data` into `ws` with `extra` flags. Exit code 3 (the broken JPEG) is expected
+/// from a plain extract and from the shard the JPEG falls to; 0 from the others.
 fn extract(ws: &Path, data: &Path, extra: &[&str]) -> serde_json::Value {
     let out = headstart(ws)
         .args([
@@ -31,12 +32,14 @@ fn extract(ws: &Path, data: &Path, extra: &[&str]) -> serde_json::Value {
         ])
         .arg(data)
         .args(extra)
-        .assert()
-        .code(3)
-        .get_output()
-        .stdout
-        .clone();
-    json(&out)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(matches!(out.status.code(), Some(0 | 3)), "{}: {stderr}", out.status);
+    let summary = json(&out.stdout);
+    let skipped = !summary["skipped"].as_array().unwrap().is_empty();
+    assert_eq!(out.status.code(), Some(if skipped { 3 } else { 0 }), "{stderr}");
+    summary
 }
 
 fn merge(ws: &Path, shards: &[PathBuf]) -> serde_json::Value {
@@ -81,8 +84,8 @@ fn shards_merged_equal_one_extract_byte_for_byte() {
             assert_eq!(s["shard"]["index"], k);
             computed += s["computed"].as_u64().unwrap();
         }
-        // Each image is computed by exactly one shard (the broken JPEG fails in its own).
-        assert_eq!(computed, whole["computed"].as_u64().unwrap() + 1, "N = {n}");
+        // Each image is computed by exactly one shard.
+        assert_eq!(computed, whole["computed"].as_u64().unwrap(), "N = {n}");
         let merged = merge(&ws, &[]);
         assert_eq!(merged["images"], whole["images"]);
         assert_eq!(merged["skipped"], whole["skipped"]);
@@ -302,8 +305,9 @@ fn overlapping_shards_must_agree_bit_for_bit() {
         .args(&shards)
         .assert()
         .code(1)
-        .stderr(contains(format!("the vector of {image} from shard 0/1")))
-        .stderr(contains("differs from shard"));
+        .stderr(contains(format!("the vector of {image} from shard")))
+        .stderr(contains("differs from shard"))
+        .stderr(contains("shard 0/1"));
     // Against an earlier merge's cache, too.
     headstart(&out)
         .arg("merge")
@@ -374,7 +378,13 @@ fn a_killed_shard_resumes() {
             .ok()
             .and_then(|mut keys| keys.next())
             .and_then(|key| std::fs::read_dir(key.ok()?.path().join("pending")).ok())
-            .is_some_and(|files| files.count() >= 3)
+            .is_some_and(|files| {
+                let saved = files.filter(|f| {
+                    f.as_ref()
+                        .is_ok_and(|f| f.path().extension().is_some_and(|e| e == "safetensors"))
+                });
+                saved.count() >= 3
+            })
     };
     while !saved() && started.elapsed() < Duration::from_secs(60) {
         std::thread::sleep(Duration::from_millis(1));

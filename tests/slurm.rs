@@ -139,8 +139,18 @@ impl Cluster {
         );
         cluster.wait_for("munged's socket", || socket.exists());
         let slurm_conf = cluster.conf.clone();
-        cluster.spawn("slurmctld", Command::new("slurmctld").args(["-D", "-i"]).env("SLURM_CONF", &slurm_conf));
-        cluster.spawn("slurmd", Command::new("slurmd").args(["-D", "-N", "localhost"]).env("SLURM_CONF", &slurm_conf));
+        cluster.spawn(
+            "slurmctld",
+            Command::new("slurmctld")
+                .args(["-D", "-i"])
+                .env("SLURM_CONF", &slurm_conf),
+        );
+        cluster.spawn(
+            "slurmd",
+            Command::new("slurmd")
+                .args(["-D", "-N", "localhost"])
+                .env("SLURM_CONF", &slurm_conf),
+        );
         cluster.wait_for("the node to be idle", || {
             Command::new("sinfo")
                 .args(["-h", "-o", "%T"])
@@ -170,7 +180,9 @@ impl Cluster {
                 .daemons
                 .iter_mut()
                 .find_map(|(name, child)| child.try_wait().ok().flatten().map(|s| format!("{name} ended ({s})")));
-            if let Some(ended) = ended.or_else(|| (started.elapsed() > Duration::from_secs(60)).then(|| "timeout".into())) {
+            if let Some(ended) =
+                ended.or_else(|| (started.elapsed() > Duration::from_secs(60)).then(|| "timeout".into()))
+            {
                 panic!("waiting for {what}: {ended}\n{}", self.logs());
             }
             std::thread::sleep(Duration::from_millis(100));
@@ -181,7 +193,9 @@ impl Cluster {
     fn logs(&self) -> String {
         let mut text = String::new();
         for folder in [self.dir.join("log"), self.dir.join("jobs")] {
-            let Ok(entries) = std::fs::read_dir(&folder) else { continue };
+            let Ok(entries) = std::fs::read_dir(&folder) else {
+                continue;
+            };
             for entry in entries.flatten() {
                 let content = std::fs::read_to_string(entry.path()).unwrap_or_default();
                 let tail: Vec<&str> = content.lines().rev().take(30).collect();
@@ -236,12 +250,23 @@ fn job_array_and_merge_on_a_real_slurm_equal_one_extract() {
     );
     // The array's tasks knew their number and the array's size.
     for k in 0..3 {
-        assert!(ws.join(format!("shards/{k}-of-3/shard.json")).is_file(), "{}", cluster.logs());
+        assert!(
+            ws.join(format!("shards/{k}-of-3/shard.json")).is_file(),
+            "{}",
+            cluster.logs()
+        );
     }
 
     let plain = tmp.path().join("plain");
     headstart(&plain)
-        .args(["extract", "--model", &tiny_model("tiny_nhwc_b1"), "--batch-size", "4", "--data"])
+        .args([
+            "extract",
+            "--model",
+            &tiny_model("tiny_nhwc_b1"),
+            "--batch-size",
+            "4",
+            "--data",
+        ])
         .arg(&data)
         .assert()
         .code(3);

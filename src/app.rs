@@ -355,7 +355,7 @@ fn print_merge(s: &MergeSummary, json: bool) -> Result<()> {
         return Ok(());
     }
     for (shard, path) in &s.shards {
-        println!("shard {shard:<7} {}", path.display());
+        println!("shard {shard} {}", path.display());
     }
     println!(
         "{} images into {} (backbone {}, cache key {}): {} vectors from the shards, {} already merged, in {:.1} s",

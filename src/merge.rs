@@ -14,7 +14,7 @@
 //! merged workspace writes nothing new.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use serde::Serialize;
@@ -47,16 +47,12 @@ pub enum MergeError {
     #[error("{0} is not a shard's workspace: it has no shard.json (made by `headstart extract --shard K/N`)")]
     NotAShard(PathBuf),
     /// Two shards were made from other data or with another backbone.
-    #[error("shard {shard} ({path}) differs from shard {first} ({first_path}) in {what}: {theirs} against {ours}; the shards of one merge must come from the same data folder, backbone and settings")]
+    #[error("shard {shard} differs from shard {first} in {what}: {theirs} against {ours}; the shards of one merge must come from the same data folder, backbone and settings")]
     Differs {
-        /// The shard that differs.
-        shard: Shard,
-        /// Its workspace.
-        path: PathBuf,
-        /// The first shard, which the others are compared with.
-        first: Shard,
-        /// Its workspace.
-        first_path: PathBuf,
+        /// The shard that differs, with its workspace: `K/N (PATH)`.
+        shard: String,
+        /// The first shard, which the others are compared with, as `shard`.
+        first: String,
         /// What differs, in words.
         what: &'static str,
         /// The differing shard's value.
@@ -65,16 +61,12 @@ pub enum MergeError {
         ours: String,
     },
     /// Two shards listed other files: the data changed between their runs.
-    #[error("shard {shard} ({path}) lists {theirs} images, shard {first} ({first_path}) {ours}, the first difference at {at}: the data changed between their runs; run the older shards again (they compute only what changed)")]
+    #[error("shard {shard} lists {theirs} images, shard {first} {ours}, the first difference at {at}: the data changed between their runs; run the older shards again (they compute only what changed)")]
     DataChanged {
-        /// The shard that differs.
-        shard: Shard,
-        /// Its workspace.
-        path: PathBuf,
-        /// The first shard.
-        first: Shard,
-        /// Its workspace.
-        first_path: PathBuf,
+        /// The shard that differs, with its workspace: `K/N (PATH)`.
+        shard: String,
+        /// The first shard, as `shard`.
+        first: String,
         /// The differing shard's number of images.
         theirs: usize,
         /// The first shard's number of images.
@@ -91,14 +83,12 @@ pub enum MergeError {
         missing: Vec<usize>,
     },
     /// Two shards hold different vectors for one image content.
-    #[error("the vector of {image} from shard {shard} ({path}) differs from {other}'s: the same image gave other numbers on two runs (another ONNX Runtime build, or a CPU with other instructions?); re-run one of them so that both agree")]
+    #[error("the vector of {image} from shard {shard} differs from {other}'s: the same image gave other numbers on two runs (another ONNX Runtime build, or a CPU with other instructions?); re-run one of them so that both agree")]
     Mismatch {
         /// An image with that content, relative to the data folder.
         image: String,
-        /// The shard whose vector differs.
-        shard: Shard,
-        /// Its workspace.
-        path: PathBuf,
+        /// The shard whose vector differs, with its workspace: `K/N (PATH)`.
+        shard: String,
         /// Where the vector it was compared with came from.
         other: String,
     },
@@ -115,6 +105,11 @@ pub enum MergeError {
     /// No image of the data set could be embedded.
     #[error("none of the {0} images could be embedded: see the shards' failures")]
     NothingEmbedded(usize),
+}
+
+/// A shard as messages name it: `K/N (its workspace)`.
+fn label(shard: &ShardManifest, path: &Path) -> String {
+    format!("{} ({})", shard.shard, path.display())
 }
 
 fn list(numbers: &[usize]) -> String {
@@ -150,10 +145,8 @@ pub fn merge(opts: &MergeOptions) -> Result<MergeSummary, MergeError> {
     for (path, shard) in &shards[1..] {
         if let Some((what, ours, theirs)) = difference(first, shard) {
             return Err(MergeError::Differs {
-                shard: shard.shard,
-                path: path.clone(),
-                first: first.shard,
-                first_path: first_path.clone(),
+                shard: label(shard, path),
+                first: label(first, first_path),
                 what,
                 theirs,
                 ours,
@@ -161,10 +154,8 @@ pub fn merge(opts: &MergeOptions) -> Result<MergeSummary, MergeError> {
         }
         if (&first.images, &first.skipped) != (&shard.images, &shard.skipped) {
             return Err(MergeError::DataChanged {
-                shard: shard.shard,
-                path: path.clone(),
-                first: first.shard,
-                first_path: first_path.clone(),
+                shard: label(shard, path),
+                first: label(first, first_path),
                 theirs: shard.images.len(),
                 ours: first.images.len(),
                 at: first_difference(first, shard),
@@ -202,10 +193,9 @@ pub fn merge(opts: &MergeOptions) -> Result<MergeSummary, MergeError> {
                         image: image_of
                             .get(k)
                             .map_or_else(|| crate::cache::key_hex(k), |p| p.to_string()),
-                        shard: shard.shard,
-                        path: path.clone(),
+                        shard: label(shard, path),
                         other: match origin.get(k) {
-                            Some(&j) => format!("shard {} ({})", shards[j].1.shard, shards[j].0.display()),
+                            Some(&j) => format!("shard {}", label(&shards[j].1, &shards[j].0)),
                             None => format!("the cache already merged in {}", opts.workspace.display()),
                         },
                     })

@@ -8,39 +8,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{assert_same_cache, headstart, json, make_dataset, tiny_model};
+use common::{assert_same_cache, extract, headstart, json, make_dataset, tiny_model, BYTE_EXACT_MODEL};
 use headstart::cache::shard::ShardManifest;
 use headstart::cache::{Store, Vectors};
 use predicates::str::contains;
-
-/// The batch-1 tiny model: every image is its own network call, so a vector does not depend on
-/// which images share its batch, and caches can be compared byte for byte.
-const MODEL: &str = "tiny_nhwc_b1";
-
-/// `extract` of `data` into `ws` with `extra` flags. Exit code 3 (the broken JPEG) is expected
-/// from a plain extract and from the shard the JPEG falls to; 0 from the others.
-fn extract(ws: &Path, data: &Path, extra: &[&str]) -> serde_json::Value {
-    let out = headstart(ws)
-        .args([
-            "--json",
-            "extract",
-            "--batch-size",
-            "4",
-            "--model",
-            &tiny_model(MODEL),
-            "--data",
-        ])
-        .arg(data)
-        .args(extra)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(matches!(out.status.code(), Some(0 | 3)), "{}: {stderr}", out.status);
-    let summary = json(&out.stdout);
-    let skipped = !summary["skipped"].as_array().unwrap().is_empty();
-    assert_eq!(out.status.code(), Some(if skipped { 3 } else { 0 }), "{stderr}");
-    summary
-}
 
 fn merge(ws: &Path, shards: &[PathBuf]) -> serde_json::Value {
     let out = headstart(ws)
@@ -246,7 +217,14 @@ fn the_shard_flag_is_checked() {
         ("a/3", "--shard: `a/3` is not K/N"),
     ] {
         headstart(&tmp.path().join("ws"))
-            .args(["extract", "--model", &tiny_model(MODEL), "--shard", flag, "--data"])
+            .args([
+                "extract",
+                "--model",
+                &tiny_model(BYTE_EXACT_MODEL),
+                "--shard",
+                flag,
+                "--data",
+            ])
             .arg(&data)
             .assert()
             .code(1)
@@ -256,7 +234,7 @@ fn the_shard_flag_is_checked() {
         .args([
             "extract",
             "--model",
-            &tiny_model(MODEL),
+            &tiny_model(BYTE_EXACT_MODEL),
             "--shard",
             "0/2",
             "--tta",
@@ -268,18 +246,24 @@ fn the_shard_flag_is_checked() {
         .stderr(contains("--shard makes plain vectors only"));
 }
 
+/// Generated data, its plain extract, and a workspace with its 2 shards: (the temporary folder,
+/// data, plain workspace, sharded workspace).
+fn plain_and_two_shards() -> (tempfile::TempDir, PathBuf, PathBuf, PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, plain, ws) = (tmp.path().join("data"), tmp.path().join("plain"), tmp.path().join("ws"));
+    make_dataset(&data, 2, 8);
+    extract(&plain, &data, &[]);
+    for k in 0..2 {
+        extract(&ws, &data, &["--shard", &format!("{k}/2")]);
+    }
+    (tmp, data, plain, ws)
+}
+
 #[test]
 fn overlapping_shards_must_agree_bit_for_bit() {
-    let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
-    make_dataset(&data, 2, 8);
-    let plain = tmp.path().join("plain");
-    extract(&plain, &data, &[]);
-    // Two workspaces: 2 shards, and the same data as 1 shard (a shard run again elsewhere).
-    let (two, one) = (tmp.path().join("two"), tmp.path().join("one"));
-    for k in 0..2 {
-        extract(&two, &data, &["--shard", &format!("{k}/2")]);
-    }
+    let (tmp, data, plain, two) = plain_and_two_shards();
+    // And the same data as 1 shard: a shard run again elsewhere.
+    let one = tmp.path().join("one");
     extract(&one, &data, &["--shard", "0/1"]);
     let out = tmp.path().join("out");
     let shards = [shard_ws(&two, 0, 2), shard_ws(&two, 1, 2), shard_ws(&one, 0, 1)];
@@ -319,15 +303,7 @@ fn overlapping_shards_must_agree_bit_for_bit() {
 
 #[test]
 fn a_stopped_merge_resumes() {
-    let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
-    make_dataset(&data, 2, 8);
-    let plain = tmp.path().join("plain");
-    extract(&plain, &data, &[]);
-    let ws = tmp.path().join("ws");
-    for k in 0..2 {
-        extract(&ws, &data, &["--shard", &format!("{k}/2")]);
-    }
+    let (_tmp, _, plain, ws) = plain_and_two_shards();
     // As a merge stopped after its first shard leaves it: that shard's vectors pending.
     let record = ShardManifest::load(&shard_ws(&ws, 0, 2)).unwrap();
     let pending = Store::dir_for(&ws, &record.backbone.key).join("pending");
@@ -361,7 +337,7 @@ fn a_killed_shard_resumes() {
             "--batch-size",
             "1",
             "--model",
-            &tiny_model(MODEL),
+            &tiny_model(BYTE_EXACT_MODEL),
             "--shard",
             "1/2",
             "--data",

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{assert_same_cache, headstart, make_dataset, repo, tiny_model};
+use common::{assert_same_cache, extract, make_dataset, repo, tiny_model, BYTE_EXACT_MODEL};
 
 const PROGRAMS: [&str; 5] = ["munged", "slurmctld", "slurmd", "sbatch", "sinfo"];
 
@@ -227,7 +227,7 @@ fn job_array_and_merge_on_a_real_slurm_equal_one_extract() {
     let (ws, jobs) = (tmp.path().join("ws"), cluster.dir.join("jobs"));
     std::fs::create_dir_all(&jobs).unwrap();
 
-    let extract_args = format!("--model {} --batch-size 4", tiny_model("tiny_nhwc_b1"));
+    let extract_args = format!("--model {} --batch-size 4", tiny_model(BYTE_EXACT_MODEL));
     let submitted = Command::new("timeout")
         .arg("300")
         .arg(repo().join("deploy/slurm/submit.sh"))
@@ -258,17 +258,6 @@ fn job_array_and_merge_on_a_real_slurm_equal_one_extract() {
     }
 
     let plain = tmp.path().join("plain");
-    headstart(&plain)
-        .args([
-            "extract",
-            "--model",
-            &tiny_model("tiny_nhwc_b1"),
-            "--batch-size",
-            "4",
-            "--data",
-        ])
-        .arg(&data)
-        .assert()
-        .code(3);
+    extract(&plain, &data, &[]);
     assert_same_cache(&ws, &plain, "Slurm's merge");
 }

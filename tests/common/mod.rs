@@ -110,6 +110,35 @@ pub fn run_json(ws: &Path, args: &[&str]) -> serde_json::Value {
     )
 }
 
+/// The batch-1 tiny model: every image is its own network call, so a vector does not depend on
+/// which images share its batch, and caches can be compared byte for byte.
+pub const BYTE_EXACT_MODEL: &str = "tiny_nhwc_b1";
+
+/// `extract` of `data` into `ws` with `extra` flags. Exit code 3 (the broken JPEG) is expected
+/// from a plain extract and from the shard the JPEG falls to; 0 from the others.
+pub fn extract(ws: &Path, data: &Path, extra: &[&str]) -> serde_json::Value {
+    let out = headstart(ws)
+        .args([
+            "--json",
+            "extract",
+            "--batch-size",
+            "4",
+            "--model",
+            &tiny_model(BYTE_EXACT_MODEL),
+            "--data",
+        ])
+        .arg(data)
+        .args(extra)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(matches!(out.status.code(), Some(0 | 3)), "{}: {stderr}", out.status);
+    let summary = json(&out.stdout);
+    let skipped = !summary["skipped"].as_array().unwrap().is_empty();
+    assert_eq!(out.status.code(), Some(if skipped { 3 } else { 0 }), "{stderr}");
+    summary
+}
+
 /// Every file of the cache a workspace's commands read: the manifest and the store folders.
 pub fn cache_files(ws: &Path) -> BTreeMap<String, Vec<u8>> {
     let mut files = BTreeMap::new();

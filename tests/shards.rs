@@ -36,15 +36,21 @@ fn shard_keys(shard_ws: &Path) -> BTreeSet<String> {
     vectors.keys.iter().map(headstart::cache::key_hex).collect()
 }
 
+/// A temporary folder with `classes` classes of `per_class` generated images in `data/`.
+fn generated(classes: usize, per_class: usize) -> (tempfile::TempDir, PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    make_dataset(&data, classes, per_class);
+    (tmp, data)
+}
+
 fn shard_ws(ws: &Path, k: usize, n: usize) -> PathBuf {
     ws.join("shards").join(format!("{k}-of-{n}"))
 }
 
 #[test]
 fn shards_merged_equal_one_extract_byte_for_byte() {
-    let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
-    make_dataset(&data, 3, 14);
+    let (tmp, data) = generated(3, 14);
     let plain = tmp.path().join("plain");
     let whole = extract(&plain, &data, &[]);
     for n in 1..=3 {
@@ -79,9 +85,7 @@ fn shards_merged_equal_one_extract_byte_for_byte() {
 
 #[test]
 fn an_image_stays_in_its_shard_when_files_are_added() {
-    let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
-    make_dataset(&data, 2, 20);
+    let (tmp, data) = generated(2, 20);
     let ws = tmp.path().join("ws");
     let before: Vec<BTreeSet<String>> = (0..3)
         .map(|k| {
@@ -119,9 +123,7 @@ fn an_image_stays_in_its_shard_when_files_are_added() {
 
 #[test]
 fn shards_of_other_settings_or_data_are_refused() {
-    let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
-    make_dataset(&data, 2, 6);
+    let (tmp, data) = generated(2, 6);
     let copy = tmp.path().join("copy");
     make_dataset(&copy, 2, 6);
     let a = tmp.path().join("a");
@@ -174,9 +176,7 @@ fn shards_of_other_settings_or_data_are_refused() {
 
 #[test]
 fn missing_shards_are_reported_by_number() {
-    let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
-    make_dataset(&data, 2, 6);
+    let (tmp, data) = generated(2, 6);
     let ws = tmp.path().join("ws");
     headstart(&ws)
         .arg("merge")
@@ -204,54 +204,33 @@ fn missing_shards_are_reported_by_number() {
 
 #[test]
 fn the_shard_flag_is_checked() {
-    let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
-    make_dataset(&data, 2, 3);
-    for (flag, says) in [
+    let (tmp, data) = generated(2, 3);
+    for (flags, says) in [
         (
-            "2/2",
+            &["2/2"][..],
             "--shard: 2/2: shards are numbered from 0, so K must be below N (0 to 1)",
         ),
-        ("0/0", "--shard: 0/0: the number of shards must be at least 1"),
-        ("1", "--shard: `1` is not K/N"),
-        ("a/3", "--shard: `a/3` is not K/N"),
+        (&["0/0"], "--shard: 0/0: the number of shards must be at least 1"),
+        (&["1"], "--shard: `1` is not K/N"),
+        (&["a/3"], "--shard: `a/3` is not K/N"),
+        (&["0/2", "--tta"], "--shard makes plain vectors only"),
     ] {
         headstart(&tmp.path().join("ws"))
-            .args([
-                "extract",
-                "--model",
-                &tiny_model(BYTE_EXACT_MODEL),
-                "--shard",
-                flag,
-                "--data",
-            ])
+            .args(["extract", "--model", &tiny_model(BYTE_EXACT_MODEL), "--data"])
             .arg(&data)
+            .arg("--shard")
+            .args(flags)
             .assert()
             .code(1)
             .stderr(contains(says));
     }
-    headstart(&tmp.path().join("ws"))
-        .args([
-            "extract",
-            "--model",
-            &tiny_model(BYTE_EXACT_MODEL),
-            "--shard",
-            "0/2",
-            "--tta",
-            "--data",
-        ])
-        .arg(&data)
-        .assert()
-        .code(1)
-        .stderr(contains("--shard makes plain vectors only"));
 }
 
 /// Generated data, its plain extract, and a workspace with its 2 shards: (the temporary folder,
 /// data, plain workspace, sharded workspace).
 fn plain_and_two_shards() -> (tempfile::TempDir, PathBuf, PathBuf, PathBuf) {
-    let tmp = tempfile::tempdir().unwrap();
-    let (data, plain, ws) = (tmp.path().join("data"), tmp.path().join("plain"), tmp.path().join("ws"));
-    make_dataset(&data, 2, 8);
+    let (tmp, data) = generated(2, 8);
+    let (plain, ws) = (tmp.path().join("plain"), tmp.path().join("ws"));
     extract(&plain, &data, &[]);
     for k in 0..2 {
         extract(&ws, &data, &["--shard", &format!("{k}/2")]);
@@ -320,9 +299,7 @@ fn a_stopped_merge_resumes() {
 
 #[test]
 fn a_killed_shard_resumes() {
-    let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
-    make_dataset(&data, 3, 60);
+    let (tmp, data) = generated(3, 60);
     let plain = tmp.path().join("plain");
     extract(&plain, &data, &[]);
     let ws = tmp.path().join("ws");

@@ -13,6 +13,7 @@ use headstart::evaluate::{eval, EvalSummary};
 use headstart::export::{export, ExportSummary};
 use headstart::extract::{extract, ExtractSummary};
 use headstart::head::EpochStats;
+use headstart::merge::{merge, MergeSummary};
 use headstart::predict::{predict, PredictSummary};
 use headstart::report::{comparison_table, confusion_table, render_table};
 use headstart::runs::{self, Difference, Invocation, Order, RunRecord, Runs, RunsError};
@@ -44,6 +45,11 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             print_extract(&summary, global.json)?;
             warn_leaks(&global.workspace);
             Ok(exit_for(summary.clean()))
+        }
+        Command::Merge(args) => {
+            let summary = merge(&options::merge(global, args))?;
+            print_merge(&summary, global.json)?;
+            Ok(exit_for(summary.skipped.is_empty()))
         }
         Command::TrainHead(args) => {
             let run = Invocation::begin(argv());
@@ -473,6 +479,30 @@ fn epoch_printer(quiet: bool) -> impl FnMut(&EpochStats) {
     }
 }
 
+fn print_merge(s: &MergeSummary, json: bool) -> Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(s)?);
+        return Ok(());
+    }
+    for (shard, path) in &s.shards {
+        println!("shard {shard} {}", path.display());
+    }
+    println!(
+        "{} images into {} (backbone {}, cache key {}): {} vectors from the shards, {} already merged, in {:.1} s",
+        s.images,
+        s.workspace.display(),
+        s.backbone.name,
+        s.backbone.key,
+        s.added,
+        s.already_merged,
+        s.seconds
+    );
+    for f in &s.skipped {
+        println!("  skipped {}: {}", f.path, f.reason);
+    }
+    Ok(())
+}
+
 fn print_extract(s: &ExtractSummary, json: bool) -> Result<()> {
     for (class, n) in &s.small_classes {
         eprintln!("warning: class `{class}` has only {n} images; results for it will be unreliable");
@@ -501,6 +531,9 @@ fn print_extract(s: &ExtractSummary, json: bool) -> Result<()> {
     println!("data       {}", s.data.display());
     println!("labels     {}", s.labelling);
     println!("workspace  {}", s.workspace.display());
+    if let Some(shard) = s.shard {
+        println!("shard      {shard}: only the images whose content hash falls to it");
+    }
     let width = s.classes.iter().map(String::len).max().unwrap_or(5).max(5);
     println!("\n{:<width$} {:>7} {:>7} {:>7}", "class", "train", "val", "test");
     let mut totals = [0; 3];

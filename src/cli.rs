@@ -64,6 +64,8 @@ pub struct Global {
 pub enum Command {
     /// Embed a folder of images (one sub-folder per class) into the workspace's cache.
     Extract(Box<ExtractArgs>),
+    /// Combine the shards of `extract --shard K/N` into the workspace: the cache one `extract` of the same data writes.
+    Merge(MergeArgs),
     /// Train the classifier head (and with --baseline the linear baseline) on the cached embeddings.
     TrainHead(TrainArgs),
     /// Accuracy, per-class metrics, confusion matrix and mistakes of the head and baseline.
@@ -326,8 +328,18 @@ pub struct ExtractArgs {
     /// Without split folders: percent of images (by file-name hash) for test.
     #[arg(long, default_value_t = SplitPercentages::default().test)]
     pub test_percent: f64,
+    /// Embed only shard K of N (K from 0, as $SLURM_ARRAY_TASK_ID or $JOB_COMPLETION_INDEX) into <workspace>/shards/K-of-N; images are divided by their content hash. `merge` combines the shards.
+    #[arg(long, value_name = "K/N")]
+    pub shard: Option<String>,
     #[command(flatten)]
     pub augment: AugmentArgs,
+}
+
+/// `merge`: which shards.
+#[derive(Debug, Args)]
+pub struct MergeArgs {
+    /// Shard workspaces to merge [default: every folder in <workspace>/shards].
+    pub shards: Vec<PathBuf>,
 }
 
 /// `extract`'s extra views: augmented views of the train split, mirrored views of val and test.

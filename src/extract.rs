@@ -13,6 +13,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::backbone::{Backbone, BackboneChoice, BackboneError, BackboneRecord};
+use crate::cache::shard::{Shard, ShardManifest};
 use crate::cache::{key_hex, parse_key, CacheError, ContentKey, Damaged, Entry, Manifest, Store, WorkspaceLock};
 use crate::dataset::Split;
 use crate::dataset::{BadLine, Dataset, DatasetError, Labels, Skipped, SplitPercentages};
@@ -46,6 +47,9 @@ pub struct ExtractOptions {
     pub augment_settings: AugmentSettings,
     /// Also cache the mirrored view of every val- and test-split image, for test-time augmentation.
     pub tta: bool,
+    /// Embed only this shard's images, into its own workspace inside `workspace` (see
+    /// [`crate::cache::shard`]); `merge` combines the shards.
+    pub shard: Option<Shard>,
 }
 
 impl ExtractOptions {
@@ -62,6 +66,7 @@ impl ExtractOptions {
             augment: 0,
             augment_settings: AugmentSettings::default(),
             tta: false,
+            shard: None,
         }
     }
 }
@@ -84,6 +89,9 @@ pub enum ExtractError {
     /// The augmentation settings are out of range.
     #[error(transparent)]
     Augment(#[from] AugmentError),
+    /// A shard was asked for views, which only a whole extract makes.
+    #[error("--shard makes plain vectors only, not --augment or --tta views: merge the shards, then run `extract --augment K` or `--tta` on the merged workspace, which reuses every plain vector")]
+    ShardViews,
     /// Every image failed to decode or embed; holds the number of images tried.
     #[error("none of the {0} images could be embedded: see the skipped files above")]
     NothingEmbedded(usize),
@@ -94,8 +102,11 @@ pub enum ExtractError {
 pub struct ExtractSummary {
     /// The image folder embedded.
     pub data: PathBuf,
-    /// The workspace written.
+    /// The workspace written: a shard's own workspace for a shard.
     pub workspace: PathBuf,
+    /// The shard embedded, if only one; `images`, `counts`, `computed` and `reused` then count
+    /// its images alone.
+    pub shard: Option<Shard>,
     /// The backbone used, as the manifest records it.
     pub backbone: BackboneRecord,
     /// How classes were found, in words.
@@ -227,24 +238,32 @@ fn warn_damaged(damaged: &[Damaged], progress: &dyn Progress) {
 pub fn extract(opts: &ExtractOptions, progress: &dyn Progress) -> Result<ExtractSummary, ExtractError> {
     let started = Instant::now();
     opts.augment_settings.validate()?;
+    if opts.shard.is_some() && (opts.augment > 0 || opts.tta) {
+        return Err(ExtractError::ShardViews);
+    }
+    let workspace = match opts.shard {
+        Some(shard) => shard.workspace(&opts.workspace),
+        None => opts.workspace.clone(),
+    };
+    let owned = |k: &ContentKey| opts.shard.is_none_or(|shard| shard.owns(k));
     let dataset = Dataset::scan(&opts.data, opts.percentages, &opts.labels)?;
     let info = opts.backbone.resolve()?;
     let runtime = crate::runtime::init(opts.runtime.ort_lib.as_deref())?;
     let mut backbone = Backbone::open(&runtime, info, opts.runtime.threads)?;
     let key = backbone.key();
-    let _lock = WorkspaceLock::acquire(&opts.workspace, |path| {
+    let _lock = WorkspaceLock::acquire(&workspace, |path| {
         progress.warning(&format!(
             "waiting for another `headstart extract` on this workspace to finish (it holds {})",
             path.display()
         ))
     })?;
-    let (mut store, damaged) = Store::open(&Store::dir_for(&opts.workspace, &key))?;
+    let (mut store, damaged) = Store::open(&Store::dir_for(&workspace, &key))?;
     warn_damaged(&damaged, progress);
     let augmented = ViewKind::Augmented(opts.augment_settings);
     let mut views = (opts.augment > 0)
         .then(|| {
             ViewStore::open(
-                &opts.workspace,
+                &workspace,
                 &key,
                 augmented,
                 opts.augment,
@@ -255,16 +274,7 @@ pub fn extract(opts: &ExtractOptions, progress: &dyn Progress) -> Result<Extract
         .transpose()?;
     let mut mirrored = opts
         .tta
-        .then(|| {
-            ViewStore::open(
-                &opts.workspace,
-                &key,
-                ViewKind::Mirrored,
-                1,
-                |s| s != Split::Train,
-                progress,
-            )
-        })
+        .then(|| ViewStore::open(&workspace, &key, ViewKind::Mirrored, 1, |s| s != Split::Train, progress))
         .transpose()?;
     let previous_store = store.file_name().map(str::to_owned);
 
@@ -300,6 +310,9 @@ pub fn extract(opts: &ExtractOptions, progress: &dyn Progress) -> Result<Extract
                 continue;
             }
         };
+        if !owned(k) {
+            continue;
+        }
         let mut renders: Vec<Render> = Vec::new();
         if !store.contains(k) {
             renders.push(Render::Centre);
@@ -329,9 +342,8 @@ pub fn extract(opts: &ExtractOptions, progress: &dyn Progress) -> Result<Extract
     }
     todo.retain(|t| !t.job.renders.is_empty());
     let needs_plain = |t: &Todo| t.job.renders.contains(&Render::Centre);
-    let reused = dataset.samples.len()
-        - todo.iter().filter(|t| needs_plain(t)).count()
-        - (skipped.len() - dataset.skipped.len());
+    let owned_images = hashed.iter().filter(|h| h.as_ref().is_ok_and(owned)).count();
+    let reused = owned_images - todo.iter().filter(|t| needs_plain(t)).count();
 
     progress.start(todo.len() as u64);
     let network_started = Instant::now();
@@ -397,31 +409,53 @@ pub fn extract(opts: &ExtractOptions, progress: &dyn Progress) -> Result<Extract
     let network_seconds = network_started.elapsed().as_secs_f64();
     progress.finish();
 
+    let listed: Vec<(Entry, ContentKey)> = (dataset.samples.iter().zip(&hashed))
+        .filter_map(|(sample, hash)| {
+            let k = *hash.as_ref().ok()?;
+            let entry = Entry {
+                sample: sample.clone(),
+                sha256: key_hex(&k),
+            };
+            Some((entry, k))
+        })
+        .collect();
+    let unread = skipped.clone();
     let mut entries = Vec::new();
-    for (sample, hash) in dataset.samples.iter().zip(&hashed) {
-        let Ok(k) = hash else { continue };
+    let mut failed_images = Vec::new();
+    let mut counts: BTreeMap<String, [usize; 3]> = dataset.classes.iter().map(|c| (c.clone(), [0; 3])).collect();
+    let mut images_here = 0;
+    for (entry, k) in &listed {
         if let Some(reason) = failed.get(k) {
-            skipped.push(Skipped {
-                path: sample.path.clone(),
+            failed_images.push(Skipped {
+                path: entry.sample.path.clone(),
                 reason: reason.clone(),
             });
-        } else {
-            entries.push(Entry {
-                sample: sample.clone(),
-                sha256: key_hex(k),
-            });
+            continue;
         }
+        if owned(k) {
+            images_here += 1;
+            let labels = entry.sample.labels.clone().unwrap_or_else(|| vec![entry.sample.class]);
+            for label in labels {
+                counts.get_mut(&dataset.classes[label]).expect("known class")[entry.sample.split as usize] += 1;
+            }
+        }
+        entries.push(entry.clone());
     }
+    skipped.extend(failed_images.iter().cloned());
     skipped.sort_by(|a, b| a.path.cmp(&b.path));
     if entries.is_empty() {
         return Err(ExtractError::NothingEmbedded(dataset.samples.len()));
     }
-    let keep: Vec<ContentKey> = hashed.iter().filter_map(|h| h.as_ref().ok().copied()).collect();
-    let dropped = store.compact(&keep)?;
+    let keep: Vec<ContentKey> = listed.iter().map(|(_, k)| *k).filter(owned).collect();
+    // A shard that owns no embedded image has no width to give a store file, and needs none.
+    let dropped = match store.dim {
+        Some(_) => store.compact(&keep)?,
+        None => 0,
+    };
     let views_record = views.as_mut().map(|v| v.finish(&entries)).transpose()?;
     let mirrored_record = mirrored.as_mut().map(|m| m.finish(&entries)).transpose()?;
     if views.is_some() {
-        drop_other_augmented_views(&Store::dir_for(&opts.workspace, &key), &augmented);
+        drop_other_augmented_views(&Store::dir_for(&workspace, &key), &augmented);
     }
     let views_held = views.as_ref().map_or(0, |v| v.store.len());
 
@@ -434,38 +468,47 @@ pub fn extract(opts: &ExtractOptions, progress: &dyn Progress) -> Result<Extract
         preprocessing: backbone.preprocessing,
         dim: store.dim.unwrap_or(0),
     };
-    let manifest = Manifest {
-        data_root: dataset.root.clone(),
-        classes: dataset.classes.clone(),
-        backbone: record.clone(),
-        store: store.file_name().expect("compacted with entries").to_string(),
-        entries,
-        skipped: skipped.clone(),
-        multi_label: dataset.multi_label,
-        views: views_record,
-        mirrored: mirrored_record,
-        checksum: String::new(),
-    };
-    manifest.save(&opts.workspace)?;
+    match opts.shard {
+        None => Manifest {
+            data_root: dataset.root.clone(),
+            classes: dataset.classes.clone(),
+            backbone: record.clone(),
+            store: store.file_name().expect("compacted with entries").to_string(),
+            entries,
+            skipped: skipped.clone(),
+            multi_label: dataset.multi_label,
+            views: views_record,
+            mirrored: mirrored_record,
+            checksum: String::new(),
+        }
+        .save(&workspace)?,
+        Some(shard) => ShardManifest {
+            shard,
+            data_root: dataset.root.clone(),
+            classes: dataset.classes.clone(),
+            multi_label: dataset.multi_label,
+            backbone: record.clone(),
+            store: store.file_name().map(str::to_owned),
+            images: listed.into_iter().map(|(entry, _)| entry).collect(),
+            skipped: unread,
+            failed: failed_images,
+            checksum: String::new(),
+        }
+        .save(&workspace)?,
+    }
     store.prune(previous_store.as_deref())?;
 
-    let mut counts: BTreeMap<String, [usize; 3]> = dataset.classes.iter().map(|c| (c.clone(), [0; 3])).collect();
-    for e in &manifest.entries {
-        let labels = e.sample.labels.clone().unwrap_or_else(|| vec![e.sample.class]);
-        for label in labels {
-            counts.get_mut(&dataset.classes[label]).expect("known class")[e.sample.split as usize] += 1;
-        }
-    }
     let computed = computed_inputs[0];
     Ok(ExtractSummary {
         data: opts.data.clone(),
-        workspace: opts.workspace.clone(),
+        workspace,
+        shard: opts.shard,
         backbone: record,
         labelling: dataset.labelling.clone(),
         multi_label: dataset.multi_label,
         classes: dataset.classes.clone(),
         counts,
-        images: manifest.entries.len(),
+        images: images_here,
         computed,
         reused,
         views_computed: computed_inputs[1],

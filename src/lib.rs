@@ -5,7 +5,8 @@
 //! batches by [`embed`]) -> [`cache`] (embeddings on disk) -> [`head`] / [`baseline`] /
 //! [`knn`] / [`prototype`] (classifiers, behind the [`classifier::Classifier`] trait, saved and
 //! loaded by [`artifact`])
-//! -> [`metrics`] -> [`report`]. The commands orchestrate them: [`extract`], [`train`],
+//! -> [`metrics`] -> [`report`]. The commands orchestrate them: [`extract`], [`merge`] (which
+//! combines the shards of a divided extract), [`train`],
 //! [`evaluate`], [`predict`] and [`export`] (which splices through [`onnx`]); no command uses
 //! another. [`runtime`] finds and loads ONNX Runtime; [`provision`] makes the backbones too large
 //! to bundle on first use, both fetching with pip through [`fetch`]; [`catalogue`] lists every
@@ -76,6 +77,7 @@ pub mod folds;
 pub mod head;
 pub mod home;
 pub mod knn;
+pub mod merge;
 pub mod metrics;
 pub mod onnx;
 pub mod predict;

@@ -9,17 +9,20 @@ use std::path::{Path, PathBuf};
 
 use crate::cli::{
     AugmentArgs, AuditArgs, BackboneArgs, DemoArgs, EvalArgs, ExportArgs, ExtractArgs, Global, LabelArgs, LabelFromArg,
+    MergeArgs,
     PredictArgs, Refit, RunsAction, RunsArgs, SweepArgs, TrainArgs,
 };
 use headstart::artifact::HEAD_FILE;
 use headstart::audit::AuditOptions;
 use headstart::backbone::BackboneChoice;
 use headstart::baseline::BaselineParams;
+use headstart::cache::shard::Shard;
 use headstart::dataset::{ClassNames, Columns, LabelFiles, LabelFrom, Labels, SplitPercentages};
 use headstart::evaluate::EvalOptions;
 use headstart::export::ExportOptions;
 use headstart::extract::ExtractOptions;
 use headstart::head::{ClassWeights, HeadParams};
+use headstart::merge::MergeOptions;
 use headstart::predict::PredictOptions;
 use headstart::settings::RuntimeOptions;
 use headstart::sweep::space::{Space, SpaceError, KINDS};
@@ -118,8 +121,21 @@ pub fn extract(global: &Global, args: &ExtractArgs) -> Result<ExtractOptions, Op
         augment: args.augment.augment,
         augment_settings: augment(&args.augment)?,
         tta: args.augment.tta,
+        shard: args
+            .shard
+            .as_deref()
+            .map(Shard::parse)
+            .transpose()
+            .map_err(|e| invalid("shard", e.to_string()))?,
         ..defaults
     })
+}
+
+pub fn merge(global: &Global, args: &MergeArgs) -> MergeOptions {
+    MergeOptions {
+        workspace: global.workspace.clone(),
+        shards: args.shards.clone(),
+    }
 }
 
 fn augment(args: &AugmentArgs) -> Result<AugmentSettings, OptionsError> {

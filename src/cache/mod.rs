@@ -9,6 +9,8 @@
 //! embeddings/<key>/store-<crc32>.safetensors    "embeddings" f32 [N, D], "sha256" u8 [N, 32]
 //! embeddings/<key>/pending/*.safetensors        the same, one file per batch not yet merged
 //! embeddings/<key>/damaged/                     files that failed their checks, set aside
+//! shards/<K>-of-<N>/                            `extract --shard K/N`: a workspace of this
+//!                                               layout with shard.json for dataset.json
 //! ```
 //!
 //! Each batch is written to `pending/` as soon as the network has produced it, with a temporary
@@ -32,6 +34,8 @@ use crate::atomic::{storage_hint, write_file, WriteError};
 use crate::backbone::BackboneRecord;
 use crate::dataset::{Sample, Skipped, Split};
 use crate::views::{view_key, ViewsRecord};
+
+pub mod shard;
 
 /// A sha256 of an image file's bytes.
 pub type ContentKey = [u8; 32];
@@ -99,6 +103,15 @@ impl From<WriteError> for CacheError {
             source: e.source,
         }
     }
+}
+
+/// CRC-32 of a value's pretty JSON as 8 hex digits: a manifest's checksum, computed with its
+/// checksum field empty.
+fn json_crc(value: &impl Serialize) -> String {
+    format!(
+        "{:08x}",
+        crc32fast::hash(&serde_json::to_vec_pretty(value).expect("plain data"))
+    )
 }
 
 /// Held while `extract` writes a workspace, so two runs never write one cache at once. The
@@ -188,14 +201,10 @@ impl Manifest {
     pub const FILE: &'static str = "dataset.json";
 
     fn canonical_checksum(&self) -> String {
-        let unsealed = Manifest {
+        json_crc(&Manifest {
             checksum: String::new(),
             ..self.clone()
-        };
-        format!(
-            "{:08x}",
-            crc32fast::hash(&serde_json::to_vec_pretty(&unsealed).expect("plain data"))
-        )
+        })
     }
 
     /// The JSON bytes of the manifest with its checksum filled in.
@@ -711,6 +720,13 @@ impl Store {
     pub fn get(&self, key: &ContentKey) -> Option<&[f32]> {
         let dim = self.dim?;
         self.index.get(key).map(|&i| &self.rows[i * dim..(i + 1) * dim])
+    }
+
+    /// The vectors of the store file loaded or last written, in the file's order: all of a
+    /// store read with [`Store::read_snapshot`].
+    pub fn file_vectors(&self) -> impl Iterator<Item = (&ContentKey, &[f32])> {
+        let keys = self.stored.as_ref().map_or(&[][..], |(_, keys)| keys.as_slice());
+        keys.iter().filter_map(|k| Some((k, self.get(k)?)))
     }
 
     fn insert(&mut self, key: ContentKey, row: &[f32]) {

@@ -1,6 +1,7 @@
 //! Shared helpers for the integration tests: a generated image folder and the binary.
 #![allow(dead_code)]
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use assert_cmd::Command;
@@ -83,7 +84,7 @@ pub fn extracted(classes: usize, per_class: usize) -> (tempfile::TempDir, PathBu
 }
 
 /// The tensors of a saved head, by name.
-pub fn tensors(path: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+pub fn tensors(path: &Path) -> BTreeMap<String, Vec<u8>> {
     let bytes = std::fs::read(path).unwrap();
     let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
     st.tensors()
@@ -107,6 +108,68 @@ pub fn run_json(ws: &Path, args: &[&str]) -> serde_json::Value {
             .get_output()
             .stdout,
     )
+}
+
+/// The batch-1 tiny model: every image is its own network call, so a vector does not depend on
+/// which images share its batch, and caches can be compared byte for byte.
+pub const BYTE_EXACT_MODEL: &str = "tiny_nhwc_b1";
+
+/// `extract` of `data` into `ws` with `extra` flags. Exit code 3 (the broken JPEG) is expected
+/// from a plain extract and from the shard the JPEG falls to; 0 from the others.
+pub fn extract(ws: &Path, data: &Path, extra: &[&str]) -> serde_json::Value {
+    let out = headstart(ws)
+        .args([
+            "--json",
+            "extract",
+            "--batch-size",
+            "4",
+            "--model",
+            &tiny_model(BYTE_EXACT_MODEL),
+            "--data",
+        ])
+        .arg(data)
+        .args(extra)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(matches!(out.status.code(), Some(0 | 3)), "{}: {stderr}", out.status);
+    let summary = json(&out.stdout);
+    let skipped = !summary["skipped"].as_array().unwrap().is_empty();
+    assert_eq!(out.status.code(), Some(if skipped { 3 } else { 0 }), "{stderr}");
+    summary
+}
+
+/// Every file of the cache a workspace's commands read: the manifest and the store folders.
+pub fn cache_files(ws: &Path) -> BTreeMap<String, Vec<u8>> {
+    let mut files = BTreeMap::new();
+    files.insert(
+        "dataset.json".to_string(),
+        std::fs::read(ws.join("dataset.json")).unwrap(),
+    );
+    let mut dirs = vec![ws.join("embeddings")];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else {
+                let name = path.strip_prefix(ws).unwrap().display().to_string();
+                files.insert(name, std::fs::read(&path).unwrap());
+            }
+        }
+    }
+    files
+}
+
+/// Two workspaces hold the same cache files, byte for byte (a merge's and a single extract's).
+#[track_caller]
+pub fn assert_same_cache(merged: &Path, plain: &Path, context: &str) {
+    let (got, want) = (cache_files(merged), cache_files(plain));
+    let names = |m: &BTreeMap<String, Vec<u8>>| m.keys().cloned().collect::<Vec<_>>();
+    assert_eq!(names(&got), names(&want), "{context}: other files");
+    for (name, bytes) in &want {
+        assert!(&got[name] == bytes, "{context}: {name} differs from a single extract's");
+    }
 }
 
 /// The shared real data, which CI must have: missing data fails there and skips elsewhere.

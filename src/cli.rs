@@ -79,6 +79,8 @@ pub enum Command {
     Sweep(Box<SweepArgs>),
     /// Every backbone --model can name: input, preset, output, size, whether installed, ImageNet check.
     Models,
+    /// One self-contained HTML page of the workspace (<workspace>/report/index.html): data, training, metrics, confusion matrix with its images, sweep, runs, audit.
+    Report,
 }
 
 /// `sweep`: the search space (a file, or these flags), the protocol and what to keep.

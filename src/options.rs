@@ -20,6 +20,7 @@ use headstart::export::ExportOptions;
 use headstart::extract::ExtractOptions;
 use headstart::head::{ClassWeights, HeadParams};
 use headstart::predict::PredictOptions;
+use headstart::report::html::HtmlOptions;
 use headstart::settings::RuntimeOptions;
 use headstart::sweep::space::{Space, SpaceError, KINDS};
 use headstart::sweep::{Backbones, SweepOptions};
@@ -284,6 +285,13 @@ pub fn eval(global: &Global, args: &EvalArgs) -> EvalOptions {
 
 pub fn demo_eval(global: &Global) -> EvalOptions {
     EvalOptions::new(&global.workspace)
+}
+
+pub fn report(global: &Global) -> HtmlOptions {
+    HtmlOptions {
+        max_pixels: global.max_pixels,
+        ..HtmlOptions::new(&global.workspace)
+    }
 }
 
 pub fn predict(global: &Global, args: &PredictArgs) -> Result<PredictOptions, OptionsError> {

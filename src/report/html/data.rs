@@ -37,9 +37,13 @@ pub fn section(manifest: Option<&Manifest>) -> String {
     }
     totals.push(m.entries.len().to_string());
     rows.push(totals);
-    let label = if m.multi_label { "label" } else { "class" };
+    let (label, labels) = if m.multi_label {
+        ("label", "labels")
+    } else {
+        ("class", "classes")
+    };
     let mut out = format!(
-        "<p>{} images in {} {label}s from <code>{}</code>{}.</p>",
+        "<p>{} images in {} {labels} from <code>{}</code>{}.</p>",
         m.entries.len(),
         m.classes.len(),
         esc(&m.data_root.display().to_string()),

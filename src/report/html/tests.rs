@@ -9,7 +9,6 @@ use crate::cache::{Entry, Manifest};
 use crate::dataset::{Sample, Split};
 use crate::evaluate::{EvalSummary, ModelEvaluation, Prediction};
 use crate::metrics::{evaluate, most_probable};
-use crate::preprocess::{Layout, Preprocessing, Preset};
 
 /// A photo-like image: smooth gradients with a little texture, as thumbnails of real photos
 /// compress; `noisy` makes every pixel random, the worst case for JPEG.
@@ -50,17 +49,7 @@ fn workspace(dir: &Path, classes: &[&str], files: &[(String, usize, Split)], noi
         classes: classes.iter().map(|c| c.to_string()).collect(),
         backbone: BackboneRecord {
             name: "tiny <b>net</b>".into(),
-            model_path: "m.onnx".into(),
-            key: "k".into(),
-            model_sha256: "00".into(),
-            output: "out".into(),
-            preprocessing: Preprocessing {
-                preset: Preset::Tflite,
-                resize: 2,
-                size: 2,
-                layout: Layout::Nchw,
-            },
-            dim: 4,
+            ..BackboneRecord::fake(4)
         },
         store: "store-00000000.safetensors".into(),
         entries: files

@@ -15,6 +15,7 @@ use headstart::extract::{extract, ExtractSummary};
 use headstart::head::EpochStats;
 use headstart::merge::{merge, MergeSummary};
 use headstart::predict::{predict, PredictSummary};
+use headstart::report::html::{write_report, HtmlSummary};
 use headstart::report::{comparison_table, confusion_table, render_table};
 use headstart::runs::{self, Difference, Invocation, Order, RunRecord, Runs, RunsError};
 use headstart::sweep::leaderboard;
@@ -66,6 +67,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             let summary = eval(&opts)?;
             print_eval(&summary, args.show_mistakes, global.json)?;
             keep_record(global, runs::eval_record(&run, &opts, &summary));
+            refresh_report(global);
             Ok(ExitCode::SUCCESS)
         }
         Command::Predict(args) => {
@@ -88,12 +90,49 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Audit(args) => {
             let summary = audit(&options::audit(global, args))?;
             print_audit(&summary, args.show, global.json)?;
+            refresh_report(global);
             Ok(ExitCode::SUCCESS)
         }
         Command::Models => {
             print_models(&headstart::catalogue::list(), global.json)?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Report => {
+            print_report(&write_report(&options::report(global))?, global.json)?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// `report`: where the page is, how big, and which commands would fill what it lacks.
+fn print_report(s: &HtmlSummary, json: bool) -> Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(s)?);
+        return Ok(());
+    }
+    println!(
+        "wrote {} ({:.1} MB, {} thumbnails{})",
+        s.path.display(),
+        s.bytes as f64 / 1e6,
+        s.thumbnails,
+        match s.without_thumbnail {
+            0 => String::new(),
+            n => format!(", {n} images without one"),
+        }
+    );
+    if !s.missing.is_empty() {
+        println!("not in it yet; these fill the rest: {}", s.missing.join(", "));
+    }
+    Ok(())
+}
+
+/// Rebuilds the HTML report after a command changed what it shows. The command has already
+/// succeeded, so a page that cannot be made is only a warning.
+fn refresh_report(global: &Global) {
+    match write_report(&options::report(global)) {
+        Ok(s) if !global.quiet => eprintln!("report: {}", s.path.display()),
+        Ok(_) => {}
+        Err(e) => eprintln!("warning: the HTML report was not refreshed: {e}"),
     }
 }
 
@@ -283,8 +322,8 @@ fn sweep_command(global: &Global, args: &SweepArgs) -> Result<ExitCode> {
         }
     })?;
     let dir = global.workspace.join(headstart::sweep::journal::DIR);
-    let json_path = dir.join("leaderboard.json");
-    let csv_path = dir.join("leaderboard.csv");
+    let json_path = dir.join(leaderboard::JSON_FILE);
+    let csv_path = dir.join(leaderboard::CSV_FILE);
     let json = serde_json::to_vec_pretty(&summary)?;
     write_file(&json_path, |tmp| std::fs::write(tmp, &json))?;
     let csv = leaderboard::csv(&summary.results);
@@ -297,6 +336,7 @@ fn sweep_command(global: &Global, args: &SweepArgs) -> Result<ExitCode> {
     if !summary.interrupted {
         keep_record(global, runs::sweep_record(&run, &opts, &summary));
     }
+    refresh_report(global);
     Ok(if summary.interrupted {
         ExitCode::from(130)
     } else {
@@ -443,6 +483,7 @@ fn demo(cli: &Cli, args: &DemoArgs) -> Result<ExitCode> {
     let eval_opts = options::demo_eval(global);
     let evaluated = eval(&eval_opts)?;
     keep_record(global, runs::eval_record(&run, &eval_opts, &evaluated));
+    refresh_report(global);
     if global.json {
         let all = serde_json::json!({ "extract": extracted, "train": trained, "eval": evaluated });
         println!("{}", serde_json::to_string_pretty(&all)?);

@@ -327,6 +327,27 @@ pub struct BackboneRecord {
     pub dim: usize,
 }
 
+#[cfg(test)]
+impl BackboneRecord {
+    /// A record of no real model, for tests that need a manifest or a card.
+    pub(crate) fn fake(dim: usize) -> BackboneRecord {
+        BackboneRecord {
+            name: "fake".into(),
+            model_path: "/nonexistent/fake.onnx".into(),
+            key: "k".into(),
+            model_sha256: "00".into(),
+            output: "out".into(),
+            preprocessing: Preprocessing {
+                preset: Preset::Tflite,
+                resize: 2,
+                size: 2,
+                layout: Layout::Nchw,
+            },
+            dim,
+        }
+    }
+}
+
 impl BackboneRecord {
     /// Resolves the recorded model file and checks it is byte for byte the one recorded, so
     /// that a classifier trained on its embeddings is never fed another network's.

@@ -84,6 +84,8 @@ pub enum Command {
     Models,
     /// Problems in the cached data: duplicates, leaks across splits, likely wrong labels, outliers, class balance.
     Audit(AuditArgs),
+    /// One self-contained HTML page of the workspace (<workspace>/report/index.html): data, training, metrics, confusion matrix with its images, sweep, runs, audit.
+    Report,
 }
 
 /// `audit`: thresholds, and how much to show.

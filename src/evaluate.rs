@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use ndarray::Array2;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::artifact::{self, ArtifactError, BASELINE_FILE, HEAD_FILE};
 use crate::atomic::{write_file, WriteError};
@@ -11,7 +11,7 @@ use crate::cache::{load_snapshot, CacheError, Entry, Manifest, SplitData};
 use crate::classifier::Classifier;
 use crate::dataset::Split;
 use crate::metrics::multilabel::{self, MultiLabelEvaluation};
-use crate::metrics::{evaluate, Evaluation};
+use crate::metrics::{evaluate, most_probable, Evaluation};
 use crate::report::{confusion_svg, label_curves, precision_recall_svg, training_curves_svg, EpochRecord, ReportError};
 use crate::views::mean_of_views;
 
@@ -79,9 +79,9 @@ impl EvalOptions {
     }
 }
 
-/// A misclassified image, named by its path.
-#[derive(Debug, Clone, Serialize)]
-pub struct Misclassified {
+/// An evaluated image, named by its path, and what a model made of it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Prediction {
     /// The image, relative to the data folder.
     pub path: String,
     /// Its class.
@@ -93,7 +93,7 @@ pub struct Misclassified {
 }
 
 /// One classifier's results on the split.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ModelEvaluation {
     /// The classifier's kind: `head` or `baseline`.
     pub model: String,
@@ -102,11 +102,15 @@ pub struct ModelEvaluation {
     /// Accuracy, per-class metrics and confusion matrix.
     pub evaluation: Evaluation,
     /// Every misclassified image, most confident first.
-    pub misclassified: Vec<Misclassified>,
+    pub misclassified: Vec<Prediction>,
+    /// Every evaluated image, in the split's order: what the HTML report's confusion matrix
+    /// shows behind each cell. Absent from eval.json files written before it.
+    #[serde(default)]
+    pub predictions: Vec<Prediction>,
 }
 
 /// One multi-label classifier's results on the split, at the thresholds its card holds.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct MultiLabelModelEvaluation {
     /// The classifier's kind: `head` or `baseline`.
     pub model: String,
@@ -116,8 +120,8 @@ pub struct MultiLabelModelEvaluation {
     pub evaluation: MultiLabelEvaluation,
 }
 
-/// What `eval` measured and wrote.
-#[derive(Debug, Clone, Serialize)]
+/// What `eval` measured and wrote; eval.json holds it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct EvalSummary {
     /// The split evaluated.
     pub split: Split,
@@ -126,7 +130,7 @@ pub struct EvalSummary {
     /// The head first, then the baseline if one lies beside it; empty for multi-label data.
     pub models: Vec<ModelEvaluation>,
     /// Multi-label data: the head first, then the baseline if one lies beside it.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub multi_label: Vec<MultiLabelModelEvaluation>,
     /// eval.json and the SVG pictures.
     pub files: Vec<PathBuf>,
@@ -208,16 +212,7 @@ pub fn eval(opts: &EvalOptions) -> Result<EvalSummary, EvalError> {
     }
     if !history.is_empty() {
         let curves = report_dir.join("training_curves.svg");
-        let history: Vec<EpochRecord> = history
-            .iter()
-            .map(|h| EpochRecord {
-                epoch: h.epoch,
-                train_loss: h.train_loss,
-                train_accuracy: h.train_accuracy,
-                val_loss: h.val_loss,
-                val_accuracy: h.val_accuracy,
-            })
-            .collect();
+        let history: Vec<EpochRecord> = history.iter().map(EpochRecord::from).collect();
         training_curves_svg(&history, &curves)?;
         files.push(curves);
     }
@@ -269,14 +264,25 @@ fn score(
     classes: &[String],
 ) -> ModelEvaluation {
     let evaluation = evaluate(probs.view(), y, classes);
+    let prediction = |index: usize, true_class: usize, predicted_class: usize, confidence: f32| Prediction {
+        path: entries[index].sample.path.clone(),
+        true_label: classes[true_class].clone(),
+        predicted_label: classes[predicted_class].clone(),
+        confidence,
+    };
     let misclassified = evaluation
         .mistakes
         .iter()
-        .map(|m| Misclassified {
-            path: entries[m.index].sample.path.clone(),
-            true_label: classes[m.true_class].clone(),
-            predicted_label: classes[m.predicted_class].clone(),
-            confidence: m.confidence,
+        .map(|m| prediction(m.index, m.true_class, m.predicted_class, m.confidence))
+        .collect();
+    let predictions = probs
+        .rows()
+        .into_iter()
+        .zip(y)
+        .enumerate()
+        .map(|(i, (row, &truth))| {
+            let (chosen, probability) = most_probable(row);
+            prediction(i, truth, chosen, probability)
         })
         .collect();
     ModelEvaluation {
@@ -284,5 +290,6 @@ fn score(
         file,
         evaluation,
         misclassified,
+        predictions,
     }
 }

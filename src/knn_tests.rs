@@ -2,7 +2,6 @@ use super::*;
 use crate::artifact::{self, Card};
 use crate::backbone::BackboneRecord;
 use crate::export::{export, ExportError, ExportOptions};
-use crate::preprocess::{Layout, Preprocessing, Preset};
 use approx::assert_abs_diff_eq;
 use ndarray::{array, s, Array2};
 
@@ -413,20 +412,7 @@ pub(crate) fn card(kind: &str, classes: usize, dim: usize) -> Card {
         thresholds: None,
         kind: kind.to_owned(),
         classes: (0..classes).map(|c| format!("class{c}")).collect(),
-        backbone: BackboneRecord {
-            name: "fake".into(),
-            model_path: "/nonexistent/fake.onnx".into(),
-            key: "k".into(),
-            model_sha256: "00".into(),
-            output: "out".into(),
-            preprocessing: Preprocessing {
-                preset: Preset::Tflite,
-                resize: 2,
-                size: 2,
-                layout: Layout::Nchw,
-            },
-            dim,
-        },
+        backbone: BackboneRecord::fake(dim),
         settings: serde_json::json!({}),
         history: Vec::new(),
         best_epoch: None,

@@ -24,6 +24,7 @@ use headstart::extract::ExtractOptions;
 use headstart::head::{ClassWeights, HeadParams};
 use headstart::merge::MergeOptions;
 use headstart::predict::PredictOptions;
+use headstart::report::html::HtmlOptions;
 use headstart::settings::RuntimeOptions;
 use headstart::sweep::space::{Space, SpaceError, KINDS};
 use headstart::sweep::{Backbones, SweepOptions};
@@ -311,6 +312,13 @@ pub fn audit(global: &Global, args: &AuditArgs) -> AuditOptions {
 
 pub fn demo_eval(global: &Global) -> EvalOptions {
     EvalOptions::new(&global.workspace)
+}
+
+pub fn report(global: &Global) -> HtmlOptions {
+    HtmlOptions {
+        max_pixels: global.max_pixels,
+        ..HtmlOptions::new(&global.workspace)
+    }
 }
 
 pub fn predict(global: &Global, args: &PredictArgs) -> Result<PredictOptions, OptionsError> {

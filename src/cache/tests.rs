@@ -1,5 +1,4 @@
 use super::*;
-use crate::preprocess::Preprocessing;
 
 fn key(i: u8) -> ContentKey {
     [i; 32]
@@ -205,20 +204,7 @@ fn the_manifest_checksum_catches_a_changed_value() {
         multi_label: false,
         data_root: "data".into(),
         classes: vec!["a".into(), "b".into()],
-        backbone: BackboneRecord {
-            name: "m".into(),
-            model_path: "m.onnx".into(),
-            key: "k".into(),
-            model_sha256: "00".into(),
-            output: "out".into(),
-            preprocessing: Preprocessing {
-                preset: crate::preprocess::Preset::Tflite,
-                resize: 2,
-                size: 2,
-                layout: crate::preprocess::Layout::Nchw,
-            },
-            dim: 4,
-        },
+        backbone: BackboneRecord::fake(4),
         store: "store-00000000.safetensors".into(),
         entries: vec![Entry {
             sample: Sample {

@@ -209,7 +209,9 @@ pub fn log_loss(probs: ArrayView2<f32>, y: &[usize]) -> f64 {
     total / y.len() as f64
 }
 
-fn most_probable(row: ArrayView1<f32>) -> (usize, f32) {
+/// The class [`evaluate`] predicts from a row of probabilities, and its probability: the most
+/// probable, the lowest index on a tie, never a NaN (class 0 with 0 when all are NaN).
+pub fn most_probable(row: ArrayView1<f32>) -> (usize, f32) {
     let mut best: Option<(usize, f32)> = None;
     for (i, &p) in row.iter().enumerate() {
         if !p.is_nan() && best.is_none_or(|(_, b)| p > b) {

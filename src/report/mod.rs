@@ -1,5 +1,6 @@
 //! What the user reads and looks at after training: plain-text tables for the
-//! terminal and SVG plots for the run directory.
+//! terminal, SVG plots for the run directory, and one self-contained HTML page
+//! that gathers everything the workspace holds ([`html`]).
 //!
 //! Plots are SVG because plotters' SVG backend needs no system fonts or native
 //! libraries, so reports render the same on any machine, and any browser can
@@ -12,8 +13,10 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
+use crate::head::EpochStats;
 use crate::metrics::Evaluation;
 
+pub mod html;
 mod precision_recall;
 
 pub use precision_recall::{label_curves, precision_recall_svg, LabelCurve};
@@ -62,6 +65,18 @@ pub struct EpochRecord {
     pub val_loss: Option<f32>,
     /// Fraction in `[0, 1]`.
     pub val_accuracy: Option<f32>,
+}
+
+impl From<&EpochStats> for EpochRecord {
+    fn from(e: &EpochStats) -> Self {
+        EpochRecord {
+            epoch: e.epoch,
+            train_loss: e.train_loss,
+            train_accuracy: e.train_accuracy,
+            val_loss: e.val_loss,
+            val_accuracy: e.val_accuracy,
+        }
+    }
 }
 
 /// Side-by-side comparison of models evaluated on the same set, e.g.
@@ -187,10 +202,16 @@ pub fn confusion_table(e: &Evaluation, class_names: &[String]) -> String {
 /// marked so that a run of one or two epochs is still visible; non-finite
 /// values (a diverged epoch) are left out rather than wrecking the axes.
 pub fn training_curves_svg(history: &[EpochRecord], path: &Path) -> Result<(), ReportError> {
+    write_file(path, &training_curves_text(history, path)?)
+}
+
+/// [`training_curves_svg`]'s picture as SVG text, for pages that inline it; `name` is what
+/// an error calls the picture.
+pub fn training_curves_text(history: &[EpochRecord], name: &Path) -> Result<String, ReportError> {
     if history.is_empty() {
         return Err(ReportError::EmptyHistory);
     }
-    let draw_error = draw_error(path);
+    let draw_error = draw_error(name);
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, (1100, 440)).into_drawing_area();
@@ -246,7 +267,7 @@ pub fn training_curves_svg(history: &[EpochRecord], path: &Path) -> Result<(), R
         }
         root.present().map_err(&draw_error)?;
     }
-    write_file(path, &svg)
+    Ok(svg)
 }
 
 struct Panel {

@@ -4,6 +4,11 @@ use std::cmp::Ordering;
 
 use super::trial::{correct, Outcome, TrialResult};
 
+/// The leaderboard's JSON file (the sweep's summary) in the journal folder.
+pub const JSON_FILE: &str = "leaderboard.json";
+/// The leaderboard's CSV file ([`csv`]) in the journal folder.
+pub const CSV_FILE: &str = "leaderboard.csv";
+
 /// Sorts `results` best first: finished trials by the images classified right over all folds
 /// (pooled accuracy; see [`correct`]), ties by lower mean log loss,
 /// then by id and backbone, so equal results always come in the same order; failed trials last, by id.

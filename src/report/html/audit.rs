@@ -10,7 +10,7 @@ use super::page::{decimal, esc, not_yet, table};
 use super::thumbnails::Thumbnails;
 
 /// The audit's file name inside the report folder.
-pub const FILE: &str = "audit.json";
+pub const FILE: &str = crate::audit::AUDIT_FILE;
 /// Findings of one kind shown on the page; the rest are counted and left to the JSON.
 const SHOWN: usize = 50;
 

@@ -243,7 +243,10 @@ fn print_audit(s: &AuditSummary, show: usize, json: bool) -> Result<()> {
     }
     print!("{}", render_table(&rows, 1));
     for d in &b.distance {
-        println!("class distributions {} vs {}: total variation {:.3}", d.a, d.b, d.total_variation);
+        println!(
+            "class distributions {} vs {}: total variation {:.3}",
+            d.a, d.b, d.total_variation
+        );
     }
     if s.ignored_findings > 0 {
         println!(

@@ -8,9 +8,8 @@
 use std::path::{Path, PathBuf};
 
 use crate::cli::{
-    AugmentArgs, AuditArgs, BackboneArgs, DemoArgs, EvalArgs, ExportArgs, ExtractArgs, Global, LabelArgs, LabelFromArg,
-    MergeArgs,
-    PredictArgs, Refit, RunsAction, RunsArgs, SweepArgs, TrainArgs,
+    AuditArgs, AugmentArgs, BackboneArgs, DemoArgs, EvalArgs, ExportArgs, ExtractArgs, Global, LabelArgs, LabelFromArg,
+    MergeArgs, PredictArgs, Refit, RunsAction, RunsArgs, SweepArgs, TrainArgs,
 };
 use headstart::artifact::HEAD_FILE;
 use headstart::audit::AuditOptions;

@@ -68,7 +68,11 @@ fn an_exact_copy_across_splits_is_warned_about_and_listed() {
     assert!(stderr.contains("1 images have an exact copy and"), "{stderr}");
 
     // Once checked and put on the ignore list, the group is no longer reported.
-    std::fs::write(ws.join("audit.ignore"), "# the same photo, on purpose\ntest/class0/copy.png\n").unwrap();
+    std::fs::write(
+        ws.join("audit.ignore"),
+        "# the same photo, on purpose\ntest/class0/copy.png\n",
+    )
+    .unwrap();
     let audit = run_json(&ws, &["audit"]);
     assert_eq!(audit["exact_duplicates"].as_array().unwrap().len(), 0);
     assert_eq!(audit["ignore_entries"], 1);
@@ -83,9 +87,18 @@ fn the_table_has_every_section() {
     // The tiny test backbone sees little more than colour, so all images of a class are
     // near-duplicates to it: the threshold of 1 leaves only bit-identical embeddings.
     extract(&ws, &data).success();
-    let out = headstart(&ws).args(["audit", "--near-threshold", "1"]).assert().success();
+    let out = headstart(&ws)
+        .args(["audit", "--near-threshold", "1"])
+        .assert()
+        .success();
     let stdout = String::from_utf8_lossy(&out.get_output().stdout);
-    for heading in ["exact duplicates: 0 groups", "near-duplicates", "likely label errors", "outliers", "images per class and split"] {
+    for heading in [
+        "exact duplicates: 0 groups",
+        "near-duplicates",
+        "likely label errors",
+        "outliers",
+        "images per class and split",
+    ] {
         assert!(stdout.contains(heading), "no `{heading}` in:\n{stdout}");
     }
 }
@@ -134,5 +147,8 @@ fn one_image_per_class_says_what_it_cannot_do() {
     let audit = run_json(&ws, &["audit"]);
     assert_eq!(audit["label_issues"].as_array().unwrap().len(), 0);
     let notes = audit["notes"].to_string();
-    assert!(notes.contains("has one image") && notes.contains("at least two classes"), "{notes}");
+    assert!(
+        notes.contains("has one image") && notes.contains("at least two classes"),
+        "{notes}"
+    );
 }

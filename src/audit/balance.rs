@@ -35,7 +35,11 @@ pub(crate) fn balance(entries: &[Entry], classes: &[String]) -> Balance {
     let mut distance = Vec::new();
     for a in 0..splits.len() {
         for b in a + 1..splits.len() {
-            let sum: f64 = proportions[a].iter().zip(&proportions[b]).map(|(p, q)| (p - q).abs()).sum();
+            let sum: f64 = proportions[a]
+                .iter()
+                .zip(&proportions[b])
+                .map(|(p, q)| (p - q).abs())
+                .sum();
             distance.push(SplitDistance {
                 a: splits[a],
                 b: splits[b],

@@ -63,14 +63,20 @@ pub(crate) fn issues(
     let checkable = counts.iter().filter(|&&c| c >= 2).count();
     if checkable < 2 {
         notes.push("label issues need at least two classes with two or more images each".to_owned());
-        return Found { issues: Vec::new(), notes };
+        return Found {
+            issues: Vec::new(),
+            notes,
+        };
     }
     let judged: Vec<bool> = y.iter().map(|&c| counts[c] >= 2).collect();
     let folded = match out_of_fold(classes, entries, x, &y, &judged, folds) {
         Ok(p) => p,
         Err(why) => {
             notes.push(format!("label issues were not looked for: {why}"));
-            return Found { issues: Vec::new(), notes };
+            return Found {
+                issues: Vec::new(),
+                notes,
+            };
         }
     };
     let votes = neighbour_votes(neighbours, &y, classes.len());

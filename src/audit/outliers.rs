@@ -44,7 +44,11 @@ pub(crate) fn outliers(neighbours: &[Vec<(f32, usize)>], image: &impl Fn(usize) 
                 split,
                 class,
                 score,
-                deviations: if spread > 0.0 { (centre - score) / spread } else { f32::INFINITY },
+                deviations: if spread > 0.0 {
+                    (centre - score) / spread
+                } else {
+                    f32::INFINITY
+                },
             }
         })
         .collect();

@@ -96,7 +96,12 @@ fn near_duplicates_are_pairs_above_the_threshold_once_each() {
 fn balance_counts_per_split_and_total_variation() {
     let mut entries = Vec::new();
     for i in 0..6 {
-        entries.push(entry(&format!("t{i}"), usize::from(i >= 3), Split::Train, &format!("t{i}")));
+        entries.push(entry(
+            &format!("t{i}"),
+            usize::from(i >= 3),
+            Split::Train,
+            &format!("t{i}"),
+        ));
     }
     for i in 0..4 {
         entries.push(entry(&format!("s{i}"), 0, Split::Test, &format!("s{i}")));
@@ -151,7 +156,10 @@ fn flipped_labels_rank_first_with_their_true_class_suggested() {
     let neighbours = neighbourhood::nearest_others(x.view(), 10);
     let found = labels::issues(&classes, &entries, x.view(), &neighbours, 5);
     assert!(found.notes.is_empty(), "{:?}", found.notes);
-    let top: Vec<usize> = found.issues[..4].iter().map(|l| l.path.trim_end_matches(".jpg").parse().unwrap()).collect();
+    let top: Vec<usize> = found.issues[..4]
+        .iter()
+        .map(|l| l.path.trim_end_matches(".jpg").parse().unwrap())
+        .collect();
     let mut sorted = top.clone();
     sorted.sort();
     assert_eq!(sorted, flipped, "ranked first: {:?}", found.issues);
@@ -174,11 +182,27 @@ fn a_class_of_one_image_is_named_and_not_judged() {
     let classes: Vec<String> = ["a", "b", "lonely"].map(String::from).to_vec();
     let neighbours = neighbourhood::nearest_others(x.view(), 5);
     let found = labels::issues(&classes, &entries, x.view(), &neighbours, 5);
-    assert!(found.notes.iter().any(|n| n.contains("`lonely` has one image")), "{:?}", found.notes);
+    assert!(
+        found.notes.iter().any(|n| n.contains("`lonely` has one image")),
+        "{:?}",
+        found.notes
+    );
     assert!(found.issues.iter().all(|l| l.path != "19.jpg"));
 
-    let one_each: Vec<Entry> = (0..2).map(|i| entry(&format!("{i}.jpg"), i, Split::Train, &format!("{i}"))).collect();
-    let found = labels::issues(&classes[..2], &one_each, x.slice(ndarray::s![..2, ..]), &neighbourhood::nearest_others(x.slice(ndarray::s![..2, ..]), 1), 5);
+    let one_each: Vec<Entry> = (0..2)
+        .map(|i| entry(&format!("{i}.jpg"), i, Split::Train, &format!("{i}")))
+        .collect();
+    let found = labels::issues(
+        &classes[..2],
+        &one_each,
+        x.slice(ndarray::s![..2, ..]),
+        &neighbourhood::nearest_others(x.slice(ndarray::s![..2, ..]), 1),
+        5,
+    );
     assert!(found.issues.is_empty());
-    assert!(found.notes.iter().any(|n| n.contains("at least two classes")), "{:?}", found.notes);
+    assert!(
+        found.notes.iter().any(|n| n.contains("at least two classes")),
+        "{:?}",
+        found.notes
+    );
 }

@@ -36,11 +36,10 @@ fn clusters(classes: usize, n: usize, dim: usize, noise: f32, seed: u64) -> (Arr
         .collect();
     let mut x = Array2::zeros((classes * n, dim));
     let mut y = Vec::new();
-    for c in 0..classes {
+    for (c, centre) in centres.iter().enumerate() {
         for i in 0..n {
-            let row = c * n + i;
-            for d in 0..dim {
-                x[[row, d]] = centres[c][d] + noise * rng.gen_range(-1.0f32..1.0);
+            for (d, &value) in centre.iter().enumerate() {
+                x[[c * n + i, d]] = value + noise * rng.gen_range(-1.0f32..1.0);
             }
             y.push(c);
         }

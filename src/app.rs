@@ -2,6 +2,7 @@
 //! reads. Results go to stdout (`--json` makes them machine-readable); warnings and progress go
 //! to stderr.
 
+use std::io::Write;
 use std::process::ExitCode;
 
 use anyhow::Result;
@@ -137,17 +138,20 @@ fn refresh_report(global: &Global) {
 }
 
 /// One line on stderr when images of one split have a duplicate in another, which inflates the
-/// held-out scores; `audit` lists them. A failed check is not worth stopping for.
+/// held-out scores; `audit` lists them. A failed check is not worth stopping for, and neither is
+/// a closed stderr (a reader that stopped at the line it wanted): the line is written without
+/// `eprintln!`, which would panic.
 fn warn_leaks(workspace: &std::path::Path) {
-    match headstart::audit::leaks(workspace) {
-        Ok(l) if l.any() => eprintln!(
+    let line = match headstart::audit::leaks(workspace) {
+        Ok(l) if l.any() => format!(
             "warning: {} images have an exact copy and {} a near-duplicate (cosine >= {}) in an earlier split, \
              which inflates held-out scores: `headstart audit` lists them",
             l.exact, l.near, l.threshold
         ),
-        Ok(_) => {}
-        Err(e) => eprintln!("warning: the check for duplicates across splits failed: {e}"),
-    }
+        Ok(_) => return,
+        Err(e) => format!("warning: the check for duplicates across splits failed: {e}"),
+    };
+    let _ = writeln!(std::io::stderr(), "{line}");
 }
 
 /// `audit`: one table per kind of finding, the first `show` rows of each, and what was not done.

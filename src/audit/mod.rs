@@ -204,6 +204,7 @@ pub struct Outlier {
     /// Mean cosine similarity to its nearest neighbours.
     pub score: f32,
     /// How many robust standard deviations below the median score it lies.
+    #[serde(default)]
     pub deviations: f32,
 }
 
@@ -219,7 +220,7 @@ pub struct SplitDistance {
 }
 
 /// Images per class and split.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Balance {
     /// The splits that have images.
     pub splits: Vec<Split>,
@@ -231,8 +232,10 @@ pub struct Balance {
     pub distance: Vec<SplitDistance>,
 }
 
-/// What the audit found; also written as `report/audit.json`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// What the audit found; also written as `report/audit.json`, which the HTML report reads back
+/// with every missing section empty.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct AuditSummary {
     /// Format version of audit.json.
     pub version: u32,

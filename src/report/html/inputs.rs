@@ -7,9 +7,10 @@ use std::path::Path;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
-use super::audit::{self, Audit};
+use super::audit;
 use super::HtmlError;
 use crate::artifact::{self, Card, HEAD_FILE};
+use crate::audit::AuditSummary as Audit;
 use crate::cache::{CacheError, Manifest};
 use crate::evaluate::EvalSummary;
 use crate::head::EpochStats;

@@ -19,7 +19,6 @@ mod thumbnails;
 
 use std::path::PathBuf;
 
-pub use audit::{Audit, AuditImage, Balance, ExactDuplicate, LabelIssue, NearDuplicate, Outlier, SplitDistance};
 pub use inputs::{Inputs, Leaderboard, Winner, EVAL_FILE};
 pub use thumbnails::{MAX_BYTES as MAX_THUMBNAIL_BYTES, MAX_COUNT as MAX_THUMBNAILS};
 
@@ -154,7 +153,7 @@ pub fn render(inputs: &Inputs, max_pixels: u64) -> Page {
     let evaluated = confusion::images(eval);
     let mistakes = eval.map_or(0, |e| e.models.iter().map(|m| m.misclassified.len()).sum());
     let (wrong, rest) = evaluated.split_at(mistakes.min(evaluated.len()));
-    let audited = audit.map(Audit::images).unwrap_or_default();
+    let audited = audit.map(audit::images).unwrap_or_default();
     let wanted: Vec<&str> = wrong
         .iter()
         .copied()

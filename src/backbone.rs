@@ -333,7 +333,7 @@ impl BackboneRecord {
     pub(crate) fn fake(dim: usize) -> BackboneRecord {
         BackboneRecord {
             name: "fake".into(),
-            model_path: "/nonexistent/fake.onnx".into(),
+            model_path: "nonexistent/fake.onnx".into(),
             key: "k".into(),
             model_sha256: "00".into(),
             output: "out".into(),

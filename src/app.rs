@@ -161,7 +161,11 @@ fn print_audit(s: &AuditSummary, show: usize, json: bool) -> Result<()> {
         return Ok(());
     }
     let percent = |v: f32| format!("{:.0}%", 100.0 * v);
-    let more = |total: usize| {
+    // A header row, then the first `show` findings (if any), then how many more the file holds.
+    let listing = |rows: &[Vec<String>], total: usize| {
+        if rows.len() > 1 {
+            print!("{}", render_table(rows, 1));
+        }
         if total > show {
             println!("  … {} more in {}", total - show, s.file.display());
         }
@@ -178,10 +182,7 @@ fn print_audit(s: &AuditSummary, show: usize, json: bool) -> Result<()> {
         let splits: Vec<&str> = d.images.iter().map(|r| r.split.name()).collect();
         rows.push(vec![paths.join("  "), splits.join(",")]);
     }
-    if rows.len() > 1 {
-        print!("{}", render_table(&rows, 1));
-    }
-    more(s.exact_duplicates.len());
+    listing(&rows, s.exact_duplicates.len());
     println!(
         "\nnear-duplicates (cosine >= {}): {} pairs, {near_leaks} across splits",
         s.near_duplicate_threshold,
@@ -196,10 +197,7 @@ fn print_audit(s: &AuditSummary, show: usize, json: bool) -> Result<()> {
             format!("{},{}", d.a.split, d.b.split),
         ]);
     }
-    if rows.len() > 1 {
-        print!("{}", render_table(&rows, 1));
-    }
-    more(s.near_duplicates.len());
+    listing(&rows, s.near_duplicates.len());
     println!("\nlikely label errors: {}", s.label_issues.len());
     let mut rows = vec![["image", "given", "suggested", "p(given)", "neighbours agree"]
         .map(String::from)
@@ -213,10 +211,7 @@ fn print_audit(s: &AuditSummary, show: usize, json: bool) -> Result<()> {
             percent(l.neighbour_agreement),
         ]);
     }
-    if rows.len() > 1 {
-        print!("{}", render_table(&rows, 1));
-    }
-    more(s.label_issues.len());
+    listing(&rows, s.label_issues.len());
     println!("\noutliers: {}", s.outliers.len());
     let mut rows = vec![["image", "class", "similarity to neighbours", "robust sd below median"]
         .map(String::from)
@@ -229,10 +224,7 @@ fn print_audit(s: &AuditSummary, show: usize, json: bool) -> Result<()> {
             format!("{:.1}", o.deviations),
         ]);
     }
-    if rows.len() > 1 {
-        print!("{}", render_table(&rows, 1));
-    }
-    more(s.outliers.len());
+    listing(&rows, s.outliers.len());
     println!("\nimages per class and split:");
     let b = &s.balance;
     let mut rows = vec![std::iter::once("class".to_owned())

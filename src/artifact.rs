@@ -21,6 +21,7 @@ use crate::backbone::BackboneRecord;
 use crate::baseline::{Baseline, SweepPoint};
 use crate::cache::{tensors_crc, CacheError, Manifest};
 use crate::classifier::{Classifier, Tensor};
+use crate::finetune::Finetuned;
 use crate::head::{EpochStats, Head};
 use crate::knn::Knn;
 use crate::prototype::Prototype;
@@ -235,7 +236,9 @@ pub fn open(path: &Path, workspace: Option<&Manifest>) -> Result<Loaded, Artifac
     let (classifier, metadata) = load(path)?;
     let card = Card::from_metadata(path, &metadata)?;
     let (classes, features) = (classifier.n_classes(), classifier.n_features());
-    if classes != card.classes.len() || (card.backbone.dim != 0 && features != card.backbone.dim) {
+    // A fine-tuned top takes the map at its cut, not the backbone's features.
+    let expected = classifier.cut().map_or(card.backbone.dim, |(_, map)| map.len());
+    if classes != card.classes.len() || (card.backbone.dim != 0 && features != expected) {
         return Err(ArtifactError::Format {
             path: path.to_path_buf(),
             reason: format!(
@@ -282,6 +285,9 @@ pub fn save(path: &Path, classifier: &dyn Classifier, metadata: BTreeMap<String,
     let mut header: HashMap<String, String> = metadata.into_iter().collect();
     if let Some(format) = classifier.format() {
         header.insert(FORMAT_KEY.to_owned(), format.to_owned());
+    }
+    if let Some((key, value)) = classifier.structure() {
+        header.insert(key.to_owned(), value);
     }
     header.insert(
         CRC_KEY.to_owned(),
@@ -347,12 +353,21 @@ fn decode_tensors(
             .collect();
         tensors.push((name, view.shape().to_vec(), data));
     }
-    decode(format, tensors)
+    decode(format, tensors, metadata)
 }
 
 /// The classifier that the format marker names, from its tensors.
-fn decode(format: Option<&str>, tensors: Vec<Tensor>) -> Result<Box<dyn Classifier>, String> {
+/// A kind whose structure is in the metadata takes its entry out of `metadata`.
+fn decode(
+    format: Option<&str>,
+    tensors: Vec<Tensor>,
+    metadata: &mut BTreeMap<String, String>,
+) -> Result<Box<dyn Classifier>, String> {
     match format {
+        Some(crate::finetune::FORMAT_VALUE) => {
+            let layout = metadata.remove(crate::finetune::TOP_KEY);
+            Ok(Box::new(Finetuned::from_parts(tensors, layout.as_deref())?))
+        }
         None => Ok(Box::new(Head::from_tensors(tensors).map_err(|e| e.to_string())?)),
         Some(crate::head::MULTI_LABEL_FORMAT) => Ok(Box::new(
             Head::from_tensors(tensors)

@@ -32,6 +32,25 @@ pub trait Classifier: std::fmt::Debug + Send + Sync {
 
     /// Its weights, as saved.
     fn tensors(&self) -> Vec<Tensor>;
+
+    /// What its tensors alone do not say about it, saved in its file's metadata under the key
+    /// given; `None` for most kinds.
+    fn structure(&self) -> Option<(&'static str, String)> {
+        None
+    }
+
+    /// For a classifier that takes the feature map at a cut inside the backbone rather than the
+    /// backbone's features (a fine-tuned top, [`crate::finetune`]): the cut's tensor name and
+    /// the map's size. Its rows are then cached maps, NCHW.
+    fn cut(&self) -> Option<(&str, crate::finetune::Geometry)> {
+        None
+    }
+
+    /// Backbone weights that training changed, by initializer name, for `export` and
+    /// `predict` to put in the backbone in place of the originals.
+    fn backbone_weights(&self) -> Vec<(String, Vec<f32>)> {
+        Vec::new()
+    }
 }
 
 /// A classifier in inference mode as a chain of Dense layers and a final activation, each

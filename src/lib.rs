@@ -73,6 +73,7 @@ pub mod evaluate;
 pub mod export;
 pub mod extract;
 pub mod fetch;
+pub mod finetune;
 pub mod folds;
 pub mod head;
 pub mod home;

@@ -76,13 +76,15 @@ use crate::classifier::{
     argmax, check_targets, Activation, Classifier, DenseChain, DenseLayer, SetError, Targets, Tensor,
 };
 
-mod adam;
+pub(crate) mod adam;
 mod io;
 mod layers;
+mod stepper;
 mod workspace;
 
 use adam::{Adam, BlockParams};
 use layers::{BatchNorm, Block, Dense, BN_EPSILON};
+pub(crate) use stepper::Stepper;
 use workspace::Workspace;
 
 /// How much each class counts in the training loss (validation loss is never weighted, as in
@@ -297,7 +299,7 @@ impl HeadParams {
         let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
         let mut head = Head::init(x.ncols(), &self.hidden, n_classes, y.is_multi_label(), &mut rng);
         let batch_size = self.batch_size.min(n);
-        let mut ws = Workspace::new(&head, batch_size, self.dropout, self.label_smoothing);
+        let mut ws = Workspace::new(&head, batch_size, self.dropout, self.label_smoothing, false);
         let mut grads: Vec<BlockParams> = head.blocks.iter().map(BlockParams::zeros).collect();
         let mut adam = Adam::new(&head, self.learning_rate, self.weight_decay);
         // Shuffling the images' positions permutes them exactly as shuffling the rows did.
@@ -382,35 +384,7 @@ impl HeadParams {
         valid: Option<(ArrayView2<f32>, Targets)>,
     ) -> Result<Vec<f32>, HeadError> {
         let n_train = rows.len();
-        if self.epochs == 0 {
-            return Err(HeadError::Epochs(self.epochs));
-        }
-        if self.batch_size == 0 {
-            return Err(HeadError::BatchSize(self.batch_size));
-        }
-        if !(self.learning_rate.is_finite() && self.learning_rate > 0.0) {
-            return Err(HeadError::LearningRate(self.learning_rate));
-        }
-        if self.hidden.contains(&0) {
-            return Err(HeadError::Hidden(self.hidden.clone()));
-        }
-        if !(0.0..1.0).contains(&self.dropout) {
-            return Err(HeadError::Dropout(self.dropout));
-        }
-        if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
-            return Err(HeadError::WeightDecay(self.weight_decay));
-        }
-        if !(0.0..=1.0).contains(&self.label_smoothing) {
-            return Err(HeadError::LabelSmoothing(self.label_smoothing));
-        }
-        match (self.early_stopping, valid) {
-            (Some(0), _) => return Err(HeadError::Patience),
-            (Some(_), None) => return Err(HeadError::EarlyStoppingWithoutValidation),
-            _ => {}
-        }
-        if n_classes < 2 {
-            return Err(HeadError::TooFewClasses(n_classes));
-        }
+        self.check_params(valid.is_some(), n_classes)?;
         if n_train == 0 || x.ncols() == 0 {
             return Err(HeadError::EmptySet {
                 set: "training",
@@ -447,11 +421,50 @@ impl HeadParams {
             }
             Targets::Sets(_) => Vec::new(),
         };
+        self.class_weight(&train_labels, n_classes)
+    }
+
+    /// Checks the parameters alone, for training with or without a validation set.
+    pub(crate) fn check_params(&self, has_valid: bool, n_classes: usize) -> Result<(), HeadError> {
+        if self.epochs == 0 {
+            return Err(HeadError::Epochs(self.epochs));
+        }
+        if self.batch_size == 0 {
+            return Err(HeadError::BatchSize(self.batch_size));
+        }
+        if !(self.learning_rate.is_finite() && self.learning_rate > 0.0) {
+            return Err(HeadError::LearningRate(self.learning_rate));
+        }
+        if self.hidden.contains(&0) {
+            return Err(HeadError::Hidden(self.hidden.clone()));
+        }
+        if !(0.0..1.0).contains(&self.dropout) {
+            return Err(HeadError::Dropout(self.dropout));
+        }
+        if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
+            return Err(HeadError::WeightDecay(self.weight_decay));
+        }
+        if !(0.0..=1.0).contains(&self.label_smoothing) {
+            return Err(HeadError::LabelSmoothing(self.label_smoothing));
+        }
+        match (self.early_stopping, has_valid) {
+            (Some(0), _) => return Err(HeadError::Patience),
+            (Some(_), false) => return Err(HeadError::EarlyStoppingWithoutValidation),
+            _ => {}
+        }
+        if n_classes < 2 {
+            return Err(HeadError::TooFewClasses(n_classes));
+        }
+        Ok(())
+    }
+
+    /// The weight of each class in the training loss, for training labels `train_labels`.
+    pub(crate) fn class_weight(&self, train_labels: &[usize], n_classes: usize) -> Result<Vec<f32>, HeadError> {
         let class_weight = match &self.class_weights {
             ClassWeights::None => vec![1.0; n_classes],
             ClassWeights::Balanced => {
                 let mut counts = vec![0usize; n_classes];
-                for &label in &train_labels {
+                for &label in train_labels {
                     counts[label] += 1;
                 }
                 counts

@@ -45,7 +45,7 @@ fn gradients_match_finite_differences() {
         bn.gamma.mapv_inplace(|_| rng.gen_range(0.5..1.5));
         bn.beta.mapv_inplace(|_| rng.gen_range(-0.5..0.5));
     }
-    let mut ws = Workspace::new(&head, n, 0.3, 0.1);
+    let mut ws = Workspace::new(&head, n, 0.3, 0.1, true);
     ws.load_batch(x.view(), Targets::Classes(&y), &[0, 1, 2, 3, 4, 5], &[1.0, 2.0, 0.5]);
     // Reseeding gives every pass the same dropout masks.
     let loss =
@@ -72,6 +72,21 @@ fn gradients_match_finite_differences() {
                 );
             }
         }
+    }
+    // The input gradient, which a head trained together with what computes its input needs.
+    let analytic = ws.input_grad.clone();
+    for ((r, c), &analytic) in analytic.indexed_iter() {
+        let original = ws.batch[[r, c]];
+        ws.batch[[r, c]] = original + h;
+        let up = loss(&head, &mut ws);
+        ws.batch[[r, c]] = original - h;
+        let down = loss(&head, &mut ws);
+        ws.batch[[r, c]] = original;
+        let numeric = ((up - down) / (2.0 * f64::from(h))) as f32;
+        assert!(
+            (numeric - analytic).abs() <= 1e-3 + 1e-2 * analytic.abs(),
+            "input [{r}, {c}]: analytic {analytic}, numeric {numeric}"
+        );
     }
 }
 
@@ -223,7 +238,7 @@ fn forward_and_one_adam_step_match_pytorch() {
     let mut head = golden_head();
     assert_golden("infer_probs", head.predict_proba(x.view()).as_slice().unwrap(), 1e-6);
 
-    let mut ws = Workspace::new(&head, 4, 0.0, 0.1);
+    let mut ws = Workspace::new(&head, 4, 0.0, 0.1, false);
     ws.load_batch(x.view(), Targets::Classes(&y), &[0, 1, 2, 3], &[1.0, 2.0, 0.5]);
     let mut grads = zero_grads(&head);
     let mut adam = Adam::new(&head, 0.1, 0.01);
@@ -665,7 +680,7 @@ fn multi_label_forward_and_gradients_match_pytorch() {
     let head = golden_head().into_multi_label();
     assert_multi_label_golden("infer_probs", head.predict_proba(x.view()).as_slice().unwrap());
 
-    let mut ws = Workspace::new(&head, 4, 0.0, 0.1);
+    let mut ws = Workspace::new(&head, 4, 0.0, 0.1, false);
     ws.load_batch(x.view(), Targets::Sets(y.view()), &[0, 1, 2, 3], &[]);
     let (loss_sum, _) = head.forward_train(&mut ws, 4, &mut ChaCha8Rng::seed_from_u64(0));
     assert_multi_label_golden("loss", &[(loss_sum / 4.0) as f32]);

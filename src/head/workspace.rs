@@ -44,10 +44,13 @@ pub(super) struct Workspace {
     pub(super) dropout: Option<Dropout>,
     pub(super) label_smoothing: f32,
     pub(super) blocks: Vec<BlockBuffers>,
+    /// ∂L/∂batch, for a head trained together with what computes its input; no rows otherwise.
+    pub(super) input_grad: Array2<f32>,
 }
 
 impl Workspace {
-    pub(super) fn new(head: &Head, batch_size: usize, dropout: f32, label_smoothing: f32) -> Self {
+    /// With `input_grad`, [`Head::backward`] also writes ∂L/∂batch into `input_grad`.
+    pub(super) fn new(head: &Head, batch_size: usize, dropout: f32, label_smoothing: f32, input_grad: bool) -> Self {
         let dropout = Dropout::new(dropout);
         let bits_rows = if dropout.is_some() { batch_size } else { 0 };
         let blocks = head
@@ -77,6 +80,7 @@ impl Workspace {
             dropout,
             label_smoothing,
             blocks,
+            input_grad: Array2::zeros((if input_grad { batch_size } else { 0 }, head.n_features())),
         }
     }
 
@@ -228,7 +232,7 @@ impl Head {
     /// BatchNorm in training mode, with x̂ the normalised input and dy = ∂L/∂y:
     /// `∂L/∂γ = Σ_r dy·x̂`, `∂L/∂β = Σ_r dy`,
     /// `∂L/∂x = γ/sqrt(σ² + ε) · (dy - mean_r(dy) - x̂ · mean_r(dy·x̂))`. The first block's input
-    /// gradient is never formed: the embeddings are not trained.
+    /// gradient is formed only when the workspace asks for it: cached embeddings are not trained.
     pub(super) fn backward(&self, ws: &mut Workspace, b: usize, grads: &mut [BlockParams]) {
         let last = self.blocks.len() - 1;
         let inv_b = 1.0 / b as f32;
@@ -280,12 +284,16 @@ impl Head {
                         *gb += d;
                     });
             }
-            if k > 0 {
+            let grad_x = match k {
+                0 if ws.input_grad.nrows() == 0 => None,
+                0 => Some(ws.input_grad.slice_mut(s![..b, ..])),
+                _ => Some(before[k - 1].grad_out.slice_mut(s![..b, ..])),
+            };
+            if let Some(mut grad_x) = grad_x {
                 Zip::from(&mut buf.coef)
                     .and(&bn.gamma)
                     .and(&buf.inv_std)
                     .for_each(|c, &ga, &i| *c = ga * i);
-                let mut grad_x = before[k - 1].grad_out.slice_mut(s![..b, ..]);
                 for ((mut dx, dy), xh) in grad_x.rows_mut().into_iter().zip(grad_y.rows()).zip(xhat.rows()) {
                     Zip::from(&mut dx)
                         .and(&dy)

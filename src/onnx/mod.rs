@@ -29,6 +29,9 @@
 //! field starts and ends, is written here: prost's `encoding` module has such helpers but is
 //! `#[doc(hidden)]` and documented as internal to prost-derive, so it carries no semver promise.
 
+pub mod edit;
+pub mod subgraph;
+
 use std::borrow::Cow;
 use std::collections::HashSet;
 
@@ -146,16 +149,7 @@ pub fn compose(
         return Err(SpliceError::OldOpset(opset));
     }
 
-    let graph_parts: Vec<&[u8]> = model_fields
-        .iter()
-        .filter(|f| f.number == MODEL_GRAPH)
-        .map(|f| f.payload)
-        .collect();
-    let graph_bytes: Cow<[u8]> = match graph_parts.as_slice() {
-        [] => return Err(SpliceError::NoGraph),
-        [one] => Cow::Borrowed(one),
-        many => Cow::Owned(many.concat()),
-    };
+    let graph_bytes = joined_graph(&model_fields)?;
     let graph = Graph::decode(&*graph_bytes).map_err(malformed)?;
     let mut names = Names::default();
     names.collect(&graph)?;
@@ -184,34 +178,14 @@ pub fn compose(
     )
     .encode_to_vec();
 
-    let kept: Vec<&[u8]> = fields(&graph_bytes)?
-        .into_iter()
-        .filter(|f| f.number != GRAPH_OUTPUT)
-        .map(|f| f.raw)
-        .collect();
-    let graph_len = kept.iter().map(|f| f.len()).sum::<usize>() + tail.len();
-
-    let mut out = Vec::with_capacity(backbone_onnx.len() + tail.len() + 64);
-    let mut graph_written = false;
-    for field in &model_fields {
-        match field.number {
-            MODEL_GRAPH if !graph_written => {
-                graph_written = true;
-                out.push(MODEL_GRAPH_KEY);
-                prost::encode_length_delimiter(graph_len, &mut out).expect("a Vec grows as needed");
-                kept.iter().for_each(|f| out.extend_from_slice(f));
-                out.extend_from_slice(&tail);
-            }
-            MODEL_GRAPH => {}
-            MODEL_METADATA => {
-                let entry = StringStringEntry::decode(field.payload).map_err(malformed)?;
-                if !keys.contains(entry.key.as_str()) {
-                    out.extend_from_slice(field.raw);
-                }
-            }
-            _ => out.extend_from_slice(field.raw),
+    let mut graph: Vec<u8> = Vec::with_capacity(graph_bytes.len() + tail.len());
+    for field in fields(&graph_bytes)? {
+        if field.number != GRAPH_OUTPUT {
+            graph.extend_from_slice(field.raw);
         }
     }
+    graph.extend_from_slice(&tail);
+    let mut out = with_graph(&model_fields, &graph, &keys)?;
     let entries = metadata
         .iter()
         .map(|(key, value)| StringStringEntry {
@@ -224,6 +198,48 @@ pub fn compose(
     }
     .encode(&mut out)
     .expect("a Vec grows as needed");
+    Ok(out)
+}
+
+/// The model's graph as one message: a graph split over several occurrences of field 7 (legal:
+/// they merge) is joined.
+fn joined_graph<'a>(model_fields: &[Field<'a>]) -> Result<Cow<'a, [u8]>, SpliceError> {
+    let parts: Vec<&[u8]> = model_fields
+        .iter()
+        .filter(|f| f.number == MODEL_GRAPH)
+        .map(|f| f.payload)
+        .collect();
+    match parts.as_slice() {
+        [] => Err(SpliceError::NoGraph),
+        [one] => Ok(Cow::Borrowed(one)),
+        many => Ok(Cow::Owned(many.concat())),
+    }
+}
+
+/// The model's fields byte for byte, with `graph` for its graph and without the metadata
+/// entries whose key is in `dropped_metadata`.
+fn with_graph(model_fields: &[Field], graph: &[u8], dropped_metadata: &HashSet<&str>) -> Result<Vec<u8>, SpliceError> {
+    let size = model_fields.iter().map(|f| f.raw.len()).sum::<usize>() + graph.len() + 64;
+    let mut out = Vec::with_capacity(size);
+    let mut graph_written = false;
+    for field in model_fields {
+        match field.number {
+            MODEL_GRAPH if !graph_written => {
+                graph_written = true;
+                out.push(MODEL_GRAPH_KEY);
+                prost::encode_length_delimiter(graph.len(), &mut out).expect("a Vec grows as needed");
+                out.extend_from_slice(graph);
+            }
+            MODEL_GRAPH => {}
+            MODEL_METADATA if !dropped_metadata.is_empty() => {
+                let entry = StringStringEntry::decode(field.payload).map_err(malformed)?;
+                if !dropped_metadata.contains(entry.key.as_str()) {
+                    out.extend_from_slice(field.raw);
+                }
+            }
+            _ => out.extend_from_slice(field.raw),
+        }
+    }
     Ok(out)
 }
 
@@ -668,6 +684,10 @@ struct AttributeProto {
 /// `TensorProto` as read: the weights themselves are skipped.
 #[derive(Clone, PartialEq, Message)]
 struct InitializerName {
+    #[prost(int64, repeated, tag = "1")]
+    dims: Vec<i64>,
+    #[prost(int32, tag = "2")]
+    data_type: i32,
     #[prost(string, tag = "8")]
     name: String,
     #[prost(int32, tag = "14")]

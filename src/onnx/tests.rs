@@ -448,6 +448,7 @@ fn rejects_what_a_single_file_cannot_hold() {
     let external = InitializerName {
         name: "big.weight".to_string(),
         data_location: DATA_EXTERNAL,
+        ..Default::default()
     };
     let extra = ModelWithInitializers {
         graph: Some(GraphInitializers {

@@ -597,6 +597,19 @@ fn print_extract(s: &ExtractSummary, json: bool) -> Result<()> {
             s.views, s.views_computed
         );
     }
+    if let Some(cut) = &s.cut {
+        let shape = cut.shape;
+        println!(
+            "maps at cut `{}` ({}, {}x{}x{} f16, {:.1} KB per image): {} computed in this run",
+            cut.name,
+            cut.tensor,
+            shape.channels,
+            shape.height,
+            shape.width,
+            cut.bytes_per_image() as f64 / 1000.0,
+            s.maps_computed
+        );
+    }
     if s.mirrored_computed > 0 {
         println!("mirrored views (for --tta): {} computed", s.mirrored_computed);
     }
@@ -697,6 +710,9 @@ fn print_train(s: &TrainSummary, json: bool) -> Result<()> {
         s.seconds,
         s.best_epoch
     );
+    if let Some(why) = &s.diverged {
+        eprintln!("warning: {why}; the weights of epoch {} were kept", s.best_epoch);
+    }
     if let Some(last) = s.history.iter().find(|e| e.epoch == s.best_epoch) {
         if let Some(acc) = last.val_accuracy {
             let what = if s.multi_label {

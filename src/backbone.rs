@@ -5,6 +5,7 @@
 //! say is read off the model itself: the input name, NCHW or NHWC, a fixed batch size. Converted
 //! models often fix the batch at 1, so batches are split to fit.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use ort::session::builder::GraphOptimizationLevel;
@@ -14,6 +15,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::fetch::hex;
+use crate::finetune::Geometry;
+use crate::onnx::edit::ModelEdit;
 use crate::preprocess::{Layout, Preprocessing, Preset};
 use crate::provision::{self, Provision, ProvisionError};
 use crate::runtime::Runtime;
@@ -56,6 +59,10 @@ pub struct Description {
     /// and 309), as `models/verify_efficientnet_lite.py` measures it. Only informative.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub imagenet_check: Option<f64>,
+    /// Named cuts for `extract --cut` and `train-head --finetune`: name to tensor, e.g.
+    /// `last-block` to the tensor entering the last block.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub cuts: BTreeMap<String, String>,
 }
 
 /// What the user asked for on the command line.
@@ -217,6 +224,34 @@ pub enum BackboneError {
         path: PathBuf,
         /// ONNX Runtime's message.
         message: String,
+    },
+    /// A cut is neither a named cut of the backbone nor a tensor of its graph.
+    #[error("backbone {path} has no cut or tensor `{cut}` (its named cuts: {named}): give a named cut, or a tensor name (list them with `python3 -c \"import onnx, sys; [print(o) for n in onnx.load(sys.argv[1]).graph.node for o in n.output]\" {path}`)")]
+    UnknownCut {
+        /// The model file.
+        path: PathBuf,
+        /// The cut asked for.
+        cut: String,
+        /// The named cuts, as a list for the message.
+        named: String,
+    },
+    /// The backbone could not be edited to give the map at a cut, or run with new weights.
+    #[error("cannot edit {path}: {source}")]
+    Edit {
+        /// The model file.
+        path: PathBuf,
+        /// What went wrong.
+        source: crate::onnx::SpliceError,
+    },
+    /// The map at a cut is not `[batch, C, H, W]` float32.
+    #[error("{path}: the tensor `{cut}` at the cut has shape {shape:?}; a cut must be a float32 [batch, C, H, W] map")]
+    CutShape {
+        /// The model file.
+        path: PathBuf,
+        /// The cut's tensor.
+        cut: String,
+        /// The shape it had.
+        shape: Vec<i64>,
     },
     /// The feature output is neither `[batch, D]` nor `[batch, D, 1, 1]`.
     #[error(
@@ -395,6 +430,29 @@ pub struct BackboneInfo {
     pub input_size: Option<u32>,
     /// Shorter side in pixels before the centre crop; `None` means `input_size * 256 / 224`.
     pub resize: Option<u32>,
+    /// The description's named cuts.
+    #[serde(default)]
+    pub cuts: BTreeMap<String, String>,
+}
+
+impl BackboneInfo {
+    /// The tensor of a cut given by name (`last-block`) or as a tensor name.
+    pub fn cut_tensor(&self, cut: &str) -> String {
+        self.cuts.get(cut).cloned().unwrap_or_else(|| cut.to_string())
+    }
+
+    /// The named cuts, as a list for messages.
+    pub fn named_cuts(&self) -> String {
+        match self.cuts.is_empty() {
+            true => "none".to_string(),
+            false => self
+                .cuts
+                .iter()
+                .map(|(name, tensor)| format!("{name} ({tensor})"))
+                .collect::<Vec<_>>()
+                .join(", "),
+        }
+    }
 }
 
 impl BackboneChoice {
@@ -511,6 +569,7 @@ impl BackboneChoice {
             preset,
             input_size: self.input_size.or(description.as_ref().map(|d| d.input_size)),
             resize: self.resize.or(description.as_ref().and_then(|d| d.resize)),
+            cuts: description.map(|d| d.cuts).unwrap_or_default(),
         })
     }
 }
@@ -559,26 +618,58 @@ pub struct Backbone {
     output: String,
     /// The batch size the model insists on, if its first dimension is fixed.
     fixed_batch: Option<usize>,
+    /// The tensor at the cut whose maps each row also carries, and their size.
+    cut: Option<(String, Geometry)>,
 }
 
 impl Backbone {
     /// Opens the model with all graph optimisations, one thread per core inside operators and no
     /// parallelism between them: a CNN is a chain, so intra-op threads are where the speed is.
     pub fn open(runtime: &Runtime, info: BackboneInfo, threads: usize) -> Result<Backbone, BackboneError> {
+        Backbone::open_with(runtime, info, threads, &ModelEdit::default())
+    }
+
+    /// [`open`](Self::open) on the model with `edit` applied: weights replaced by fine-tuned
+    /// ones, and with an extra output, a cut whose map [`embed`](Self::embed) then appends to
+    /// every row (see [`cut`](Self::cut)).
+    pub fn open_with(
+        runtime: &Runtime,
+        info: BackboneInfo,
+        threads: usize,
+        edit: &ModelEdit,
+    ) -> Result<Backbone, BackboneError> {
         let session_err = |e: ort::Error| BackboneError::Session {
             path: info.path.clone(),
             message: e.to_string(),
         };
-        let session = Session::builder(&runtime.environment)
+        let mut builder = Session::builder(&runtime.environment)
             .map_err(session_err)?
             .with_optimization_level(GraphOptimizationLevel::All)
             .map_err(|e| session_err(e.into()))?
             .with_intra_threads(threads)
             .map_err(|e| session_err(e.into()))?
             .with_inter_threads(1)
-            .map_err(|e| session_err(e.into()))?
-            .commit_from_file(&info.path)
-            .map_err(session_err)?;
+            .map_err(|e| session_err(e.into()))?;
+        let session = if edit.outputs.is_empty() && edit.weights.is_empty() {
+            builder.commit_from_file(&info.path).map_err(session_err)?
+        } else {
+            let bytes = std::fs::read(&info.path).map_err(|source| BackboneError::Io {
+                path: info.path.clone(),
+                source,
+            })?;
+            let edited = crate::onnx::edit::apply(&bytes, edit).map_err(|source| match source {
+                crate::onnx::SpliceError::FeatureNotFound { name, .. } => BackboneError::UnknownCut {
+                    path: info.path.clone(),
+                    cut: name,
+                    named: info.named_cuts(),
+                },
+                source => BackboneError::Edit {
+                    path: info.path.clone(),
+                    source,
+                },
+            })?;
+            builder.commit_from_memory(&edited).map_err(session_err)?
+        };
         let Some(first) = session.inputs().first() else {
             return Err(BackboneError::NoInputs {
                 path: info.path.clone(),
@@ -663,14 +754,54 @@ impl Backbone {
             resize: Some(resize),
             ..info
         };
-        Ok(Backbone {
+        let mut backbone = Backbone {
             info,
             preprocessing,
             session,
             input,
             output,
             fixed_batch,
-        })
+            cut: None,
+        };
+        if let Some(cut) = edit.outputs.first() {
+            backbone.cut = Some((cut.clone(), backbone.probe_cut(cut)?));
+        }
+        Ok(backbone)
+    }
+
+    /// The size of the map at `cut`, from one blank image.
+    fn probe_cut(&mut self, cut: &str) -> Result<Geometry, BackboneError> {
+        let batch = self.fixed_batch.unwrap_or(1);
+        let blank = vec![0.0f32; batch * self.preprocessing.len()];
+        let shape = self.run_raw(&blank, batch, |outputs| {
+            Ok(outputs[cut].try_extract_tensor::<f32>()?.0.to_vec())
+        });
+        let shape = shape.map_err(|e| match e {
+            BackboneError::Run { .. } => BackboneError::CutShape {
+                path: self.info.path.clone(),
+                cut: cut.to_string(),
+                shape: Vec::new(),
+            },
+            e => e,
+        })?;
+        match shape[..] {
+            [_, c, h, w] if c > 0 && h > 0 && w > 0 => Ok(Geometry {
+                channels: c as usize,
+                height: h as usize,
+                width: w as usize,
+            }),
+            _ => Err(BackboneError::CutShape {
+                path: self.info.path.clone(),
+                cut: cut.to_string(),
+                shape,
+            }),
+        }
+    }
+
+    /// The cut whose map each row of [`embed`](Self::embed) carries after the features, and
+    /// the map's size.
+    pub fn cut(&self) -> Option<&(String, Geometry)> {
+        self.cut.as_ref()
     }
 
     /// The cache key of this backbone's vectors; see [`cache_key`].
@@ -709,32 +840,41 @@ impl Backbone {
         Ok((dim, out))
     }
 
-    fn run(&mut self, chunk: &[f32], batch: usize) -> Result<(usize, Vec<f32>), BackboneError> {
+    /// Runs one batch and hands ONNX Runtime's outputs to `read`.
+    fn run_raw<T>(
+        &mut self,
+        chunk: &[f32],
+        batch: usize,
+        read: impl FnOnce(&ort::session::SessionOutputs<'_>) -> Result<T, ort::Error>,
+    ) -> Result<T, BackboneError> {
         let s = self.preprocessing.size as usize;
         let shape = match self.preprocessing.layout {
             Layout::Nchw => [batch, 3, s, s],
             Layout::Nhwc => [batch, s, s, 3],
         };
+        let path = self.info.path.clone();
         let run_err = |e: ort::Error| BackboneError::Run {
-            path: self.info.path.clone(),
+            path: path.clone(),
             message: e.to_string(),
         };
         let tensor = TensorRef::from_array_view((shape, chunk)).map_err(run_err)?;
         let outputs = self
             .session
             .run(ort::inputs![self.input.as_str() => tensor])
-            .map_err(|e| BackboneError::Run {
-                path: self.info.path.clone(),
-                message: e.to_string(),
-            })?;
-        let (out_shape, data) =
-            outputs[self.output.as_str()]
-                .try_extract_tensor::<f32>()
-                .map_err(|e| BackboneError::Run {
-                    path: self.info.path.clone(),
-                    message: e.to_string(),
-                })?;
-        let dims: Vec<i64> = out_shape.to_vec();
+            .map_err(run_err)?;
+        read(&outputs).map_err(run_err)
+    }
+
+    fn run(&mut self, chunk: &[f32], batch: usize) -> Result<(usize, Vec<f32>), BackboneError> {
+        let (output, cut) = (self.output.clone(), self.cut.clone());
+        let (dims, data, map) = self.run_raw(chunk, batch, |outputs| {
+            let (shape, data) = outputs[output.as_str()].try_extract_tensor::<f32>()?;
+            let map = match &cut {
+                Some((name, _)) => Some(outputs[name.as_str()].try_extract_tensor::<f32>()?.1.to_vec()),
+                None => None,
+            };
+            Ok((shape.to_vec(), data.to_vec(), map))
+        })?;
         let flat_ok = dims.first() == Some(&(batch as i64)) && dims.len() >= 2 && dims[2..].iter().all(|&d| d == 1);
         if !flat_ok {
             return Err(BackboneError::OutputShape {
@@ -744,7 +884,24 @@ impl Backbone {
                 batch,
             });
         }
-        Ok((dims[1] as usize, data.to_vec()))
+        let d = dims[1] as usize;
+        let (Some(map), Some((name, geometry))) = (map, &self.cut) else {
+            return Ok((d, data));
+        };
+        let m = geometry.len();
+        if map.len() != batch * m {
+            return Err(BackboneError::CutShape {
+                path: self.info.path.clone(),
+                cut: name.clone(),
+                shape: vec![(map.len() / m.max(1)) as i64],
+            });
+        }
+        let mut rows = Vec::with_capacity(batch * (d + m));
+        for (features, map) in data.chunks_exact(d).zip(map.chunks_exact(m)) {
+            rows.extend_from_slice(features);
+            rows.extend_from_slice(map);
+        }
+        Ok((d + m, rows))
     }
 }
 

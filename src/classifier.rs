@@ -46,6 +46,11 @@ pub trait Classifier: std::fmt::Debug + Send + Sync {
         None
     }
 
+    /// The classifier to apply to the features of the backbone with
+    /// [`backbone_weights`](Self::backbone_weights) put in: itself, but for a fine-tuned top,
+    /// whose head then takes over.
+    fn on_features(&self) -> &dyn Classifier;
+
     /// Backbone weights that training changed, by initializer name, for `export` and
     /// `predict` to put in the backbone in place of the originals.
     fn backbone_weights(&self) -> Vec<(String, Vec<f32>)> {

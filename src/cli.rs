@@ -7,6 +7,7 @@ use headstart::audit::{LABEL_FOLDS, NEAR_THRESHOLD, NEIGHBOURS};
 use headstart::baseline::BaselineParams;
 use headstart::dataset::{Column, Header, Split, SplitPercentages};
 use headstart::evaluate::EvalOptions;
+use headstart::finetune::FinetuneParams;
 use headstart::head::HeadParams;
 use headstart::predict::PredictOptions;
 use headstart::preprocess::Preset;
@@ -235,6 +236,12 @@ pub struct TrainArgs {
     /// The augmented views cached by `extract --augment K`: each epoch draws one per image from the plain crop and the views (with-plain), from the views only (views-only), or ignores them (off).
     #[arg(long, value_enum, default_value_t = ViewPolicy::default())]
     pub augment: ViewPolicy,
+    /// Also train the backbone's layers after this cut, on the maps `extract --cut CUT` cached (named cut or tensor name).
+    #[arg(long, value_name = "CUT")]
+    pub finetune: Option<String>,
+    /// Adam learning rate of the backbone's layers under --finetune.
+    #[arg(long, value_name = "LR", requires = "finetune", default_value_t = FinetuneParams::default().backbone_lr)]
+    pub backbone_lr: f32,
 }
 
 /// `eval`: which split, which head, how many mistakes to show.
@@ -335,6 +342,9 @@ pub struct ExtractArgs {
     pub shard: Option<String>,
     #[command(flatten)]
     pub augment: AugmentArgs,
+    /// Also cache every image's feature map at this cut inside the backbone, for `train-head --finetune`: a named cut (`last-block`, `head-conv` for EfficientNet-Lite, `layer4.2` for ResNet-50) or a tensor name.
+    #[arg(long, value_name = "CUT")]
+    pub cut: Option<String>,
 }
 
 /// `merge`: which shards.

@@ -30,6 +30,11 @@ pub enum EvalError {
     /// A picture could not be drawn or written.
     #[error(transparent)]
     Report(#[from] ReportError),
+    /// `--tta` was asked for a fine-tuned head.
+    #[error(
+        "--tta is not available for a fine-tuned head: only the plain crop's maps are cached at the cut; drop --tta"
+    )]
+    TtaFinetuned,
     /// `--tta` was asked but the cache lacks mirrored views of the split's images.
     #[error("--tta needs the mirrored views of the {split} split's images ({why}): run `headstart extract --tta` with the same data, or drop --tta")]
     NoMirrored {
@@ -144,12 +149,20 @@ pub fn eval(opts: &EvalOptions) -> Result<EvalSummary, EvalError> {
         return Err(EvalError::EmptySplit { split: opts.split });
     }
     let mirrored = opts.tta.then(|| mirrored_rows(opts, &manifest, &entries)).transpose()?;
-    let proba = |classifier: &dyn Classifier| {
+    let proba = |classifier: &dyn Classifier| -> Result<Array2<f32>, EvalError> {
+        // A fine-tuned top takes the maps cached at its cut, not the embeddings.
+        if let Some((tensor, _)) = classifier.cut() {
+            if opts.tta {
+                return Err(EvalError::TtaFinetuned);
+            }
+            let maps = manifest.maps(&opts.workspace, tensor, &entries)?;
+            return Ok(classifier.predict_proba(maps.view()));
+        }
         let probs = classifier.predict_proba(x.view());
-        match &mirrored {
+        Ok(match &mirrored {
             Some(m) => mean_of_views(probs, classifier.predict_proba(m.view())),
             None => probs,
-        }
+        })
     };
     let head_path = opts.head.clone().unwrap_or_else(|| opts.workspace.join(HEAD_FILE));
     let mut loaded = vec![artifact::open(&head_path, Some(&manifest))?];
@@ -167,7 +180,7 @@ pub fn eval(opts: &EvalOptions) -> Result<EvalSummary, EvalError> {
     let mut multi_label = Vec::new();
     if let Some(truth) = &targets {
         for l in &loaded {
-            let probs = proba(l.classifier.as_ref());
+            let probs = proba(l.classifier.as_ref())?;
             let default = vec![multilabel::DEFAULT_THRESHOLD; manifest.classes.len()];
             let thresholds = l.card.thresholds.as_ref().unwrap_or(&default);
             let evaluation = multilabel::evaluate(probs.view(), truth.view(), thresholds, &manifest.classes);
@@ -189,13 +202,13 @@ pub fn eval(opts: &EvalOptions) -> Result<EvalSummary, EvalError> {
         }
         loaded.clear();
     }
-    let scored: Vec<_> = loaded
+    let scored = loaded
         .into_iter()
         .map(|l| {
-            let probs = proba(l.classifier.as_ref());
-            (l.card.kind, l.path, probs)
+            let probs = proba(l.classifier.as_ref())?;
+            Ok((l.card.kind, l.path, probs))
         })
-        .collect();
+        .collect::<Result<Vec<_>, EvalError>>()?;
 
     let mut models = Vec::new();
     for (name, file, probs) in scored {

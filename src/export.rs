@@ -4,6 +4,7 @@
 use crate::artifact::{self, ArtifactError};
 use crate::atomic::{write_file, WriteError};
 use crate::onnx::compose;
+use crate::onnx::edit::ModelEdit;
 
 /// What `headstart export` needs: a saved head and where to write.
 #[derive(Debug, Clone)]
@@ -83,6 +84,18 @@ pub fn export(opts: &ExportOptions) -> Result<ExportSummary, ExportError> {
         path: info.path.clone(),
         source,
     })?;
+    // A fine-tuned top's weights go back in place of the backbone's own.
+    let weights = classifier.backbone_weights();
+    let bytes = match weights.is_empty() {
+        true => bytes,
+        false => {
+            let edit = ModelEdit {
+                weights: weights.into_iter().collect(),
+                ..ModelEdit::default()
+            };
+            crate::onnx::edit::apply(&bytes, &edit)?
+        }
+    };
     let p = card.backbone.preprocessing;
     let mut meta = vec![
         ("headstart.labels".to_string(), card.classes.join("\n")),

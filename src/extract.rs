@@ -13,11 +13,13 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::backbone::{Backbone, BackboneChoice, BackboneError, BackboneRecord};
+use crate::cache::maps::{CutRecord, MapStore};
 use crate::cache::shard::{Shard, ShardManifest};
 use crate::cache::{key_hex, parse_key, CacheError, ContentKey, Damaged, Entry, Manifest, Store, WorkspaceLock};
 use crate::dataset::Split;
 use crate::dataset::{BadLine, Dataset, DatasetError, Labels, Skipped, SplitPercentages};
 use crate::embed::{embed_jobs, Job, Progress};
+use crate::onnx::edit::ModelEdit;
 use crate::settings::{RuntimeOptions, DEFAULT_BATCH_SIZE};
 use crate::views::augment::{AugmentError, AugmentSettings};
 use crate::views::{render, view_key, Render, ViewKind, ViewsRecord};
@@ -50,6 +52,9 @@ pub struct ExtractOptions {
     /// Embed only this shard's images, into its own workspace inside `workspace` (see
     /// [`crate::cache::shard`]); `merge` combines the shards.
     pub shard: Option<Shard>,
+    /// Also cache every image's feature map at this cut, a named cut of the backbone or a
+    /// tensor name (see [`crate::cache::maps`]).
+    pub cut: Option<String>,
 }
 
 impl ExtractOptions {
@@ -67,6 +72,7 @@ impl ExtractOptions {
             augment_settings: AugmentSettings::default(),
             tta: false,
             shard: None,
+            cut: None,
         }
     }
 }
@@ -90,7 +96,7 @@ pub enum ExtractError {
     #[error(transparent)]
     Augment(#[from] AugmentError),
     /// A shard was asked for views, which only a whole extract makes.
-    #[error("--shard makes plain vectors only, not --augment or --tta views: merge the shards, then run `extract --augment K` or `--tta` on the merged workspace, which reuses every plain vector")]
+    #[error("--shard makes plain vectors only, not --augment or --tta views or --cut maps: merge the shards, then run `extract` with those flags on the merged workspace, which reuses every plain vector")]
     ShardViews,
     /// Every image failed to decode or embed; holds the number of images tried.
     #[error("none of the {0} images could be embedded: see the skipped files above")]
@@ -117,6 +123,10 @@ pub struct ExtractSummary {
     pub classes: Vec<String>,
     /// `class -> [train, val, test]` images embedded.
     pub counts: BTreeMap<String, [usize; 3]>,
+    /// The maps cached at a cut (`--cut`), if asked for.
+    pub cut: Option<CutRecord>,
+    /// Maps computed in this run.
+    pub maps_computed: usize,
     /// Images in the manifest now.
     pub images: usize,
     /// Images run through the backbone in this run.
@@ -238,7 +248,7 @@ fn warn_damaged(damaged: &[Damaged], progress: &dyn Progress) {
 pub fn extract(opts: &ExtractOptions, progress: &dyn Progress) -> Result<ExtractSummary, ExtractError> {
     let started = Instant::now();
     opts.augment_settings.validate()?;
-    if opts.shard.is_some() && (opts.augment > 0 || opts.tta) {
+    if opts.shard.is_some() && (opts.augment > 0 || opts.tta || opts.cut.is_some()) {
         return Err(ExtractError::ShardViews);
     }
     let workspace = match opts.shard {
@@ -249,8 +259,13 @@ pub fn extract(opts: &ExtractOptions, progress: &dyn Progress) -> Result<Extract
     let dataset = Dataset::scan(&opts.data, opts.percentages, &opts.labels)?;
     let info = opts.backbone.resolve()?;
     let runtime = crate::runtime::init(opts.runtime.ort_lib.as_deref())?;
-    let mut backbone = Backbone::open(&runtime, info, opts.runtime.threads)?;
+    let edit = ModelEdit {
+        outputs: opts.cut.iter().map(|c| info.cut_tensor(c)).collect(),
+        ..ModelEdit::default()
+    };
+    let mut backbone = Backbone::open_with(&runtime, info, opts.runtime.threads, &edit)?;
     let key = backbone.key();
+    let cut = backbone.cut().cloned();
     let _lock = WorkspaceLock::acquire(&workspace, |path| {
         progress.warning(&format!(
             "waiting for another `headstart extract` on this workspace to finish (it holds {})",
@@ -277,6 +292,14 @@ pub fn extract(opts: &ExtractOptions, progress: &dyn Progress) -> Result<Extract
         .then(|| ViewStore::open(&workspace, &key, ViewKind::Mirrored, 1, |s| s != Split::Train, progress))
         .transpose()?;
     let previous_store = store.file_name().map(str::to_owned);
+    let mut maps = match &cut {
+        Some((tensor, _)) => {
+            let (maps, damaged) = MapStore::open(&Store::dir_for(&workspace, &key).join(CutRecord::dir_name(tensor)))?;
+            warn_damaged(&damaged, progress);
+            Some(maps)
+        }
+        None => None,
+    };
 
     let mut skipped = dataset.skipped.clone();
     for s in &skipped {
@@ -314,7 +337,7 @@ pub fn extract(opts: &ExtractOptions, progress: &dyn Progress) -> Result<Extract
             continue;
         }
         let mut renders: Vec<Render> = Vec::new();
-        if !store.contains(k) {
+        if !store.contains(k) || maps.as_ref().is_some_and(|m| !m.contains(k)) {
             renders.push(Render::Centre);
         }
         if let Some(v) = &views {
@@ -355,6 +378,8 @@ pub fn extract(opts: &ExtractOptions, progress: &dyn Progress) -> Result<Extract
             render(decoded, &todo[i].key, what, Some(&settings), &spec, resizer)
         };
     let mut computed_inputs = [0usize; 3];
+    let map_len = cut.as_ref().map_or(0, |(_, shape)| shape.len());
+    let mut maps_computed = 0;
     let failures = embed_jobs(
         &mut backbone,
         &jobs,
@@ -362,17 +387,32 @@ pub fn extract(opts: &ExtractOptions, progress: &dyn Progress) -> Result<Extract
         opts.batch_size,
         opts.runtime.max_pixels,
         progress,
-        |inputs, dim, rows| {
+        |inputs, width, rows| {
+            // With a cut, each row is the features followed by the map.
+            let dim = width - map_len;
             let mut by_store: [(Vec<ContentKey>, Vec<f32>); 3] = Default::default();
-            for (&(i, what), row) in inputs.iter().zip(rows.chunks_exact(dim)) {
+            let mut new_maps: (Vec<ContentKey>, Vec<f32>) = Default::default();
+            for (&(i, what), row) in inputs.iter().zip(rows.chunks_exact(width)) {
                 let (which, key) = match what {
                     Render::Centre => (0, todo[i].key),
                     Render::Augmented(n) => (1, view_key(&todo[i].key, n)),
                     Render::Mirrored => (2, view_key(&todo[i].key, 0)),
                 };
+                let (features, map) = row.split_at(dim);
+                if which == 0 && maps.as_ref().is_some_and(|m| !m.contains(&key)) {
+                    new_maps.0.push(key);
+                    new_maps.1.extend_from_slice(map);
+                }
+                if which == 0 && store.contains(&key) {
+                    continue;
+                }
                 by_store[which].0.push(key);
-                by_store[which].1.extend_from_slice(row);
+                by_store[which].1.extend_from_slice(features);
                 computed_inputs[which] += 1;
+            }
+            if let (Some(m), Some((_, shape))) = (maps.as_mut(), &cut) {
+                m.append(&new_maps.0, *shape, &new_maps.1)?;
+                maps_computed += new_maps.0.len();
             }
             let [(plain_keys, plain_rows), (view_keys, view_rows), (mirror_keys, mirror_rows)] = by_store;
             store.append(&plain_keys, dim, &plain_rows)?;
@@ -468,6 +508,12 @@ pub fn extract(opts: &ExtractOptions, progress: &dyn Progress) -> Result<Extract
         preprocessing: backbone.preprocessing,
         dim: store.dim.unwrap_or(0),
     };
+    let cut_record = cut.as_ref().map(|(tensor, shape)| CutRecord {
+        name: opts.cut.clone().unwrap_or_default(),
+        tensor: tensor.clone(),
+        shape: *shape,
+        dir: CutRecord::dir_name(tensor),
+    });
     match opts.shard {
         None => Manifest {
             data_root: dataset.root.clone(),
@@ -479,6 +525,7 @@ pub fn extract(opts: &ExtractOptions, progress: &dyn Progress) -> Result<Extract
             multi_label: dataset.multi_label,
             views: views_record,
             mirrored: mirrored_record,
+            cut: cut_record.clone(),
             checksum: String::new(),
         }
         .save(&workspace)?,
@@ -511,6 +558,8 @@ pub fn extract(opts: &ExtractOptions, progress: &dyn Progress) -> Result<Extract
         images: images_here,
         computed,
         reused,
+        cut: cut_record,
+        maps_computed,
         views_computed: computed_inputs[1],
         views: views_held,
         mirrored_computed: computed_inputs[2],

@@ -339,6 +339,10 @@ impl Classifier for Knn {
         self.train.ncols()
     }
 
+    fn on_features(&self) -> &dyn Classifier {
+        self
+    }
+
     fn n_classes(&self) -> usize {
         self.n_classes
     }

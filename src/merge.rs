@@ -256,6 +256,7 @@ pub fn merge(opts: &MergeOptions) -> Result<MergeSummary, MergeError> {
         multi_label: first.multi_label,
         views: None,
         mirrored: None,
+        cut: None,
         checksum: String::new(),
     }
     .save(&opts.workspace)?;

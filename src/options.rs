@@ -20,6 +20,7 @@ use headstart::dataset::{ClassNames, Columns, LabelFiles, LabelFrom, Labels, Spl
 use headstart::evaluate::EvalOptions;
 use headstart::export::ExportOptions;
 use headstart::extract::ExtractOptions;
+use headstart::finetune::FinetuneError;
 use headstart::head::{ClassWeights, HeadParams};
 use headstart::merge::MergeOptions;
 use headstart::predict::PredictOptions;
@@ -27,7 +28,7 @@ use headstart::report::html::HtmlOptions;
 use headstart::settings::RuntimeOptions;
 use headstart::sweep::space::{Space, SpaceError, KINDS};
 use headstart::sweep::{Backbones, SweepOptions};
-use headstart::train::{TrainError, TrainOptions};
+use headstart::train::{FinetuneOptions, TrainError, TrainOptions};
 use headstart::views::augment::{AugmentError, AugmentSettings};
 
 #[derive(Debug, thiserror::Error)]
@@ -127,6 +128,7 @@ pub fn extract(global: &Global, args: &ExtractArgs) -> Result<ExtractOptions, Op
             .map(Shard::parse)
             .transpose()
             .map_err(|e| invalid("shard", e.to_string()))?,
+        cut: args.cut.clone(),
         ..defaults
     })
 }
@@ -274,6 +276,10 @@ pub fn train(global: &Global, args: &TrainArgs) -> Result<TrainOptions, OptionsE
         baseline: args.baseline.then_some(baseline),
         out: args.out.clone(),
         views: args.augment,
+        finetune: args.finetune.as_ref().map(|cut| FinetuneOptions {
+            cut: cut.clone(),
+            backbone_lr: args.backbone_lr,
+        }),
         ..TrainOptions::new(&global.workspace)
     })
 }
@@ -572,7 +578,7 @@ const BASELINE_FLAGS: &[(&str, &str)] = &[
 pub fn user_message(err: &anyhow::Error) -> String {
     let message = err.to_string();
     let named = match err.downcast_ref::<TrainError>() {
-        Some(TrainError::Head(e)) => flag_for(HEAD_FLAGS, e.parameter()),
+        Some(TrainError::Head(e) | TrainError::Finetune(FinetuneError::Head(e))) => flag_for(HEAD_FLAGS, e.parameter()),
         Some(TrainError::Baseline(e)) => flag_for(BASELINE_FLAGS, e.parameter()),
         _ => None,
     };

@@ -6,9 +6,11 @@ use std::path::PathBuf;
 use serde::Serialize;
 
 use crate::artifact::{self, ArtifactError};
+use crate::backbone::Backbone;
 use crate::backbone::BackboneError;
 use crate::dataset::{image_files, DatasetError, Skipped};
 use crate::embed::{embed_jobs, plain_crop, Job, Progress, Render};
+use crate::onnx::edit::ModelEdit;
 use crate::settings::{RuntimeOptions, DEFAULT_BATCH_SIZE};
 
 /// Why `predict` failed.
@@ -113,7 +115,15 @@ pub fn predict(opts: &PredictOptions, progress: &dyn Progress) -> Result<Predict
         progress.skipped(s);
     }
     let ort = crate::runtime::init(opts.runtime.ort_lib.as_deref())?;
-    let mut backbone = card.backbone.open(&ort, opts.runtime.threads)?;
+    // A fine-tuned top runs inside the backbone, its trained weights put in place of the
+    // originals, and its head takes the features: one ONNX Runtime session for the whole
+    // network, the same graph `export` writes.
+    let edit = ModelEdit {
+        weights: classifier.backbone_weights().into_iter().collect(),
+        ..ModelEdit::default()
+    };
+    let mut backbone = Backbone::open_with(&ort, card.backbone.resolve()?, opts.runtime.threads, &edit)?;
+    let classifier = classifier.on_features();
 
     let mut predictions = Vec::with_capacity(files.len());
     progress.start(files.len() as u64);

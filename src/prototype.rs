@@ -172,6 +172,10 @@ impl Classifier for Prototype {
         self.prototypes.ncols()
     }
 
+    fn on_features(&self) -> &dyn Classifier {
+        self
+    }
+
     fn n_classes(&self) -> usize {
         self.prototypes.nrows()
     }

@@ -1,16 +1,20 @@
 //! `train-head`: fits the head, and the linear baseline if asked, on the workspace's cached
 //! embeddings, and saves each with a card that says what it was trained on.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use ndarray::ArrayView2;
 use serde::Serialize;
 
 use crate::artifact::{self, ArtifactError, Card, BASELINE_FILE, HEAD_FILE};
+use crate::backbone::BackboneError;
 use crate::baseline::{AlphaSelection, BaselineError, BaselineParams, SweepPoint};
-use crate::cache::{load_snapshot, CacheError, SplitData};
+use crate::cache::maps::{CachedMaps, MapStore};
+use crate::cache::{load_snapshot, CacheError, Entry, Manifest, SplitData, Store};
 use crate::classifier::{Classifier, Targets};
 use crate::dataset::Split;
+use crate::finetune::{self, BuildError, FinetuneError, FinetuneParams, FittedTop, MapRows};
 use crate::head::{EpochStats, HeadError, HeadParams};
 use crate::metrics::multilabel;
 use crate::views::{with_views, ViewPolicy};
@@ -35,6 +39,35 @@ pub enum TrainError {
     /// A classifier file could not be written.
     #[error(transparent)]
     Artifact(#[from] ArtifactError),
+    /// The fine-tune could not run or diverged.
+    #[error(transparent)]
+    Finetune(#[from] FinetuneError),
+    /// The layers after the cut cannot be trained.
+    #[error(transparent)]
+    Build(#[from] BuildError),
+    /// The backbone the embeddings were made with cannot be found or read.
+    #[error(transparent)]
+    Backbone(#[from] BackboneError),
+    /// `--finetune` names a cut the cache holds no maps of.
+    #[error("--finetune {cut}: the workspace holds no maps at that cut ({cached}): run `headstart extract --data DIR --cut {cut}` first")]
+    NoCut {
+        /// The cut asked for.
+        cut: String,
+        /// What the workspace holds, in words.
+        cached: String,
+    },
+    /// `--finetune` on multi-label data.
+    #[error("--finetune trains single-label classifiers only; this workspace is multi-label: drop --finetune")]
+    FinetuneMultiLabel,
+}
+
+/// `train-head --finetune`: which cut's layers to train with the head, and how fast.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FinetuneOptions {
+    /// A named cut of the backbone or a tensor name, as given to `extract --cut`.
+    pub cut: String,
+    /// Adam's step size for the layers after the cut.
+    pub backbone_lr: f32,
 }
 
 /// What `train-head` fits on which workspace. Build it with [`TrainOptions::new`] and
@@ -51,6 +84,8 @@ pub struct TrainOptions {
     pub out: Option<PathBuf>,
     /// Whether and how the head trains on the cached augmented views, when there are any.
     pub views: ViewPolicy,
+    /// Also train the backbone's layers after this cut, on the maps `extract --cut` cached.
+    pub finetune: Option<FinetuneOptions>,
 }
 
 impl TrainOptions {
@@ -62,6 +97,7 @@ impl TrainOptions {
             baseline: None,
             out: None,
             views: ViewPolicy::default(),
+            finetune: None,
         }
     }
 }
@@ -102,6 +138,8 @@ pub struct TrainSummary {
     pub seconds: f64,
     /// The baseline, when one was asked for.
     pub baseline: Option<BaselineSummary>,
+    /// Why a fine-tune stopped early after diverging, keeping the last good weights.
+    pub diverged: Option<String>,
 }
 
 /// Fits the head (and the baseline if asked) on the workspace's train split, choosing with its
@@ -123,7 +161,7 @@ pub fn train(opts: &TrainOptions, on_epoch: &mut dyn FnMut(&EpochStats)) -> Resu
         x: xv,
         y: yv,
         targets: tv,
-        ..
+        entries: val_entries,
     } = manifest.split(&store, Split::Val)?;
     let has_val = xv.nrows() > 0;
     let valid = has_val.then(|| (xv.view(), yv.as_slice()));
@@ -139,7 +177,32 @@ pub fn train(opts: &TrainOptions, on_epoch: &mut dyn FnMut(&EpochStats)) -> Resu
         })
     };
 
+    let head_path = opts.out.clone().unwrap_or_else(|| opts.workspace.join(HEAD_FILE));
     let started = Instant::now();
+    if let Some(ft) = &opts.finetune {
+        if multi.is_some() {
+            return Err(TrainError::FinetuneMultiLabel);
+        }
+        let sets = [
+            (entries.as_slice(), y.as_slice()),
+            (val_entries.as_slice(), yv.as_slice()),
+        ];
+        let (fitted, card) = finetune_top(opts, ft, &manifest, sets, on_epoch)?;
+        artifact::save(&head_path, &fitted.model, card.to_metadata())?;
+        let baseline = fit_baseline(opts, &head_path, card, (x.view(), &y), valid, None, &thresholds)?;
+        return Ok(TrainSummary {
+            head_path,
+            multi_label: false,
+            classes: manifest.classes,
+            n_train: y.len(),
+            n_val: yv.len(),
+            history: fitted.history,
+            best_epoch: fitted.best_epoch,
+            seconds: started.elapsed().as_secs_f64(),
+            baseline,
+            diverged: fitted.diverged,
+        });
+    }
     let views = match (&manifest.views, opts.views) {
         (Some(record), ViewPolicy::WithPlain | ViewPolicy::ViewsOnly) => {
             let vectors = manifest.view_vectors(&opts.workspace, record, &entries)?;
@@ -185,37 +248,10 @@ pub fn train(opts: &TrainOptions, on_epoch: &mut dyn FnMut(&EpochStats)) -> Resu
         best_epoch: Some(fitted.best_epoch),
         sweep: Vec::new(),
     };
-    let head_path = opts.out.clone().unwrap_or_else(|| opts.workspace.join(HEAD_FILE));
     artifact::save(&head_path, &fitted.head, card.to_metadata())?;
 
-    let baseline = match &opts.baseline {
-        None => None,
-        Some(params) => {
-            let started = Instant::now();
-            let fit = match multi {
-                Some((t, _)) => params.fit_multi_label(x.view(), t.view(), multi_valid)?,
-                None => params.fit(x.view(), &y, n_classes, valid)?,
-            };
-            let card = Card {
-                thresholds: thresholds(&fit.model),
-                kind: "baseline".into(),
-                settings: serde_json::to_value(params).expect("plain data"),
-                history: Vec::new(),
-                best_epoch: None,
-                sweep: fit.sweep.clone(),
-                ..card
-            };
-            let path = head_path.with_file_name(BASELINE_FILE);
-            artifact::save(&path, &fit.model, card.to_metadata())?;
-            Some(BaselineSummary {
-                path,
-                chosen_alpha: fit.chosen_alpha,
-                selection: fit.selection,
-                sweep: fit.sweep,
-                seconds: started.elapsed().as_secs_f64(),
-            })
-        }
-    };
+    let multi_sets = multi.map(|(t, _)| (t.view(), multi_valid));
+    let baseline = fit_baseline(opts, &head_path, card, (x.view(), &y), valid, multi_sets, &thresholds)?;
     Ok(TrainSummary {
         head_path,
         multi_label: multi.is_some(),
@@ -226,5 +262,104 @@ pub fn train(opts: &TrainOptions, on_epoch: &mut dyn FnMut(&EpochStats)) -> Resu
         best_epoch: fitted.best_epoch,
         seconds,
         baseline,
+        diverged: None,
     })
+}
+
+/// Multi-label targets of the train split, and the validation embeddings with theirs.
+type MultiSets<'a> = (ArrayView2<'a, f32>, Option<(ArrayView2<'a, f32>, ArrayView2<'a, f32>)>);
+
+/// Fits and saves the baseline beside the head when one is asked for; `card` is the head's.
+fn fit_baseline(
+    opts: &TrainOptions,
+    head_path: &Path,
+    card: Card,
+    (x, y): (ArrayView2<f32>, &[usize]),
+    valid: Option<(ArrayView2<f32>, &[usize])>,
+    multi: Option<MultiSets>,
+    thresholds: &dyn Fn(&dyn Classifier) -> Option<Vec<f32>>,
+) -> Result<Option<BaselineSummary>, TrainError> {
+    let Some(params) = &opts.baseline else {
+        return Ok(None);
+    };
+    let started = Instant::now();
+    let fit = match multi {
+        Some((t, multi_valid)) => params.fit_multi_label(x, t, multi_valid)?,
+        None => params.fit(x, y, card.classes.len(), valid)?,
+    };
+    let card = Card {
+        thresholds: thresholds(&fit.model),
+        kind: "baseline".into(),
+        settings: serde_json::to_value(params).expect("plain data"),
+        history: Vec::new(),
+        best_epoch: None,
+        sweep: fit.sweep.clone(),
+        ..card
+    };
+    let path = head_path.with_file_name(BASELINE_FILE);
+    artifact::save(&path, &fit.model, card.to_metadata())?;
+    Ok(Some(BaselineSummary {
+        path,
+        chosen_alpha: fit.chosen_alpha,
+        selection: fit.selection,
+        sweep: fit.sweep,
+        seconds: started.elapsed().as_secs_f64(),
+    }))
+}
+
+/// Fine-tunes the backbone's layers after the cut with a new head on the cached maps of the
+/// train split `sets[0]`, choosing with the val split `sets[1]`; returns it with its card.
+fn finetune_top(
+    opts: &TrainOptions,
+    ft: &FinetuneOptions,
+    manifest: &Manifest,
+    sets: [(&[Entry], &[usize]); 2],
+    on_epoch: &mut dyn FnMut(&EpochStats),
+) -> Result<(FittedTop, Card), TrainError> {
+    let info = manifest.backbone.resolve()?;
+    let tensor = info.cut_tensor(&ft.cut);
+    let record = manifest.cut.as_ref().filter(|c| c.tensor == tensor);
+    let Some(record) = record else {
+        return Err(TrainError::NoCut {
+            cut: ft.cut.clone(),
+            cached: match &manifest.cut {
+                Some(c) => format!("it has maps at `{}` ({})", c.name, c.tensor),
+                None => "the last extract cached no maps".into(),
+            },
+        });
+    };
+    let dir = Store::dir_for(&opts.workspace, &manifest.backbone.key).join(&record.dir);
+    let store = MapStore::read(&dir)?;
+    let bytes = std::fs::read(&info.path).map_err(|source| BackboneError::Io {
+        path: info.path.clone(),
+        source,
+    })?;
+    let top = finetune::build(&bytes, &tensor, record.shape, &manifest.backbone.output)?;
+    let [(train_entries, y), (val_entries, yv)] = sets;
+    let train = CachedMaps::new(&store, train_entries)?;
+    let val = CachedMaps::new(&store, val_entries)?;
+    let params = FinetuneParams {
+        head: opts.head.clone(),
+        backbone_lr: ft.backbone_lr,
+    };
+    let valid = (!yv.is_empty()).then_some((&val as &dyn MapRows, yv));
+    let fitted = finetune::fit(top, &train, y, manifest.classes.len(), valid, &params, on_epoch)?;
+    let mut settings = serde_json::to_value(&opts.head).expect("plain data");
+    settings["finetune"] = serde_json::json!({
+        "cut": record.name,
+        "tensor": record.tensor,
+        "backbone_lr": ft.backbone_lr,
+        "diverged": fitted.diverged,
+    });
+    let card = Card {
+        thresholds: None,
+        kind: "finetune".into(),
+        classes: manifest.classes.clone(),
+        backbone: manifest.backbone.clone(),
+        settings,
+        history: fitted.history.clone(),
+        best_epoch: Some(fitted.best_epoch),
+        sweep: Vec::new(),
+    };
+    Ok((fitted, card))
 }

@@ -629,6 +629,10 @@ impl Classifier for Baseline {
         Baseline::n_features(self)
     }
 
+    fn on_features(&self) -> &dyn Classifier {
+        self
+    }
+
     fn n_classes(&self) -> usize {
         Baseline::n_classes(self)
     }

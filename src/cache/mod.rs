@@ -35,6 +35,7 @@ use crate::backbone::BackboneRecord;
 use crate::dataset::{Sample, Skipped, Split};
 use crate::views::{view_key, ViewsRecord};
 
+pub mod maps;
 pub mod shard;
 
 /// A sha256 of an image file's bytes.
@@ -90,6 +91,12 @@ pub enum CacheError {
         path: PathBuf,
         /// The underlying error.
         source: std::io::Error,
+    },
+    /// The workspace holds no maps at a cut that a classifier takes.
+    #[error("the workspace holds no feature maps at the cut `{tensor}`, which the fine-tuned head takes: run `headstart extract --data DIR --cut CUT` with the cut it was trained on")]
+    NoMaps {
+        /// The cut's tensor.
+        tensor: String,
     },
     /// The store file the manifest names does not exist.
     #[error("{0} is gone, though dataset.json names it: re-run `headstart extract` to recompute it")]
@@ -191,6 +198,10 @@ pub struct Manifest {
     /// (`extract --tta`), when the last extract made them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mirrored: Option<ViewsRecord>,
+    /// The feature maps at a cut inside the backbone (`extract --cut`), when the last extract
+    /// cached them ([`maps`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cut: Option<maps::CutRecord>,
     /// CRC-32 of this JSON written with an empty checksum; filled in by [`Manifest::save`].
     #[serde(default)]
     pub checksum: String,
@@ -603,7 +614,7 @@ fn is_store_file(name: &str) -> bool {
     name.starts_with("store-") && name.ends_with(".safetensors")
 }
 
-fn list_dir(dir: &Path) -> Result<Vec<PathBuf>, CacheError> {
+pub(crate) fn list_dir(dir: &Path) -> Result<Vec<PathBuf>, CacheError> {
     if !dir.is_dir() {
         return Ok(Vec::new());
     }
@@ -895,7 +906,7 @@ fn gather_rows_in_place(rows: &mut Vec<f32>, dim: usize, sources: &[usize]) {
 }
 
 /// Moves a damaged cache file into `damaged/` (kept for inspection, never read again).
-fn set_aside(dir: &Path, path: &Path, reason: String) -> Result<Damaged, CacheError> {
+pub(crate) fn set_aside(dir: &Path, path: &Path, reason: String) -> Result<Damaged, CacheError> {
     let target = dir.join("damaged").join(path.file_name().unwrap_or_default());
     std::fs::create_dir_all(dir.join("damaged"))
         .and_then(|_| std::fs::rename(path, &target))

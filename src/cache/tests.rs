@@ -219,6 +219,7 @@ fn the_manifest_checksum_catches_a_changed_value() {
         skipped: Vec::new(),
         views: None,
         mirrored: None,
+        cut: None,
         checksum: String::new(),
     };
     manifest.save(dir.path()).unwrap();

@@ -34,37 +34,11 @@ mod train;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::cache::maps::Geometry;
+
 pub use build::{build, BuildError};
 pub use model::{Finetuned, FORMAT_VALUE, TOP_KEY};
 pub use train::{fit, FinetuneError, FinetuneParams, FittedTop, MapRows};
-
-/// The size of one map: channels, height, width.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Geometry {
-    /// Channels.
-    pub channels: usize,
-    /// Rows of pixels.
-    pub height: usize,
-    /// Pixels per row.
-    pub width: usize,
-}
-
-impl Geometry {
-    /// Pixels per map.
-    pub fn pixels(&self) -> usize {
-        self.height * self.width
-    }
-
-    /// Values per map.
-    pub fn len(&self) -> usize {
-        self.pixels() * self.channels
-    }
-
-    /// Whether the map holds no values.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
 
 /// A trainable tensor of the top, named as the backbone's initializer it came from, so that
 /// `export` can put it back in its place.

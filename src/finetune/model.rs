@@ -179,6 +179,10 @@ impl Classifier for Finetuned {
         Some((&self.top.cut, self.top.input()))
     }
 
+    fn on_features(&self) -> &dyn Classifier {
+        &self.head
+    }
+
     fn backbone_weights(&self) -> Vec<(String, Vec<f32>)> {
         self.top
             .params

@@ -104,6 +104,20 @@ impl MapRows for ArrayView2<'_, f32> {
     }
 }
 
+impl MapRows for crate::cache::maps::CachedMaps<'_> {
+    fn images(&self) -> usize {
+        self.len()
+    }
+
+    fn map_len(&self) -> usize {
+        crate::cache::maps::CachedMaps::map_len(self)
+    }
+
+    fn read(&self, rows: &[usize], out: &mut [f32]) {
+        self.read_rows(rows, out)
+    }
+}
+
 /// A fine-tuned top and head with the training history.
 #[derive(Clone, Debug)]
 pub struct FittedTop {

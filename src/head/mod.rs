@@ -816,6 +816,10 @@ impl Classifier for Head {
         Head::n_features(self)
     }
 
+    fn on_features(&self) -> &dyn Classifier {
+        self
+    }
+
     fn n_classes(&self) -> usize {
         Head::n_classes(self)
     }

@@ -220,6 +220,65 @@ def tiny_int_output(rng):
     return finish(graph)
 
 
+def tiny_finetune(rng):
+    """A backbone with a cut to fine-tune after: Conv 3x3/2 (8) + Relu gives `cut`
+    [N,8,16,16]; then every op the fine-tuning trainer implements: Conv 1x1 (16) + Clip(0, 6),
+    depthwise Conv 3x3 + Relu, Conv 1x1 (8) + Add(cut) (a residual block), BatchNormalization,
+    dense Conv 3x3 (8) + Relu, GlobalAveragePool, Flatten to `features` [N,8]."""
+
+    def weight(shape, fan_in, name):
+        return numpy_helper.from_array((rng.standard_normal(shape) / np.sqrt(fan_in)).astype(np.float32), name)
+
+    def bias(n, name):
+        return numpy_helper.from_array((0.1 * rng.standard_normal(n)).astype(np.float32), name)
+
+    inits = [
+        weight((8, 3, 3, 3), 27, "stem.w"),
+        bias(8, "stem.b"),
+        weight((16, 8, 1, 1), 8, "expand.w"),
+        bias(16, "expand.b"),
+        weight((16, 1, 3, 3), 9, "dw.w"),
+        bias(16, "dw.b"),
+        weight((8, 16, 1, 1), 16, "project.w"),
+        numpy_helper.from_array(np.array(0.0, np.float32), "relu6_min"),
+        numpy_helper.from_array(np.array(6.0, np.float32), "relu6_max"),
+        numpy_helper.from_array((1 + 0.2 * rng.standard_normal(8)).astype(np.float32), "bn.scale"),
+        bias(8, "bn.shift"),
+        bias(8, "bn.mean"),
+        numpy_helper.from_array((1 + 0.3 * rng.uniform(size=8)).astype(np.float32), "bn.var"),
+        weight((8, 8, 3, 3), 72, "conv.w"),
+        bias(8, "conv.b"),
+    ]
+    node = helper.make_node
+    nodes = [
+        node("Conv", ["pixels", "stem.w", "stem.b"], ["stem"], name="stem", kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1]),
+        node("Relu", ["stem"], ["cut"], name="stem_relu"),
+        node("Conv", ["cut", "expand.w", "expand.b"], ["expand"], name="expand", kernel_shape=[1, 1]),
+        node("Clip", ["expand", "relu6_min", "relu6_max"], ["expand_relu6"], name="expand_relu6"),
+        node("Conv", ["expand_relu6", "dw.w", "dw.b"], ["dw"], name="dw", kernel_shape=[3, 3], pads=[1, 1, 1, 1], group=16),
+        node("Relu", ["dw"], ["dw_relu"], name="dw_relu"),
+        node("Conv", ["dw_relu", "project.w"], ["project"], name="project", kernel_shape=[1, 1]),
+        node("Add", ["project", "cut"], ["block"], name="residual"),
+        node("BatchNormalization", ["block", "bn.scale", "bn.shift", "bn.mean", "bn.var"], ["bn"], name="bn", epsilon=1e-3),
+        node("Conv", ["bn", "conv.w", "conv.b"], ["conv"], name="conv", kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+        node("Relu", ["conv"], ["conv_relu"], name="conv_relu"),
+        node("GlobalAveragePool", ["conv_relu"], ["gap"], name="gap"),
+        node("Flatten", ["gap"], ["features"], name="features", axis=1),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "tiny_finetune",
+        [helper.make_tensor_value_info("pixels", TensorProto.FLOAT, ["N", 3, SIDE, SIDE])],
+        [helper.make_tensor_value_info("features", TensorProto.FLOAT, ["N", 8])],
+        inits,
+    )
+    return finish(graph)
+
+
+# Named cuts, as the bundled backbones' descriptions give them.
+CUTS = {"tiny_finetune": {"block": "cut"}}
+
+
 def write(model, name, output, dim):
     data = model.SerializeToString(deterministic=True)
     path = HERE / f"{name}.onnx"
@@ -234,6 +293,8 @@ def write(model, name, output, dim):
         "output": output,
         "output_dim": dim,
     }
+    if name in CUTS:
+        description["cuts"] = CUTS[name]
     (HERE / f"{name}.json").write_text(json.dumps(description, indent=2) + "\n")
     print(f"{path.name}: {len(data)} bytes, sha256 {description['sha256']}")
 
@@ -267,15 +328,17 @@ def main():
         ("tiny_nan", tiny_nan, "features", 3),
         ("tiny_rank2", tiny_rank2, "features", 4),
     ]
+    # Appended after the others, so their generators (seeded by position) stay the same.
+    late = [("tiny_finetune", tiny_finetune, "features", 8)]
     # Models the tool must refuse with a clear error; they are not run here.
     broken = [
         ("tiny_no_input", tiny_no_input, "features", 4),
         ("tiny_no_output", tiny_no_output, None, None),
         ("tiny_int_output", tiny_int_output, None, None),
     ]
-    for i, (name, make, output, dim) in enumerate(makers + broken):
+    for i, (name, make, output, dim) in enumerate(makers + broken + late):
         write(make(np.random.default_rng([SEED, i])), name, output, dim)
-    check([name for name, _, _, _ in makers])
+    check([name for name, _, _, _ in makers + late])
 
 
 if __name__ == "__main__":

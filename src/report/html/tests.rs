@@ -68,6 +68,7 @@ fn workspace(dir: &Path, classes: &[&str], files: &[(String, usize, Split)], noi
         skipped: Vec::new(),
         views: None,
         mirrored: None,
+        cut: None,
         checksum: String::new(),
     };
     manifest.save(dir).unwrap();

@@ -1,0 +1,305 @@
+//! `extract --cut` and `train-head --finetune` end to end on generated images with
+//! `tiny_finetune` (a backbone whose layers after its cut hold every op the trainer
+//! implements): the trained top agrees with ONNX Runtime, eval, predict and export agree with
+//! each other, training is deterministic, a killed map extraction resumes, and bad requests say
+//! what to do.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{headstart, make_dataset, run_json, tiny_model};
+use headstart::backbone::{Backbone, BackboneChoice, BackboneError};
+use headstart::cache::maps::{CutRecord, MapStore};
+use headstart::cache::{parse_key, Manifest, Store};
+use headstart::finetune::{build, to_channels_last, Pass};
+use headstart::onnx::edit::ModelEdit;
+use predicates::prelude::*;
+use predicates::str::contains;
+
+fn prepared(per_class: usize) -> (tempfile::TempDir, PathBuf, PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, ws) = (tmp.path().join("data"), tmp.path().join("ws"));
+    make_dataset(&data, 3, per_class);
+    std::fs::remove_file(data.join("class1/broken.jpg")).unwrap();
+    (tmp, data, ws)
+}
+
+fn extract_cut(ws: &Path, data: &Path) -> serde_json::Value {
+    let data = data.display().to_string();
+    let model = tiny_model("tiny_finetune");
+    let args = [
+        "extract",
+        "--val-percent",
+        "20",
+        "--test-percent",
+        "20",
+        "--batch-size",
+        "4",
+        "--model",
+        &model,
+        "--cut",
+        "block",
+        "--data",
+        &data,
+    ];
+    run_json(ws, &args)
+}
+
+fn map_store(ws: &Path) -> (Manifest, MapStore) {
+    let manifest = Manifest::load(ws).unwrap();
+    let cut = manifest.cut.clone().expect("the manifest records the cut");
+    let dir = Store::dir_for(ws, &manifest.backbone.key).join(&cut.dir);
+    (manifest, MapStore::read(&dir).unwrap())
+}
+
+#[test]
+fn the_top_computes_what_onnx_runtime_computes() {
+    let (_tmp, data, _) = prepared(4);
+    let runtime = headstart::runtime::init(None).unwrap();
+    let info = BackboneChoice {
+        model: Some(tiny_model("tiny_finetune")),
+        ..Default::default()
+    }
+    .resolve()
+    .unwrap();
+    let edit = ModelEdit {
+        outputs: vec![info.cut_tensor("block")],
+        ..Default::default()
+    };
+    let mut backbone = Backbone::open_with(&runtime, info.clone(), 1, &edit).unwrap();
+    let (tensor, shape) = backbone.cut().cloned().unwrap();
+    assert_eq!(tensor, "cut");
+    assert_eq!((shape.channels, shape.height, shape.width), (8, 16, 16));
+    let files: Vec<PathBuf> = ["class0/img000.png", "class1/img001.jpg", "class2/img002.bmp"]
+        .iter()
+        .map(|f| data.join(f))
+        .collect();
+    let mut rows = Vec::new();
+    let failed = headstart::embed::embed_files::<BackboneError>(
+        &mut backbone,
+        &files,
+        8,
+        headstart::preprocess::DEFAULT_MAX_PIXELS,
+        &headstart::embed::Silent,
+        |_, width, out| {
+            assert_eq!(width, 8 + shape.len(), "features then the map");
+            rows.extend_from_slice(out);
+            Ok(())
+        },
+    )
+    .unwrap();
+    assert!(failed.is_empty());
+
+    let top = build(&std::fs::read(&info.path).unwrap(), &tensor, shape, "features").unwrap();
+    for row in rows.chunks_exact(8 + shape.len()) {
+        let (features, map) = row.split_at(8);
+        let mut input = vec![0.0; map.len()];
+        to_channels_last(map, shape, &mut input);
+        let mut pass = Pass::default();
+        top.forward(input, 1, &mut pass);
+        for (ours, theirs) in pass.features().iter().zip(features) {
+            assert!(
+                (ours - theirs).abs() <= 1e-4 * (1.0 + theirs.abs()),
+                "{ours} vs {theirs}"
+            );
+        }
+    }
+}
+
+#[test]
+fn fine_tunes_evaluates_predicts_and_exports_consistently() {
+    let (_tmp, data, ws) = prepared(30);
+    let extracted = extract_cut(&ws, &data);
+    assert_eq!(extracted["cut"]["tensor"], "cut");
+    assert_eq!(extracted["maps_computed"], extracted["images"]);
+    let again = extract_cut(&ws, &data);
+    assert_eq!(again["maps_computed"], 0, "maps are reused");
+
+    let args = [
+        "train-head",
+        "--finetune",
+        "block",
+        "--backbone-lr",
+        "1e-3",
+        "--epochs",
+        "15",
+        "--seed",
+        "7",
+        "--baseline",
+    ];
+    let trained = run_json(&ws, &args);
+    let head = common::tensors(&ws.join("head.safetensors"));
+    let last = &trained["history"][14];
+    assert!(last["val_accuracy"].as_f64().unwrap() >= 0.8, "{last}");
+    run_json(&ws, &args);
+    // The file's card holds timings; the weights must be equal bit for bit.
+    assert!(
+        common::tensors(&ws.join("head.safetensors")) == head,
+        "the same seed, other weights"
+    );
+
+    let eval = run_json(&ws, &["eval", "--split", "test"]);
+    assert_eq!(eval["models"][0]["model"], "finetune");
+    assert_eq!(eval["models"][1]["model"], "baseline");
+    let eval_predictions = eval["models"][0]["predictions"].as_array().unwrap().clone();
+
+    // predict runs the spliced network on the image files; eval ran the top on the f16 maps.
+    let files: Vec<String> = eval_predictions
+        .iter()
+        .map(|p| data.join(p["path"].as_str().unwrap()).display().to_string())
+        .collect();
+    let mut predict_args = vec!["predict", "--top-k", "1"];
+    predict_args.extend(files.iter().map(String::as_str));
+    let predicted = run_json(&ws, &predict_args);
+    let predictions = predicted["predictions"].as_array().unwrap();
+    assert_eq!(predictions.len(), eval_predictions.len());
+    for (p, e) in predictions.iter().zip(&eval_predictions) {
+        let confidence = p["top"][0][1].as_f64().unwrap();
+        assert_eq!(p["top"][0][0], e["predicted_label"], "{p} vs {e}");
+        let from_maps = e["confidence"].as_f64().unwrap();
+        assert!((confidence - from_maps).abs() < 5e-3, "{confidence} vs {from_maps}");
+    }
+
+    // The exported file holds the fine-tuned weights: ONNX Runtime alone gives predict's
+    // probabilities.
+    let exported = run_json(&ws, &["export"]);
+    let model = PathBuf::from(exported["model"].as_str().unwrap());
+    let png: Vec<&String> = files.iter().filter(|f| f.ends_with(".png")).collect();
+    assert!(!png.is_empty());
+    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
+    let out = Command::new(python)
+        .arg(common::repo().join("tests/predict_onnx.py"))
+        .arg(&model)
+        .args(&png)
+        .output()
+        .expect("python3 with onnxruntime, numpy and pillow (installed by .ci/run)");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let py = common::json(&out.stdout);
+    let mut png_args = vec!["predict", "--top-k", "3"];
+    png_args.extend(png.iter().map(|s| s.as_str()));
+    let rust = run_json(&ws, &png_args);
+    for (row, p) in py["probabilities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(rust["predictions"].as_array().unwrap())
+    {
+        let ours: Vec<f64> = p["probabilities"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect();
+        for (theirs, ours) in row.as_array().unwrap().iter().zip(&ours) {
+            assert!((theirs.as_f64().unwrap() - ours).abs() < 1e-3, "{row} vs {ours:?}");
+        }
+    }
+}
+
+#[test]
+fn bad_requests_say_what_to_do() {
+    let (_tmp, data, ws) = prepared(6);
+    headstart(&ws)
+        .args([
+            "extract",
+            "--model",
+            &tiny_model("tiny_finetune"),
+            "--cut",
+            "nowhere",
+            "--data",
+        ])
+        .arg(&data)
+        .assert()
+        .failure()
+        .stderr(contains("no cut or tensor `nowhere`").and(contains("block (cut)")));
+    headstart(&ws)
+        .args(["extract", "--model", &tiny_model("tiny_finetune"), "--data"])
+        .arg(&data)
+        .assert()
+        .success();
+    headstart(&ws)
+        .args(["train-head", "--finetune", "block"])
+        .assert()
+        .failure()
+        .stderr(contains("extract --data DIR --cut block"));
+    headstart(&ws)
+        .args([
+            "extract",
+            "--model",
+            &tiny_model("tiny_finetune"),
+            "--cut",
+            "block",
+            "--shard",
+            "0/2",
+            "--data",
+        ])
+        .arg(&data)
+        .assert()
+        .failure()
+        .stderr(contains("--cut"));
+}
+
+/// Kills `extract --cut` at spread-out moments; every resumed run ends with every map, equal
+/// (to f16 rounding of values computed in other batches) to a clean run's.
+#[test]
+fn a_killed_map_extraction_resumes() {
+    let (tmp, data, clean_ws) = prepared(30);
+    let started = Instant::now();
+    extract_cut(&clean_ws, &data);
+    let run_length = started.elapsed();
+    let (manifest, clean) = map_store(&clean_ws);
+    let mut kills = 0;
+    for trial in 0..12 {
+        let ws = tmp.path().join(format!("trial{trial}"));
+        let mut child = Command::new(assert_cmd::cargo::cargo_bin("headstart"))
+            .arg("--workspace")
+            .arg(&ws)
+            .args([
+                "--quiet",
+                "extract",
+                "--batch-size",
+                "4",
+                "--val-percent",
+                "20",
+                "--test-percent",
+                "20",
+            ])
+            .args(["--model", &tiny_model("tiny_finetune"), "--cut", "block", "--data"])
+            .arg(&data)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let delay = run_length.mul_f64((trial as f64 + 0.5) / 12.0);
+        let until = Instant::now() + delay;
+        while Instant::now() < until && child.try_wait().unwrap().is_none() {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        if child.try_wait().unwrap().is_none() {
+            child.kill().unwrap();
+            kills += 1;
+        }
+        child.wait().unwrap();
+        let resumed = extract_cut(&ws, &data);
+        let (_, maps) = map_store(&ws);
+        assert_eq!(maps.len(), clean.len(), "trial {trial}: {resumed}");
+        for entry in &manifest.entries {
+            let key = parse_key(&entry.sha256).unwrap();
+            let (a, b) = (maps.get(&key).unwrap(), clean.get(&key).unwrap());
+            for (x, y) in a.iter().zip(b) {
+                assert!((x.to_f32() - y.to_f32()).abs() <= 1e-2 * (1.0 + y.to_f32().abs()));
+            }
+        }
+        let cut: &CutRecord = manifest.cut.as_ref().unwrap();
+        let dir = Store::dir_for(&ws, &manifest.backbone.key).join(&cut.dir);
+        let leftovers = std::fs::read_dir(dir).unwrap().filter(|e| {
+            let name = e.as_ref().unwrap().file_name();
+            name.to_string_lossy().ends_with(".tmp")
+        });
+        assert_eq!(leftovers.count(), 0, "temporary files are cleared");
+    }
+    assert!(kills >= 6, "only {kills} of 12 runs were killed mid-way");
+}

@@ -71,10 +71,15 @@ FRAMEWORKS = ("torch", "keras", "sklearn", "knn")
 # Workspace
 
 
+def read_manifest(folder):
+    """The workspace's dataset.json, parsed."""
+    with open(os.path.join(folder, "dataset.json"), encoding="utf-8") as f:
+        return json.load(f)
+
+
 def load_store(folder):
     """Returns (the manifest, the embeddings f32 [rows, D], {file sha256 hex: row})."""
-    with open(os.path.join(folder, "dataset.json"), encoding="utf-8") as f:
-        manifest = json.load(f)
+    manifest = read_manifest(folder)
     store = load_file(os.path.join(folder, "embeddings", manifest["backbone"]["key"], manifest["store"]))
     emb, sha = store["embeddings"], store["sha256"]
     if emb.shape[0] != sha.shape[0]:
@@ -82,12 +87,11 @@ def load_store(folder):
     return manifest, emb, {bytes(h).hex(): i for i, h in enumerate(sha)}
 
 
-def load_workspace(folder):
-    """Returns (classes, backbone, {split: (x f32 [n, D], y int64 [n])}) for the splits present."""
-    manifest, emb, row_of = load_store(folder)
-    classes = list(manifest["classes"])
-    backbone = manifest["backbone"]
-    class_index = {c: i for i, c in enumerate(classes)}
+def split_rows(manifest, row_of, what="embedding"):
+    """{split: (rows int64 [n], labels int64 [n])} of the manifest's entries, in manifest order,
+    where row_of maps a file's sha256 hex to its row in the cache; entries without one are left
+    out with a warning."""
+    class_index = {c: i for i, c in enumerate(manifest["classes"])}
     rows, labels, missing = {}, {}, 0
     for e in manifest["entries"]:
         row = row_of.get(e["sha256"].lower())
@@ -98,12 +102,16 @@ def load_workspace(folder):
         c = e["class"]  # a class index (or, tolerated, a class name)
         labels.setdefault(e["split"], []).append(c if isinstance(c, int) else class_index[c])
     if missing:
-        print(f"warning: {missing} entries have no cached embedding and are left out", file=sys.stderr)
-    splits = {
-        s: (np.ascontiguousarray(emb[r], dtype=np.float32), np.asarray(labels[s], dtype=np.int64))
-        for s, r in rows.items()
-    }
-    return classes, backbone, splits
+        print(f"warning: {missing} entries have no cached {what} and are left out", file=sys.stderr)
+    return {s: (np.asarray(r, dtype=np.int64), np.asarray(labels[s], dtype=np.int64)) for s, r in rows.items()}
+
+
+def load_workspace(folder):
+    """Returns (classes, backbone, {split: (x f32 [n, D], y int64 [n])}) for the splits present."""
+    manifest, emb, row_of = load_store(folder)
+    splits = {s: (np.ascontiguousarray(emb[r], dtype=np.float32), y)
+              for s, (r, y) in split_rows(manifest, row_of).items()}
+    return list(manifest["classes"]), manifest["backbone"], splits
 
 
 def load_arrays(path):
@@ -184,32 +192,43 @@ def torch_setup(threads):
     return torch
 
 
-def torch_fit(torch, xtr_t, ytr_t, n_classes, seed, hp):
-    """Trains the head on tensors xtr_t, ytr_t with hp's hidden, dropout, lr, weight_decay,
-    epochs and batch_size; returns (model in eval mode, seconds of the epochs, final batch loss,
-    single-sample batches skipped). The optimiser is AdamW on the Linear kernels with `weight_decay`
-    (decoupled: W <- W - lr * wd * W before the Adam step, as headstart's head) and plain Adam on
-    everything else; with weight_decay 0 that is Adam throughout."""
+def make_head(torch, d, n_classes, hidden, dropout):
+    """The head as headstart defines it, initialised from torch's current seed; returns (model,
+    its Linear kernels). hidden None: a single Linear(d, K)."""
     from torch import nn
-    import torch.nn.functional as F
 
-    d, n = xtr_t.shape[1], xtr_t.shape[0]
-    torch.manual_seed(seed)
-    model = nn.Sequential(
-        nn.BatchNorm1d(d, eps=1e-3, momentum=0.01),
-        nn.Dropout(hp.dropout),
-        nn.Linear(d, hp.hidden),
-        nn.ReLU(),
-        nn.BatchNorm1d(hp.hidden, eps=1e-3, momentum=0.01),
-        nn.Dropout(hp.dropout),
-        nn.Linear(hp.hidden, n_classes),
-    )
+    if hidden is None:
+        model = nn.Sequential(nn.Linear(d, n_classes))
+    else:
+        model = nn.Sequential(
+            nn.BatchNorm1d(d, eps=1e-3, momentum=0.01),
+            nn.Dropout(dropout),
+            nn.Linear(d, hidden),
+            nn.ReLU(),
+            nn.BatchNorm1d(hidden, eps=1e-3, momentum=0.01),
+            nn.Dropout(dropout),
+            nn.Linear(hidden, n_classes),
+        )
     kernels = []
     for m in model:
         if isinstance(m, nn.Linear):
             nn.init.xavier_uniform_(m.weight)
             nn.init.zeros_(m.bias)
             kernels.append(m.weight)
+    return model, kernels
+
+
+def torch_fit(torch, xtr_t, ytr_t, n_classes, seed, hp):
+    """Trains the head on tensors xtr_t, ytr_t with hp's hidden, dropout, lr, weight_decay,
+    epochs and batch_size; returns (model in eval mode, seconds of the epochs, final batch loss,
+    single-sample batches skipped). The optimiser is AdamW on the Linear kernels with `weight_decay`
+    (decoupled: W <- W - lr * wd * W before the Adam step, as headstart's head) and plain Adam on
+    everything else; with weight_decay 0 that is Adam throughout."""
+    import torch.nn.functional as F
+
+    d, n = xtr_t.shape[1], xtr_t.shape[0]
+    torch.manual_seed(seed)
+    model, kernels = make_head(torch, d, n_classes, hp.hidden, hp.dropout)
     others = [p for p in model.parameters() if all(p is not k for k in kernels)]
     groups = [{"params": kernels, "weight_decay": hp.weight_decay}, {"params": others, "weight_decay": 0.0}]
     opt = torch.optim.AdamW(groups, lr=hp.lr, betas=(0.9, 0.999), eps=1e-7)

@@ -366,7 +366,12 @@ pub fn extract(opts: &ExtractOptions, progress: &dyn Progress) -> Result<Extract
     todo.retain(|t| !t.job.renders.is_empty());
     let needs_plain = |t: &Todo| t.job.renders.contains(&Render::Centre);
     let owned_images = hashed.iter().filter(|h| h.as_ref().is_ok_and(owned)).count();
-    let reused = owned_images - todo.iter().filter(|t| needs_plain(t)).count();
+    // With --cut, an image whose vector is cached still goes through the network for its map.
+    let reused = owned_images
+        - todo
+            .iter()
+            .filter(|t| needs_plain(t) && !store.contains(&t.key))
+            .count();
 
     progress.start(todo.len() as u64);
     let network_started = Instant::now();
@@ -380,6 +385,7 @@ pub fn extract(opts: &ExtractOptions, progress: &dyn Progress) -> Result<Extract
     let mut computed_inputs = [0usize; 3];
     let map_len = cut.as_ref().map_or(0, |(_, shape)| shape.len());
     let mut maps_computed = 0;
+    let mut network_inputs = 0;
     let failures = embed_jobs(
         &mut backbone,
         &jobs,
@@ -390,6 +396,7 @@ pub fn extract(opts: &ExtractOptions, progress: &dyn Progress) -> Result<Extract
         |inputs, width, rows| {
             // With a cut, each row is the features followed by the map.
             let dim = width - map_len;
+            network_inputs += inputs.len();
             let mut by_store: [(Vec<ContentKey>, Vec<f32>); 3] = Default::default();
             let mut new_maps: (Vec<ContentKey>, Vec<f32>) = Default::default();
             for (&(i, what), row) in inputs.iter().zip(rows.chunks_exact(width)) {
@@ -574,7 +581,7 @@ pub fn extract(opts: &ExtractOptions, progress: &dyn Progress) -> Result<Extract
         damaged_cache_files: damaged,
         seconds: started.elapsed().as_secs_f64(),
         images_per_second: if network_seconds > 0.0 {
-            computed_inputs.iter().sum::<usize>() as f64 / network_seconds
+            network_inputs as f64 / network_seconds
         } else {
             0.0
         },

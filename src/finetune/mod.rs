@@ -38,7 +38,7 @@ pub use crate::cache::maps::Geometry;
 
 pub use build::{build, BuildError};
 pub use model::{Finetuned, FORMAT_VALUE, TOP_KEY};
-pub use train::{fit, FinetuneError, FinetuneParams, FittedTop, MapRows};
+pub use train::{fit, fit_observed, FinetuneError, FinetuneParams, FittedTop, MapRows};
 
 /// A trainable tensor of the top, named as the backbone's initializer it came from, so that
 /// `export` can put it back in its place.

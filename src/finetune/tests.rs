@@ -640,3 +640,74 @@ mod golden {
         }
     }
 }
+
+/// Maps that turn to NaN after `good` batches have been read: a fine-tune that blows up in a
+/// later epoch.
+struct Poisoned<'a> {
+    maps: ndarray::ArrayView2<'a, f32>,
+    good: usize,
+    reads: std::sync::atomic::AtomicUsize,
+}
+
+impl MapRows for Poisoned<'_> {
+    fn images(&self) -> usize {
+        self.maps.nrows()
+    }
+
+    fn map_len(&self) -> usize {
+        self.maps.ncols()
+    }
+
+    fn read(&self, rows: &[usize], out: &mut [f32]) {
+        self.maps.read(rows, out);
+        if self.reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst) >= self.good {
+            out.fill(f32::NAN);
+        }
+    }
+}
+
+#[test]
+fn a_late_divergence_keeps_the_last_good_weights_under_early_stopping() {
+    let mut rng = ChaCha8Rng::seed_from_u64(17);
+    let top = every_layer(&mut rng);
+    let (x, y) = separable(&mut rng, 32, &top);
+    let (vx, vy) = separable(&mut rng, 16, &top);
+    // 4 batches an epoch: epochs 1 and 2 are good, epoch 3 reads NaN maps.
+    let train = Poisoned {
+        maps: x.view(),
+        good: 8,
+        reads: 0.into(),
+    };
+    let valid = vx.view();
+    let mut params = FinetuneParams {
+        head: HeadParams::default().epochs(5).batch_size(8).early_stopping(Some(3)),
+        backbone_lr: 1e-3,
+    };
+    let fitted = fit(
+        top.clone(),
+        &train,
+        &y,
+        3,
+        Some((&valid, &vy[..])),
+        &params,
+        &mut |_| {},
+    )
+    .unwrap();
+    assert_eq!(fitted.history.len(), 2, "stopped in epoch 3");
+    assert!(fitted.best_epoch <= 2);
+    assert!(
+        fitted.diverged.as_deref().unwrap().contains("epoch 3"),
+        "{:?}",
+        fitted.diverged
+    );
+    assert!(fitted.model.top.first_non_finite().is_none());
+
+    params.head.early_stopping = None;
+    let train = Poisoned {
+        maps: x.view(),
+        good: 8,
+        reads: 0.into(),
+    };
+    let err = fit(top, &train, &y, 3, Some((&valid, &vy[..])), &params, &mut |_| {}).unwrap_err();
+    assert!(matches!(err, FinetuneError::Diverged { epoch: 3, .. }), "{err}");
+}

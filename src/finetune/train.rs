@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{to_channels_last, Finetuned, Pass, Top};
 use crate::head::adam::{adam_step, step_size};
-use crate::head::{EpochStats, HeadError, HeadParams, Stepper};
+use crate::head::{EpochStats, Head, HeadError, HeadParams, Stepper};
 
 /// Settings of a fine-tune: the head's, plus the top's learning rate.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -163,13 +163,29 @@ impl TopAdam {
 /// measuring `valid` after every epoch, as [`HeadParams::fit`] trains a head: the same shuffles,
 /// batches, early stopping and history.
 pub fn fit(
-    mut top: Top,
+    top: Top,
     train: &dyn MapRows,
     y: &[usize],
     n_classes: usize,
     valid: Option<(&dyn MapRows, &[usize])>,
     params: &FinetuneParams,
     on_epoch: &mut dyn FnMut(&EpochStats),
+) -> Result<FittedTop, FinetuneError> {
+    let mut observe = |stats: &EpochStats, _: &Top, _: &Head| on_epoch(stats);
+    fit_observed(top, train, y, n_classes, valid, params, &mut observe)
+}
+
+/// [`fit`], showing `observe` the top and head as they stand after every epoch, for
+/// benchmarks that score several epoch counts in one run (with a constant learning rate, the
+/// first k epochs of a longer run are exactly a k-epoch run).
+pub fn fit_observed(
+    mut top: Top,
+    train: &dyn MapRows,
+    y: &[usize],
+    n_classes: usize,
+    valid: Option<(&dyn MapRows, &[usize])>,
+    params: &FinetuneParams,
+    observe: &mut dyn FnMut(&EpochStats, &Top, &Head),
 ) -> Result<FittedTop, FinetuneError> {
     let hp = &params.head;
     hp.check_params(valid.is_some(), n_classes)?;
@@ -261,7 +277,7 @@ pub fn fit(
             val_accuracy,
             seconds: start.elapsed().as_secs_f32(),
         };
-        on_epoch(&stats);
+        observe(&stats, &top, head.head());
         history.push(stats);
         if let (Some(patience), Some(loss)) = (hp.early_stopping, val_loss) {
             let improved = best.as_ref().map_or(loss.is_finite(), |(b, _, _)| loss < *b);

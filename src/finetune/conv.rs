@@ -3,8 +3,7 @@
 //! `cols[M, k·k·I]` holds every pixel's k×k neighbourhood, and `Y[M, O] = cols · W'ᵀ + b` with
 //! ONNX's weight `[O, I, k, k]` reordered to `W'[O, k, k, I]` to match the columns.
 
-use ndarray::linalg::general_mat_mul;
-use ndarray::{ArrayView1, ArrayView2, ArrayViewMut1, ArrayViewMut2, Axis};
+use super::pointwise;
 
 /// Shape of a convolution's maps and filter.
 #[derive(Clone, Copy, Debug)]
@@ -69,24 +68,15 @@ fn unfold(x: &[f32], shape: Shape) -> Vec<f32> {
     cols
 }
 
-/// `y` for the maps `x`; `w` is the reordered weight `[O, k·k·I]`.
+/// `y` for the maps `x`; `w` is the reordered weight `[O, k·k·I]`: a 1x1 convolution of the
+/// unfolded input.
 pub(super) fn forward(x: &[f32], w: &[f32], b: Option<&[f32]>, shape: Shape, y: &mut [f32]) {
     let (m, k, o) = (shape.pixels(), shape.taps() * shape.inputs, shape.outputs);
-    let cols = unfold(x, shape);
-    let cols = ArrayView2::from_shape((m, k), &cols).expect("cols is m x k");
-    let w = ArrayView2::from_shape((o, k), w).expect("w is o x k");
-    let mut y = ArrayViewMut2::from_shape((m, o), y).expect("y is m x o");
-    let beta = match b {
-        Some(b) => {
-            y.assign(&ArrayView1::from(b).broadcast((m, o)).expect("bias of o values"));
-            1.0
-        }
-        None => 0.0,
-    };
-    general_mat_mul(1.0, &cols, &w.t(), beta, &mut y);
+    pointwise::forward(&unfold(x, shape), w, b, m, k, o, y);
 }
 
-/// Gradients of [`forward`]: `dw` (reordered) and `db` are written, `dx` is added to.
+/// Gradients of [`forward`]: `dw` (reordered) and `db` are written, `dx` is added to, folding
+/// the unfolded input's gradient back onto the pixels it came from.
 pub(super) fn backward(
     x: &[f32],
     w: &[f32],
@@ -98,18 +88,10 @@ pub(super) fn backward(
 ) {
     let (m, k, o, i) = (shape.pixels(), shape.taps() * shape.inputs, shape.outputs, shape.inputs);
     let cols = unfold(x, shape);
-    let cols = ArrayView2::from_shape((m, k), &cols).expect("cols is m x k");
-    let dy = ArrayView2::from_shape((m, o), dy).expect("dy is m x o");
-    let mut dwv = ArrayViewMut2::from_shape((o, k), dw).expect("dw is o x k");
-    general_mat_mul(1.0, &dy.t(), &cols, 0.0, &mut dwv);
-    if let Some(db) = db {
-        ArrayViewMut1::from(db).assign(&dy.sum_axis(Axis(0)));
-    }
-    if let Some(dx) = dx {
-        let w = ArrayView2::from_shape((o, k), w).expect("w is o x k");
-        let dcols = dy.dot(&w);
-        for (pixel, row) in dcols.outer_iter().enumerate() {
-            let row = row.as_slice().expect("rows of a new array are contiguous");
+    let mut dcols = dx.as_ref().map(|_| vec![0.0f32; m * k]);
+    pointwise::backward(&cols, w, dy, (m, k, o), dw, db, dcols.as_deref_mut());
+    if let (Some(dx), Some(dcols)) = (dx, dcols) {
+        for (pixel, row) in dcols.chunks_exact(k).enumerate() {
             for (tap, g) in row.chunks_exact(i).enumerate() {
                 if let Some(src) = shape.source(pixel, tap) {
                     dx[src * i..][..i].iter_mut().zip(g).for_each(|(d, &g)| *d += g);

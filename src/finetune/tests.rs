@@ -152,17 +152,31 @@ fn numeric_grad(top: &mut Top, (p, i): (usize, usize), input: &[f32], images: us
     Some(((up - down) / (2.0 * f64::from(h))) as f32)
 }
 
+/// Random maps and loss weights for `images` images, and every param's gradient by backward.
+fn analytic(top: &Top, images: usize, rng: &mut ChaCha8Rng) -> (Vec<f32>, Vec<f32>, Vec<Vec<f32>>) {
+    let input = random(rng, images * top.input().len(), 1.0);
+    let weights = random(rng, images * top.n_features(), 1.0);
+    let mut pass = Pass::default();
+    top.forward(input.clone(), images, &mut pass);
+    let mut grads: Vec<Vec<f32>> = top.params.iter().map(|p| vec![0.0; p.values.len()]).collect();
+    top.backward(&mut pass, &weights, &mut grads);
+    (input, weights, grads)
+}
+
+#[track_caller]
+fn assert_close(numeric: f32, analytic: f32, what: &str) {
+    assert!(
+        (numeric - analytic).abs() <= 2e-3 + 2e-2 * analytic.abs(),
+        "{what}: analytic {analytic}, numeric {numeric}"
+    );
+}
+
 #[test]
 fn every_layer_matches_finite_differences() {
     let mut rng = ChaCha8Rng::seed_from_u64(3);
     let mut top = every_layer(&mut rng);
     let images = 2;
-    let input = random(&mut rng, images * top.input().len(), 1.0);
-    let weights = random(&mut rng, images * top.n_features(), 1.0);
-    let mut pass = Pass::default();
-    top.forward(input.clone(), images, &mut pass);
-    let mut grads: Vec<Vec<f32>> = top.params.iter().map(|p| vec![0.0; p.values.len()]).collect();
-    top.backward(&mut pass, &weights, &mut grads);
+    let (input, weights, grads) = analytic(&top, images, &mut rng);
 
     let (mut checked, mut kinks) = (0, 0);
     for (p, grad) in grads.iter().enumerate() {
@@ -171,11 +185,7 @@ fn every_layer_matches_finite_differences() {
                 kinks += 1;
                 continue;
             };
-            assert!(
-                (numeric - analytic).abs() <= 2e-3 + 2e-2 * analytic.abs(),
-                "{}[{i}]: analytic {analytic}, numeric {numeric}",
-                top.params[p].name
-            );
+            assert_close(numeric, analytic, &format!("{}[{i}]", top.params[p].name));
             checked += 1;
         }
     }
@@ -213,18 +223,10 @@ fn input_gradients_flow_through_every_layer() {
     top.output += 1;
 
     let images = 2;
-    let input = random(&mut rng, images * top.input().len(), 1.0);
-    let weights = random(&mut rng, images * top.n_features(), 1.0);
-    let mut pass = Pass::default();
-    top.forward(input.clone(), images, &mut pass);
-    let mut grads: Vec<Vec<f32>> = top.params.iter().map(|p| vec![0.0; p.values.len()]).collect();
-    top.backward(&mut pass, &weights, &mut grads);
+    let (input, weights, grads) = analytic(&top, images, &mut rng);
     for (i, &analytic) in grads[w].iter().enumerate() {
         let numeric = numeric_grad(&mut top, (w, i), &input, images, &weights).expect("no kink here");
-        assert!(
-            (numeric - analytic).abs() <= 2e-3 + 2e-2 * analytic.abs(),
-            "first.w[{i}]: analytic {analytic}, numeric {numeric}"
-        );
+        assert_close(numeric, analytic, &format!("first.w[{i}]"));
     }
 }
 

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{to_channels_last, Finetuned, Pass, Top};
 use crate::head::adam::{adam_step, step_size};
-use crate::head::{EpochStats, Head, HeadError, HeadParams, Stepper};
+use crate::head::{Best, EpochStats, Head, HeadError, HeadParams, Stepper};
 
 /// Settings of a fine-tune: the head's, plus the top's learning rate.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -223,7 +223,7 @@ pub fn fit_observed(
     let mut order: Vec<usize> = (0..n).collect();
     let mut labels = Vec::with_capacity(batch_size);
     let mut history = Vec::with_capacity(hp.epochs);
-    let mut best: Option<(f32, usize, Finetuned)> = None;
+    let mut best = Best::default();
     let mut diverged = None;
 
     for epoch in 1..=hp.epochs {
@@ -254,8 +254,8 @@ pub fn fit_observed(
                 loss: train_loss,
                 layer,
             };
-            match (&best, hp.early_stopping) {
-                (Some(_), Some(_)) => {
+            match (best.is_kept(), hp.early_stopping) {
+                (true, Some(_)) => {
                     diverged = Some(error.to_string());
                     break;
                 }
@@ -280,17 +280,15 @@ pub fn fit_observed(
         observe(&stats, &top, head.head());
         history.push(stats);
         if let (Some(patience), Some(loss)) = (hp.early_stopping, val_loss) {
-            let improved = best.as_ref().map_or(loss.is_finite(), |(b, _, _)| loss < *b);
-            if improved {
-                let snapshot = Finetuned::new(top.clone(), head.head().clone());
-                best = Some((loss, epoch, snapshot));
-            } else if epoch - best.as_ref().map_or(0, |(_, e, _)| *e) >= patience {
+            if best.after_epoch(patience, loss, epoch, || {
+                Finetuned::new(top.clone(), head.head().clone())
+            }) {
                 break;
             }
         }
     }
-    let (model, best_epoch) = match best {
-        Some((_, epoch, model)) => (model, epoch),
+    let (model, best_epoch) = match best.take() {
+        Some((epoch, model)) => (model, epoch),
         None => (Finetuned::new(top, head.head().clone()), history.len()),
     };
     Ok(FittedTop {

@@ -306,7 +306,7 @@ impl HeadParams {
         let mut order: Vec<usize> = (0..n).collect();
         let mut drawn: Vec<usize> = rows.to_vec();
         let mut history = Vec::with_capacity(self.epochs);
-        let mut best: Option<(f32, usize, Head)> = None;
+        let mut best = Best::default();
 
         for epoch in 1..=self.epochs {
             let start = Instant::now();
@@ -351,19 +351,15 @@ impl HeadParams {
             history.push(stats);
 
             if let (Some(patience), Some(loss)) = (self.early_stopping, val_loss) {
-                // A NaN validation loss never counts as an improvement.
-                let improved = best.as_ref().map_or(loss.is_finite(), |(b, _, _)| loss < *b);
-                if improved {
-                    best = Some((loss, epoch, head.clone()));
-                } else if epoch - best.as_ref().map_or(0, |(_, e, _)| *e) >= patience {
+                if best.after_epoch(patience, loss, epoch, || head.clone()) {
                     break;
                 }
             }
         }
 
         let last_epoch = history.len();
-        let (head, best_epoch) = match best {
-            Some((_, epoch, best_head)) => (best_head, epoch),
+        let (head, best_epoch) = match best.take() {
+            Some((epoch, best_head)) => (best_head, epoch),
             None => (head, last_epoch),
         };
         Ok(Fitted {
@@ -490,6 +486,45 @@ impl HeadParams {
             }
         };
         Ok(class_weight)
+    }
+}
+
+/// Early stopping's record: the epoch with the lowest validation loss so far, and what was
+/// kept of it.
+pub(crate) struct Best<T>(Option<(f32, usize, T)>);
+
+impl<T> Default for Best<T> {
+    fn default() -> Self {
+        Best(None)
+    }
+}
+
+impl<T> Best<T> {
+    /// After epoch `epoch` with validation loss `loss`: keeps `snapshot()` when the loss is the
+    /// lowest yet; returns whether `patience` epochs have passed without one, so training stops.
+    pub(crate) fn after_epoch(
+        &mut self,
+        patience: usize,
+        loss: f32,
+        epoch: usize,
+        snapshot: impl FnOnce() -> T,
+    ) -> bool {
+        // A NaN validation loss never counts as an improvement.
+        let improved = self.0.as_ref().map_or(loss.is_finite(), |(b, _, _)| loss < *b);
+        if improved {
+            self.0 = Some((loss, epoch, snapshot()));
+        }
+        !improved && epoch - self.0.as_ref().map_or(0, |(_, e, _)| *e) >= patience
+    }
+
+    /// Whether an epoch has been kept.
+    pub(crate) fn is_kept(&self) -> bool {
+        self.0.is_some()
+    }
+
+    /// The kept epoch's number and snapshot.
+    pub(crate) fn take(self) -> Option<(usize, T)> {
+        self.0.map(|(_, epoch, kept)| (epoch, kept))
     }
 }
 

@@ -56,6 +56,7 @@ pub fn apply(model: &[u8], edit: &ModelEdit) -> Result<Vec<u8>, SpliceError> {
                     data_type: FLOAT,
                     name: tensor.name.clone(),
                     raw_data: values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+                    ..TensorProto::default()
                 });
                 tail.encode(&mut graph_out).expect("a Vec grows as needed");
                 replaced.insert(tensor.name);

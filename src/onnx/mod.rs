@@ -469,12 +469,14 @@ fn head_graph(
             data_type: FLOAT,
             name: format!("{prefix}/dense{i}/weight"),
             raw_data: layer.weight.iter().flat_map(|v| v.to_le_bytes()).collect(),
+            ..Default::default()
         };
         let bias = TensorProto {
             dims: vec![outputs as i64],
             data_type: FLOAT,
             name: format!("{prefix}/dense{i}/bias"),
             raw_data: layer.bias.iter().flat_map(|v| v.to_le_bytes()).collect(),
+            ..Default::default()
         };
         let gemm = format!("{prefix}/dense{i}");
         tail.node.push(node(
@@ -670,11 +672,19 @@ struct NodeProto {
 struct AttributeProto {
     #[prost(string, tag = "1")]
     name: String,
+    #[prost(float, optional, tag = "2")]
+    f: Option<f32>,
     /// Optional so that a zero is still written: ONNX reads a missing value as no value.
     #[prost(int64, optional, tag = "3")]
     i: Option<i64>,
+    #[prost(message, optional, tag = "5")]
+    t: Option<TensorProto>,
     #[prost(message, optional, tag = "6")]
     g: Option<Graph>,
+    #[prost(float, repeated, tag = "7")]
+    floats: Vec<f32>,
+    #[prost(int64, repeated, tag = "8")]
+    ints: Vec<i64>,
     #[prost(message, repeated, tag = "11")]
     graphs: Vec<Graph>,
     #[prost(int32, tag = "20")]
@@ -694,17 +704,23 @@ struct InitializerName {
     data_location: i32,
 }
 
-/// `TensorProto` as written, little-endian floats in `raw_data` as ONNX prescribes.
+/// `TensorProto` as written (little-endian floats in `raw_data`, as ONNX prescribes) and as the
+/// fine-tuning trainer reads weights ([`subgraph`]), which other writers may keep in
+/// `float_data`.
 #[derive(Clone, PartialEq, Message)]
 struct TensorProto {
     #[prost(int64, repeated, tag = "1")]
     dims: Vec<i64>,
     #[prost(int32, tag = "2")]
     data_type: i32,
+    #[prost(float, repeated, tag = "4")]
+    float_data: Vec<f32>,
     #[prost(string, tag = "8")]
     name: String,
     #[prost(bytes = "vec", tag = "9")]
     raw_data: Vec<u8>,
+    #[prost(int32, tag = "14")]
+    data_location: i32,
 }
 
 #[derive(Clone, PartialEq, Message)]

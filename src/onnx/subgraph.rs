@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 
 use prost::Message;
 
-use super::{fields, joined_graph, malformed, SpliceError, ValueInfo, DATA_EXTERNAL, FLOAT};
+use super::{fields, joined_graph, malformed, NodeProto, SpliceError, TensorProto, ValueInfo, DATA_EXTERNAL, FLOAT};
 
 /// One node of the part after the cut.
 #[derive(Debug, Clone, PartialEq)]
@@ -100,7 +100,7 @@ pub fn after_cut(model: &[u8], cut: &str, output: &str) -> Result<Subgraph, CutE
             .and_then(|a| a.t.as_ref());
         for name in &node.output {
             constants.insert(name.clone());
-            if let Some(weight) = value.map(FullTensor::float_weight).transpose()?.flatten() {
+            if let Some(weight) = value.map(TensorProto::float_weight).transpose()?.flatten() {
                 weights.insert(name.clone(), weight);
             }
         }
@@ -133,7 +133,7 @@ pub fn after_cut(model: &[u8], cut: &str, output: &str) -> Result<Subgraph, CutE
             });
         }
         live.extend(node.output.iter().map(String::as_str));
-        nodes.push(node.read(name));
+        nodes.push(read_node(node, name));
     }
     if !live.contains(output) {
         return Err(CutError::NotBefore {
@@ -159,92 +159,45 @@ pub fn after_cut(model: &[u8], cut: &str, output: &str) -> Result<Subgraph, CutE
     })
 }
 
-// Read-only views of the ONNX messages, with the fields the trainer needs.
+/// `GraphProto` with what the trainer reads: nodes with their attributes, and weights.
 
 #[derive(Clone, PartialEq, Message)]
 struct FullGraph {
     #[prost(message, repeated, tag = "1")]
-    node: Vec<FullNode>,
+    node: Vec<NodeProto>,
     #[prost(message, repeated, tag = "5")]
-    initializer: Vec<FullTensor>,
+    initializer: Vec<TensorProto>,
     #[prost(message, repeated, tag = "11")]
     input: Vec<ValueInfo>,
 }
 
-#[derive(Clone, PartialEq, Message)]
-struct FullNode {
-    #[prost(string, repeated, tag = "1")]
-    input: Vec<String>,
-    #[prost(string, repeated, tag = "2")]
-    output: Vec<String>,
-    #[prost(string, tag = "3")]
-    name: String,
-    #[prost(string, tag = "4")]
-    op_type: String,
-    #[prost(message, repeated, tag = "5")]
-    attribute: Vec<FullAttribute>,
-}
-
-impl FullNode {
-    fn read(&self, name: String) -> Node {
-        let mut ints = HashMap::new();
-        let mut floats = HashMap::new();
-        for a in &self.attribute {
-            if let Some(i) = a.i {
-                ints.insert(a.name.clone(), vec![i]);
-            } else if !a.ints.is_empty() {
-                ints.insert(a.name.clone(), a.ints.clone());
-            }
-            if let Some(f) = a.f {
-                floats.insert(a.name.clone(), vec![f]);
-            } else if !a.floats.is_empty() {
-                floats.insert(a.name.clone(), a.floats.clone());
-            }
+/// A node's attributes read into [`Node`]'s maps.
+fn read_node(node: &NodeProto, name: String) -> Node {
+    let mut ints = HashMap::new();
+    let mut floats = HashMap::new();
+    for a in &node.attribute {
+        if let Some(i) = a.i {
+            ints.insert(a.name.clone(), vec![i]);
+        } else if !a.ints.is_empty() {
+            ints.insert(a.name.clone(), a.ints.clone());
         }
-        Node {
-            name,
-            op: self.op_type.clone(),
-            inputs: self.input.clone(),
-            outputs: self.output.clone(),
-            ints,
-            floats,
+        if let Some(f) = a.f {
+            floats.insert(a.name.clone(), vec![f]);
+        } else if !a.floats.is_empty() {
+            floats.insert(a.name.clone(), a.floats.clone());
         }
+    }
+    Node {
+        name,
+        op: node.op_type.clone(),
+        inputs: node.input.clone(),
+        outputs: node.output.clone(),
+        ints,
+        floats,
     }
 }
 
-#[derive(Clone, PartialEq, Message)]
-struct FullAttribute {
-    #[prost(string, tag = "1")]
-    name: String,
-    #[prost(float, optional, tag = "2")]
-    f: Option<f32>,
-    #[prost(int64, optional, tag = "3")]
-    i: Option<i64>,
-    #[prost(message, optional, tag = "5")]
-    t: Option<FullTensor>,
-    #[prost(float, repeated, tag = "7")]
-    floats: Vec<f32>,
-    #[prost(int64, repeated, tag = "8")]
-    ints: Vec<i64>,
-}
-
-#[derive(Clone, PartialEq, Message)]
-struct FullTensor {
-    #[prost(int64, repeated, tag = "1")]
-    dims: Vec<i64>,
-    #[prost(int32, tag = "2")]
-    data_type: i32,
-    #[prost(float, repeated, tag = "4")]
-    float_data: Vec<f32>,
-    #[prost(string, tag = "8")]
-    name: String,
-    #[prost(bytes = "vec", tag = "9")]
-    raw_data: Vec<u8>,
-    #[prost(int32, tag = "14")]
-    data_location: i32,
-}
-
-impl FullTensor {
+impl TensorProto {
     /// The values of a float tensor; `None` for other element types.
     fn float_weight(&self) -> Result<Option<Weight>, CutError> {
         if self.data_location == DATA_EXTERNAL {

@@ -60,6 +60,7 @@ fn tensor(name: &str, dims: &[usize], values: impl Iterator<Item = f32>) -> Tens
         data_type: FLOAT,
         name: name.to_string(),
         raw_data: values.flat_map(f32::to_le_bytes).collect(),
+        ..Default::default()
     }
 }
 

@@ -110,3 +110,34 @@ fn lite2_puts_ants_and_bees_in_their_imagenet_classes_at_least_as_often_as_lite0
     );
     assert!(lite2 >= lite0, "Lite2 {lite2}/153 < Lite0 {lite0}/153");
 }
+
+/// The named cuts of every bundled EfficientNet-Lite backbone name a tensor of its graph after
+/// which the fine-tuning trainer can rebuild every layer (Lite1 and Lite2 provisioned as users
+/// get them).
+#[test]
+fn the_named_cuts_of_the_lite_backbones_can_be_fine_tuned() {
+    let runtime = headstart::runtime::init(None).unwrap();
+    for name in ["efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"] {
+        let info = BackboneChoice {
+            model: Some(name.to_string()),
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap();
+        let model = std::fs::read(&info.path).unwrap();
+        for cut in ["last-block", "head-conv"] {
+            let edit = headstart::onnx::edit::ModelEdit {
+                outputs: vec![info.cut_tensor(cut)],
+                ..Default::default()
+            };
+            let backbone = Backbone::open_with(&runtime, info.clone(), 1, &edit).unwrap();
+            let (tensor, shape) = backbone.cut().cloned().unwrap();
+            let top = headstart::finetune::build(&model, &tensor, shape, "features")
+                .unwrap_or_else(|e| panic!("{name} {cut}: {e}"));
+            assert_eq!(top.n_features(), 1280, "{name} {cut}");
+            // Five stride-2 stages, each rounding up: 7x7 at 224, 8x8 at 240 and 260.
+            let side = (info.input_size.unwrap() as usize).div_ceil(32);
+            assert_eq!((shape.height, shape.width), (side, side), "{name} {cut}");
+        }
+    }
+}

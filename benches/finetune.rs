@@ -14,6 +14,10 @@
 //! Test accuracy is reported for the choices made on val, as mean ± std over the seeds, with the
 //! fine-tune's seconds per epoch and its 1x1 convolutions' share of the measured GEMM peak.
 //! Prints a summary and one `BENCH_JSON {...}` line.
+//!
+//! cargo bench --bench finetune -- --memory 60000
+//!
+//! measures the memory of a fine-tune on that many cached maps (see `memory`).
 
 use std::time::Instant;
 
@@ -91,8 +95,97 @@ fn pointwise_flops_and_peak(top: &finetune::Top) -> (f64, f64, f64) {
     (flops, on_cut, peak)
 }
 
+/// Random maps under made-up keys, read from a [`MapStore`] as training reads a real one.
+struct Synthetic<'a> {
+    store: &'a MapStore,
+    keys: Vec<headstart::cache::ContentKey>,
+}
+
+impl MapRows for Synthetic<'_> {
+    fn images(&self) -> usize {
+        self.keys.len()
+    }
+
+    fn map_len(&self) -> usize {
+        self.store.shape.map_or(0, |s| s.len())
+    }
+
+    fn read(&self, rows: &[usize], out: &mut [f32]) {
+        for (&r, out) in rows.iter().zip(out.chunks_exact_mut(self.map_len())) {
+            self.store.read_f32(&self.keys[r], out);
+        }
+    }
+}
+
+/// `--memory N`: N random Lite0 last-block maps (192x7x7, f16) cached in a temporary folder,
+/// then one epoch of fine-tuning on them, with the process's memory at the end: its peak
+/// resident set (VmHWM), and what is resident now of its own memory (RssAnon) and of the
+/// memory-mapped cache (RssFile, pages the kernel may drop and read again).
+fn memory(images: usize) {
+    use rand::{Rng, SeedableRng};
+    let model = std::fs::read("models/efficientnet_lite0.onnx").expect("run from the repository root");
+    let shape = headstart::finetune::Geometry {
+        channels: 192,
+        height: 7,
+        width: 7,
+    };
+    let top = finetune::build(&model, "add_174", shape, "features").expect("Lite0's last block");
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    let (mut store, _) = MapStore::open(dir.path()).expect("a map store");
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+    let mut keys = Vec::with_capacity(images);
+    let started = Instant::now();
+    for start in (0..images).step_by(1000) {
+        let n = 1000.min(images - start);
+        let batch: Vec<headstart::cache::ContentKey> = (start..start + n)
+            .map(|i| {
+                let mut k = [0u8; 32];
+                k[..8].copy_from_slice(&(i as u64).to_le_bytes());
+                k
+            })
+            .collect();
+        let maps: Vec<f32> = (0..n * shape.len()).map(|_| rng.gen_range(0.0f32..6.0)).collect();
+        store.append(&batch, shape, &maps).expect("written");
+        keys.extend(batch);
+    }
+    drop(store);
+    let written = started.elapsed().as_secs_f64();
+    let store = MapStore::read(dir.path()).expect("the maps");
+    let y: Vec<usize> = (0..images).map(|i| i % 10).collect();
+    let maps = Synthetic { store: &store, keys };
+    let params = FinetuneParams {
+        head: HeadParams::default().epochs(1),
+        backbone_lr: 1e-4,
+    };
+    let started = Instant::now();
+    finetune::fit(top, &maps, &y, 10, None, &params, &mut |_| {}).expect("the fine-tune");
+    let trained = started.elapsed().as_secs_f64();
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .map_or("?".into(), |l| l[name.len()..].trim().to_string())
+    };
+    let bytes: u64 = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().len())
+        .sum();
+    println!(
+        "{images} maps, {:.2} GB cached ({written:.0} s to write); one epoch in {trained:.0} s; VmHWM {}, RssAnon {}, RssFile {}",
+        bytes as f64 / 1e9,
+        field("VmHWM:"),
+        field("RssAnon:"),
+        field("RssFile:")
+    );
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
+    if let Some(i) = args.iter().position(|a| a == "--memory") {
+        memory(args[i + 1].parse().expect("--memory N"));
+        return;
+    }
     let flag = |name: &str| args.iter().position(|a| a == name).map(|i| args[i + 1].clone());
     let workspace = std::path::PathBuf::from(args.first().expect("usage: finetune WORKSPACE [flags]"));
     let seeds: u64 = flag("--seeds").map_or(3, |s| s.parse().expect("--seeds N"));

@@ -25,7 +25,8 @@ Modes:
    has `"cut": {"name", "tensor", "shape": {"channels", "height", "width"}, "dir"}`; the maps are in
    WORKSPACE/embeddings/<backbone key>/<dir>/maps-*.safetensors, each file holding `maps` F16
    [n,C,H,W] and `sha256` U8 [n,32] (the image's content hash, as in the manifest's entries).
-   Trains on `train`, reports accuracy on `val` and `test` (null when absent). Seconds: the
+   Trains on `train`, reports accuracy on `val` and `test` (null when absent); each epoch ends
+   with a pass over `val`, as headstart's do. Seconds: the
    epochs only (a batch's maps are converted from f16 to f32 inside the epoch).
 2. --full-backbone SOURCE: the same top and head, but every epoch decodes and preprocesses each
    image (models/preprocess_reference.py: shorter side to `resize`, centre crop `size`, the
@@ -344,6 +345,9 @@ def run_cached(torch, onnx_model, args):
                 skipped += 1
                 continue
             loss = train_step(torch, top, head, opt, xtr_t[idx].float(), ytr_t[idx])
+        # One validation pass per epoch, inside the timing, as headstart's epochs have one.
+        if "val" in splits:
+            predict(torch, top, head, splits["val"][0])
         epochs.append(time.perf_counter() - start)
     acc = {}
     for s in ("val", "test"):

@@ -5,7 +5,7 @@
 mod common;
 
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use common::{headstart, json, make_dataset, run_json, tensors, tiny_model};
 use predicates::prelude::*;
@@ -109,7 +109,7 @@ fn eval_predict_and_export_agree() {
                 .collect()
         })
         .collect();
-    let from_ort = run_exported(&model, &files);
+    let from_ort = common::run_exported(&model, &files, 32);
     for (got, want) in from_ort.iter().zip(&want) {
         for (g, w) in got.iter().zip(want) {
             assert!((*g as f64 - w).abs() < 1e-5, "{got:?} vs {want:?}");
@@ -139,42 +139,6 @@ fn eval_predict_and_export_agree() {
             );
         }
     }
-}
-
-/// Runs the exported model through headstart's own pipeline as if it were a backbone whose
-/// "features" are the probabilities.
-fn run_exported(model: &Path, files: &[String]) -> Vec<Vec<f32>> {
-    use headstart::backbone::{Backbone, BackboneChoice};
-    let runtime = headstart::runtime::init(None).unwrap();
-    let info = BackboneChoice {
-        model: Some(model.display().to_string()),
-        output: Some("probabilities".into()),
-        preset: Some(headstart::preprocess::Preset::Inception),
-        input_size: Some(32),
-        resize: Some(32),
-        int8: false,
-    }
-    .resolve()
-    .unwrap();
-    let mut backbone = Backbone::open(&runtime, info, 1).unwrap();
-    let paths: Vec<PathBuf> = files.iter().map(PathBuf::from).collect();
-    let mut rows = vec![Vec::new(); files.len()];
-    let failed = headstart::embed::embed_files::<headstart::backbone::BackboneError>(
-        &mut backbone,
-        &paths,
-        8,
-        headstart::preprocess::DEFAULT_MAX_PIXELS,
-        &headstart::embed::Silent,
-        |indices, dim, out| {
-            for (k, &i) in indices.iter().enumerate() {
-                rows[i] = out[k * dim..(k + 1) * dim].to_vec();
-            }
-            Ok(())
-        },
-    )
-    .unwrap();
-    assert!(failed.is_empty());
-    rows
 }
 
 #[test]

@@ -167,6 +167,17 @@ fn fine_tunes_evaluates_predicts_and_exports_consistently() {
     // probabilities.
     let exported = run_json(&ws, &["export"]);
     let model = PathBuf::from(exported["model"].as_str().unwrap());
+    for (got, p) in common::run_exported(&model, &files, 32).iter().zip(predictions) {
+        let want: Vec<f64> = p["probabilities"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect();
+        for (g, w) in got.iter().zip(&want) {
+            assert!((f64::from(*g) - w).abs() < 1e-5, "{got:?} vs {want:?}");
+        }
+    }
     let png: Vec<&String> = files.iter().filter(|f| f.ends_with(".png")).collect();
     assert!(!png.is_empty());
     let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());

@@ -194,3 +194,39 @@ pub fn exif_orientation(value: u16) -> Vec<u8> {
     exif.extend_from_slice(&[0, 0, 0, 0, 0, 0]); // padding, no next IFD
     exif
 }
+
+/// Runs the exported model through headstart's own pipeline as if it were a backbone whose
+/// "features" are the probabilities; `side` is the tiny models' input size.
+pub fn run_exported(model: &Path, files: &[String], side: u32) -> Vec<Vec<f32>> {
+    use headstart::backbone::{Backbone, BackboneChoice};
+    let runtime = headstart::runtime::init(None).unwrap();
+    let info = BackboneChoice {
+        model: Some(model.display().to_string()),
+        output: Some("probabilities".into()),
+        preset: Some(headstart::preprocess::Preset::Inception),
+        input_size: Some(side),
+        resize: Some(side),
+        int8: false,
+    }
+    .resolve()
+    .unwrap();
+    let mut backbone = Backbone::open(&runtime, info, 1).unwrap();
+    let paths: Vec<PathBuf> = files.iter().map(PathBuf::from).collect();
+    let mut rows = vec![Vec::new(); files.len()];
+    let failed = headstart::embed::embed_files::<headstart::backbone::BackboneError>(
+        &mut backbone,
+        &paths,
+        8,
+        headstart::preprocess::DEFAULT_MAX_PIXELS,
+        &headstart::embed::Silent,
+        |indices, dim, out| {
+            for (k, &i) in indices.iter().enumerate() {
+                rows[i] = out[k * dim..(k + 1) * dim].to_vec();
+            }
+            Ok(())
+        },
+    )
+    .unwrap();
+    assert!(failed.is_empty());
+    rows
+}

@@ -318,6 +318,15 @@ fn finetune_top(
 ) -> Result<(FittedTop, Card), TrainError> {
     let info = manifest.backbone.resolve()?;
     let tensor = info.cut_tensor(&ft.cut);
+    let bytes = std::fs::read(&info.path).map_err(|source| BackboneError::Io {
+        path: info.path.clone(),
+        source,
+    })?;
+    // A cut the backbone does not have, or cannot train after, is said before the cache is
+    // looked at: extracting its maps would not help.
+    if info.cuts.get(&ft.cut).is_none() {
+        crate::onnx::subgraph::after_cut(&bytes, &tensor, &manifest.backbone.output).map_err(BuildError::from)?;
+    }
     let record = manifest.cut.as_ref().filter(|c| c.tensor == tensor);
     let Some(record) = record else {
         return Err(TrainError::NoCut {
@@ -330,10 +339,6 @@ fn finetune_top(
     };
     let dir = Store::dir_for(&opts.workspace, &manifest.backbone.key).join(&record.dir);
     let store = MapStore::read(&dir)?;
-    let bytes = std::fs::read(&info.path).map_err(|source| BackboneError::Io {
-        path: info.path.clone(),
-        source,
-    })?;
     let top = finetune::build(&bytes, &tensor, record.shape, &manifest.backbone.output)?;
     let [(train_entries, y), (val_entries, yv)] = sets;
     let train = CachedMaps::new(&store, train_entries)?;

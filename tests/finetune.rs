@@ -237,6 +237,11 @@ fn bad_requests_say_what_to_do() {
         .failure()
         .stderr(contains("extract --data DIR --cut block"));
     headstart(&ws)
+        .args(["train-head", "--finetune", "nowhere"])
+        .assert()
+        .failure()
+        .stderr(contains("no tensor `nowhere`"));
+    headstart(&ws)
         .args([
             "extract",
             "--model",

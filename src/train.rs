@@ -324,7 +324,7 @@ fn finetune_top(
     })?;
     // A cut the backbone does not have, or cannot train after, is said before the cache is
     // looked at: extracting its maps would not help.
-    if info.cuts.get(&ft.cut).is_none() {
+    if !info.cuts.contains_key(&ft.cut) {
         crate::onnx::subgraph::after_cut(&bytes, &tensor, &manifest.backbone.output).map_err(BuildError::from)?;
     }
     let record = manifest.cut.as_ref().filter(|c| c.tensor == tensor);

@@ -144,9 +144,9 @@ fn refresh_report(global: &Global) {
 fn warn_leaks(workspace: &std::path::Path) {
     let line = match headstart::audit::leaks(workspace) {
         Ok(l) if l.any() => format!(
-            "warning: {} images have an exact copy and {} a near-duplicate (cosine >= {}) in an earlier split, \
-             which inflates held-out scores: `headstart audit` lists them",
-            l.exact, l.near, l.threshold
+            "warning: {} images have an exact copy and {} a near-duplicate (a resized, re-encoded or \
+             slightly cropped copy) in an earlier split, which inflates held-out scores: `headstart audit` lists them",
+            l.exact, l.near
         ),
         Ok(_) => return,
         Err(e) => format!("warning: the check for duplicates across splits failed: {e}"),
@@ -184,13 +184,14 @@ fn print_audit(s: &AuditSummary, show: usize, json: bool) -> Result<()> {
     }
     listing(&rows, s.exact_duplicates.len());
     println!(
-        "\nnear-duplicates (cosine >= {}): {} pairs, {near_leaks} across splits",
+        "\nnear-duplicates (aligned pixels >= {}): {} pairs, {near_leaks} across splits",
         s.near_duplicate_threshold,
         s.near_duplicates.len()
     );
-    let mut rows = vec![["similarity", "a", "b", "splits"].map(String::from).to_vec()];
+    let mut rows = vec![["pixels", "cosine", "a", "b", "splits"].map(String::from).to_vec()];
     for d in s.near_duplicates.iter().take(show) {
         rows.push(vec![
+            format!("{:.3}", d.pixels),
             format!("{:.3}", d.similarity),
             d.a.path.clone(),
             d.b.path.clone(),

@@ -92,7 +92,9 @@ pub enum Command {
 /// `audit`: thresholds, and how much to show.
 #[derive(Debug, Args)]
 pub struct AuditArgs {
-    /// Cosine similarity from which two different files count as near-duplicates.
+    /// Aligned pixel similarity from which two different files count as near-duplicates: the
+    /// best correlation of their small grey thumbnails over crops of up to about 15%. Pairs are
+    /// looked at when their embeddings are close (cosine 0.6 or more).
     #[arg(long, default_value_t = NEAR_THRESHOLD)]
     pub near_threshold: f32,
     /// Neighbours looked at per image (near-duplicates, label agreement, outlier score).

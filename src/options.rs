@@ -311,6 +311,7 @@ pub fn audit(global: &Global, args: &AuditArgs) -> AuditOptions {
         neighbours: args.neighbours,
         folds: args.folds,
         ignore: args.ignore.clone(),
+        max_pixels: global.max_pixels,
         ..AuditOptions::new(&global.workspace)
     }
 }

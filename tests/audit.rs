@@ -85,7 +85,7 @@ fn the_table_has_every_section() {
     let data = split_data(tmp.path(), 10);
     let ws = tmp.path().join("ws");
     // The tiny test backbone sees little more than colour, so all images of a class are
-    // near-duplicates to it: the threshold of 1 leaves only bit-identical embeddings.
+    // candidates to it: the threshold of 1 leaves only pixel-identical thumbnails.
     extract(&ws, &data).success();
     let out = headstart(&ws)
         .args(["audit", "--near-threshold", "1"])

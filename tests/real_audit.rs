@@ -57,15 +57,24 @@ fn hymenoptera_planted_problems_are_found() {
         data.join("val/ants/exact_copy.jpg"),
     )
     .unwrap();
+    // A copy as the benchmark makes them (BENCHMARKS.md, "Data audit"), near its hard end: 8%
+    // cropped off the top left, resized to 60%, 8% brighter, JPEG quality 65.
     let photo = image::open(data.join("train/bees/1097045929_1753d1c765.jpg")).unwrap();
-    let smaller = photo.resize(
-        photo.width() * 7 / 10,
-        photo.height() * 7 / 10,
-        image::imageops::FilterType::Triangle,
-    );
+    let (w, h) = (photo.width(), photo.height());
+    let cropped = photo.crop_imm(w * 8 / 100, h * 8 / 100, w * 92 / 100, h * 92 / 100);
+    let mut smaller = cropped
+        .resize_exact(
+            w * 92 * 6 / 1000,
+            h * 92 * 6 / 1000,
+            image::imageops::FilterType::Triangle,
+        )
+        .to_rgb8();
+    for value in smaller.iter_mut() {
+        *value = (f32::from(*value) * 1.08).min(255.0) as u8;
+    }
     let mut jpeg = Vec::new();
-    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 70)
-        .encode_image(&smaller.to_rgb8())
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 65)
+        .encode_image(&smaller)
         .unwrap();
     std::fs::write(data.join("val/bees/near_copy.jpg"), jpeg).unwrap();
 
@@ -80,13 +89,19 @@ fn hymenoptera_planted_problems_are_found() {
     let audit = run_json(&ws, &["audit"]);
     let exact = &audit["exact_duplicates"][0];
     assert_eq!(exact["crosses_splits"], true, "{audit:#}");
+    // Hymenoptera has no pair of its own at the default threshold (measured), so the
+    // planted one is the only pair: the look-alike ants and bees are not.
     let near = audit["near_duplicates"].as_array().unwrap();
-    let planted = near
-        .iter()
-        .find(|p| p["b"]["path"] == "val/bees/near_copy.jpg" || p["a"]["path"] == "val/bees/near_copy.jpg")
-        .unwrap_or_else(|| panic!("the resized copy is not paired: {near:#?}"));
+    assert_eq!(near.len(), 1, "{near:#?}");
+    let planted = &near[0];
+    let paths = [&planted["a"]["path"], &planted["b"]["path"]];
+    assert!(
+        paths.contains(&&serde_json::json!("val/bees/near_copy.jpg"))
+            && paths.contains(&&serde_json::json!("train/bees/1097045929_1753d1c765.jpg")),
+        "{planted}"
+    );
     assert_eq!(planted["crosses_splits"], true);
-    assert!(planted["similarity"].as_f64().unwrap() >= 0.9, "{planted}");
+    assert!(planted["pixels"].as_f64().unwrap() >= 0.97, "{planted}");
 
     // Every flip is among the first eight suspects, with its true class suggested.
     let issues = audit["label_issues"].as_array().unwrap();

@@ -5,9 +5,12 @@
 use std::path::Path;
 
 use ndarray::Axis;
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::{AuditError, NEAR_THRESHOLD};
+use super::aligned::similarity;
+use super::fingerprint::fingerprints;
+use super::{AuditError, CANDIDATE_COSINE, NEAR_THRESHOLD, NEIGHBOURS};
 use crate::atomic::write_file;
 use crate::cache::{load_snapshot, Entry, Manifest, Store};
 use crate::cosine::normalise_rows;
@@ -26,8 +29,9 @@ pub struct Leaks {
     pub threshold: f32,
     /// Images whose exact bytes are also in an earlier split (train, then val, then test).
     pub exact: usize,
-    /// Images of val or test with a different file in an earlier split whose embedding has at
-    /// least `threshold` cosine similarity to theirs.
+    /// Images of val or test with a different file in an earlier split that is a copy of the same
+    /// picture: among their nearest neighbours there by embedding, one whose fingerprint has at
+    /// least `threshold` aligned similarity to theirs.
     pub near: usize,
 }
 
@@ -51,14 +55,22 @@ pub fn leaks(workspace: &Path) -> Result<Leaks, AuditError> {
     {
         return Ok(kept);
     }
-    let found = count(&manifest, &store)?;
+    let found = count(workspace, &manifest, &store)?;
     let json = serde_json::to_vec_pretty(&found).expect("plain data");
     write_file(&file, |tmp| std::fs::write(tmp, &json))?;
     Ok(found)
 }
 
-fn count(manifest: &Manifest, store: &Store) -> Result<Leaks, AuditError> {
+fn count(workspace: &Path, manifest: &Manifest, store: &Store) -> Result<Leaks, AuditError> {
     let all = manifest.all(store)?;
+    // An image that cannot be read has no fingerprint and is not counted; `audit` names it.
+    let prints = fingerprints(
+        workspace,
+        &manifest.data_root,
+        &all.entries,
+        crate::preprocess::DEFAULT_MAX_PIXELS,
+    )?;
+    let prints = prints.prepared;
     let split_of = |e: &Entry| e.sample.split;
     let mut exact = 0;
     let mut seen: std::collections::BTreeMap<&str, Split> = Default::default();
@@ -87,12 +99,23 @@ fn count(manifest: &Manifest, store: &Store) -> Result<Leaks, AuditError> {
         if !earlier.is_empty() && !rows.is_empty() {
             let reference = unit.select(Axis(0), &earlier);
             let queries = unit.select(Axis(0), &rows);
-            for (&row, best) in rows.iter().zip(nearest(reference.view(), queries.view(), 1)) {
-                let close = best.first().is_some_and(|&(cos, j)| {
-                    cos >= NEAR_THRESHOLD && all.entries[earlier[j]].sha256 != all.entries[row].sha256
-                });
-                near += usize::from(close);
-            }
+            let found = nearest(reference.view(), queries.view(), NEIGHBOURS.min(earlier.len()));
+            near += rows
+                .par_iter()
+                .zip(found)
+                .filter(|(&row, list)| {
+                    list.iter()
+                        .take_while(|(cos, _)| *cos >= CANDIDATE_COSINE)
+                        .any(|&(_, j)| {
+                            let other = earlier[j];
+                            all.entries[other].sha256 != all.entries[row].sha256
+                                && match (&prints[row], &prints[other]) {
+                                    (Some(a), Some(b)) => similarity(a, b, NEAR_THRESHOLD) >= NEAR_THRESHOLD,
+                                    _ => false,
+                                }
+                        })
+                })
+                .count();
         }
         earlier.extend(rows);
     }

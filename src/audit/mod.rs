@@ -1,6 +1,8 @@
 //! `audit`: problems in the data that the cached embeddings make cheap to find, with no
 //! re-extraction: exact and near-duplicates (and those that leak across splits), likely label
-//! errors with the class they probably belong to, outliers, and the class balance.
+//! errors with the class they probably belong to, outliers, and the class balance. Only the
+//! near-duplicate check reads the images again, once, for their small pixel fingerprints
+//! ([`fingerprint`]).
 //!
 //! A near-duplicate in both train and test inflates the test score; a few wrong labels in a
 //! small class cost more than any hyper-parameter. Every check reads the same neighbourhood
@@ -15,8 +17,10 @@ use crate::atomic::{write_file, WriteError};
 use crate::cache::{load_snapshot, CacheError};
 use crate::dataset::Split;
 
+pub mod aligned;
 mod balance;
 mod duplicates;
+pub mod fingerprint;
 mod ignore;
 mod labels;
 mod leaks;
@@ -34,15 +38,19 @@ pub const AUDIT_FILE: &str = "audit.json";
 /// The workspace's own ignore list, read when it exists (see [`IgnoreList`]).
 pub const IGNORE_FILE: &str = "audit.ignore";
 
-/// Two different files whose embeddings have at least this cosine similarity are reported as
-/// near-duplicates. Measured with EfficientNet-Lite0 (BENCHMARKS.md, "Data audit"): a photo
-/// resized to 70% and re-encoded at JPEG quality 70 stays above it (tests/real_audit.rs), but
-/// of copies of flowers5 photos resized to 50-90%, re-encoded at quality 60-95, cropped by up to
-/// 10% and brightened by up to 10%, only 56% do, while 96 pairs of distinct flowers5 files reach
-/// it (some of them the same photo at two sizes). Pooled embeddings are made to ignore such
-/// changes only as far as they keep the class: a lower threshold finds more copies and many more
-/// look-alikes.
-pub const NEAR_THRESHOLD: f32 = 0.90;
+/// Two different files whose fingerprints have at least this aligned similarity
+/// ([`aligned::similarity`]) are reported as near-duplicates. Measured on flowers5 with 300
+/// copies resized to 50-90%, re-encoded at JPEG quality 60-95, cropped by up to 10% and
+/// brightened or darkened by up to 10% (BENCHMARKS.md, "Data audit"): the pairs of distinct
+/// files above it are the same photo (recoloured, recropped or resized) or shots of one scene
+/// moments apart.
+pub const NEAR_THRESHOLD: f32 = 0.97;
+
+/// Pairs of neighbours whose embeddings have at least this cosine similarity have their pixels
+/// compared. Embeddings alone cannot decide: copies of flowers5 photos made as above fall as low
+/// as 0.73, while 96 pairs of different photos reach 0.90 (pooled features are made to ignore
+/// such changes only as far as they keep the class).
+pub const CANDIDATE_COSINE: f32 = 0.6;
 
 /// Neighbours per image: the near-duplicates of an image are looked for among this many, and
 /// label agreement and the outlier score are taken over them.
@@ -84,7 +92,7 @@ pub enum AuditError {
 pub struct AuditOptions {
     /// The workspace whose cache is audited.
     pub workspace: PathBuf,
-    /// Cosine similarity from which two files count as near-duplicates, in (0, 1].
+    /// Aligned pixel similarity from which two files count as near-duplicates, in (0, 1].
     pub near_threshold: f32,
     /// Neighbours looked at per image (at least 1).
     pub neighbours: usize,
@@ -94,6 +102,8 @@ pub struct AuditOptions {
     pub ignore: Option<PathBuf>,
     /// Where audit.json goes; `<workspace>/report` by default.
     pub report_dir: Option<PathBuf>,
+    /// Images of more pixels are not decoded for their fingerprints.
+    pub max_pixels: u64,
 }
 
 impl AuditOptions {
@@ -106,6 +116,7 @@ impl AuditOptions {
             folds: LABEL_FOLDS,
             ignore: None,
             report_dir: None,
+            max_pixels: crate::preprocess::DEFAULT_MAX_PIXELS,
         }
     }
 
@@ -114,7 +125,7 @@ impl AuditOptions {
             return Err(AuditError::Option {
                 flag: "--near-threshold",
                 message: format!(
-                    "is {}: give a cosine similarity above 0 and at most 1",
+                    "is {}: give an aligned pixel similarity above 0 and at most 1",
                     self.near_threshold
                 ),
             });
@@ -157,7 +168,7 @@ pub struct ExactDuplicate {
     pub crosses_splits: bool,
 }
 
-/// Two different files whose embeddings point almost the same way.
+/// Two different files that are copies of one picture.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NearDuplicate {
     /// One file.
@@ -166,6 +177,9 @@ pub struct NearDuplicate {
     pub b: ImageRef,
     /// Cosine similarity of their embeddings.
     pub similarity: f32,
+    /// Aligned similarity of their pixels ([`aligned::similarity`]), what they were found by.
+    #[serde(default)]
+    pub pixels: f32,
     /// Whether they are in different splits: a leak.
     pub crosses_splits: bool,
 }
@@ -245,9 +259,9 @@ pub struct AuditSummary {
     pub images: usize,
     /// Groups of files with the same bytes, those across splits first.
     pub exact_duplicates: Vec<ExactDuplicate>,
-    /// Near-duplicate pairs, those across splits first, then the most similar.
+    /// Near-duplicate pairs, those across splits first, then the most alike.
     pub near_duplicates: Vec<NearDuplicate>,
-    /// The similarity the pairs were found at.
+    /// The aligned pixel similarity the pairs were found at.
     pub near_duplicate_threshold: f32,
     /// Likely label errors, the likeliest first.
     pub label_issues: Vec<LabelIssue>,
@@ -294,8 +308,17 @@ pub fn audit(opts: &AuditOptions) -> Result<AuditSummary, AuditError> {
         class: manifest.classes[entries[i].sample.class].clone(),
     };
     let neighbours = neighbourhood::nearest_others(data.x.view(), opts.neighbours);
+    let prints = fingerprint::fingerprints(&opts.workspace, &manifest.data_root, entries, opts.max_pixels)?;
 
     let mut notes = Vec::new();
+    if let Some((path, reason)) = prints.unread.first() {
+        notes.push(format!(
+            "near-duplicates were not looked for among {} images whose pixels could not be read, \
+             such as {path} ({reason}); the data folder is {}",
+            prints.unread.len(),
+            manifest.data_root.display()
+        ));
+    }
     let label_issues = if manifest.multi_label {
         notes.push("label issues are looked for in single-label data only: this data set is multi-label".to_owned());
         Vec::new()
@@ -320,7 +343,7 @@ pub fn audit(opts: &AuditOptions) -> Result<AuditSummary, AuditError> {
     };
     let mut exact_duplicates = duplicates::exact(entries, &image);
     exact_duplicates.retain(|g| keep(&g.images.iter().map(|r| r.path.as_str()).collect::<Vec<_>>()));
-    let mut near_duplicates = duplicates::near(entries, &neighbours, opts.near_threshold, &image);
+    let mut near_duplicates = duplicates::near(entries, &neighbours, &prints.prepared, opts.near_threshold, &image);
     near_duplicates.retain(|p| keep(&[&p.a.path, &p.b.path]));
     let mut label_issues = label_issues;
     label_issues.retain(|l| keep(&[&l.path]));
@@ -329,7 +352,7 @@ pub fn audit(opts: &AuditOptions) -> Result<AuditSummary, AuditError> {
 
     let report_dir = opts.report_dir.clone().unwrap_or_else(|| opts.workspace.join("report"));
     let summary = AuditSummary {
-        version: 1,
+        version: 2,
         backbone: manifest.backbone.key.clone(),
         images: entries.len(),
         exact_duplicates,

@@ -66,29 +66,78 @@ fn exact_duplicates_are_grouped_and_leaks_come_first() {
     assert_eq!(groups[1].images.len(), 2);
 }
 
+/// A `SIDE` x `SIDE` grey picture of pseudo-random smooth blobs, one per seed, `lift` brighter.
+fn picture(seed: u64, lift: u8) -> aligned::Prepared {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let side = aligned::SIDE;
+    let blobs: Vec<(f32, f32, f32)> = (0..6)
+        .map(|_| {
+            (
+                rng.gen_range(0.0..side as f32),
+                rng.gen_range(0.0..side as f32),
+                rng.gen_range(3.0..8.0),
+            )
+        })
+        .collect();
+    let pixels: Vec<u8> = (0..side * side)
+        .map(|i| {
+            let (x, y) = ((i % side) as f32, (i / side) as f32);
+            let v: f32 = blobs
+                .iter()
+                .map(|&(bx, by, r)| 40.0 * (-((x - bx).powi(2) + (y - by).powi(2)) / (r * r)).exp())
+                .sum();
+            (v.min(200.0) as u8).saturating_add(lift)
+        })
+        .collect();
+    aligned::Prepared::new(&pixels)
+}
+
 #[test]
-fn near_duplicates_are_pairs_above_the_threshold_once_each() {
-    // Rows 0 and 1 point almost the same way, row 2 is another direction, row 3 is row 0's
-    // exact copy (same bytes), which is left to the exact check.
-    let x = ndarray::array![[1.0f32, 0.0, 0.0], [0.99, 0.05, 0.0], [0.0, 1.0, 0.0], [1.0, 0.0, 0.0]];
+fn near_duplicates_are_close_neighbours_whose_pixels_match() {
+    // Rows 0 and 1 point almost the same way and show one picture (1 a little brighter); row 3
+    // is row 0's exact copy (same bytes), which is left to the exact check. Rows 2 and 4 point
+    // almost the same way too but show different pictures: look-alikes, not copies. Row 5 is
+    // close to row 0 but has no fingerprint (its file could not be read).
+    let x = ndarray::array![
+        [1.0f32, 0.0, 0.0],
+        [0.99, 0.05, 0.0],
+        [0.0, 1.0, 0.0],
+        [1.0, 0.0, 0.0],
+        [0.0, 0.99, 0.05],
+        [0.98, 0.0, 0.05]
+    ];
     let entries = vec![
         entry("0.jpg", 0, Split::Train, "h0"),
         entry("1.jpg", 0, Split::Test, "h1"),
         entry("2.jpg", 1, Split::Train, "h2"),
         entry("3.jpg", 0, Split::Train, "h0"),
+        entry("4.jpg", 1, Split::Test, "h4"),
+        entry("5.jpg", 0, Split::Val, "h5"),
     ];
-    let neighbours = neighbourhood::nearest_others(x.view(), 3);
+    let prints = vec![
+        Some(picture(1, 0)),
+        Some(picture(1, 12)),
+        Some(picture(2, 0)),
+        Some(picture(1, 0)),
+        Some(picture(3, 0)),
+        None,
+    ];
+    let neighbours = neighbourhood::nearest_others(x.view(), 5);
     for (i, list) in neighbours.iter().enumerate() {
-        assert_eq!(list.len(), 3);
+        assert_eq!(list.len(), 5);
         assert!(list.iter().all(|&(_, j)| j != i), "row {i} lists itself: {list:?}");
     }
-    let pairs = duplicates::near(&entries, &neighbours, 0.95, &refs(&entries));
+    let pairs = duplicates::near(&entries, &neighbours, &prints, NEAR_THRESHOLD, &refs(&entries));
     let found: Vec<(&str, &str, bool)> = pairs
         .iter()
         .map(|p| (p.a.path.as_str(), p.b.path.as_str(), p.crosses_splits))
         .collect();
     assert_eq!(found, [("0.jpg", "1.jpg", true), ("1.jpg", "3.jpg", true)]);
     assert!(pairs.iter().all(|p| p.similarity > 0.99 && p.similarity <= 1.0));
+    assert!(pairs.iter().all(|p| p.pixels > 0.999), "{pairs:?}");
+    // The look-alikes were compared, and their pixels told them apart.
+    let look_alikes = aligned::similarity(prints[2].as_ref().unwrap(), prints[4].as_ref().unwrap(), NEAR_THRESHOLD);
+    assert!(look_alikes < NEAR_THRESHOLD, "{look_alikes}");
 }
 
 #[test]

@@ -416,12 +416,26 @@ pub fn resize_crop(
     size: u32,
     resizer: &mut Resizer,
 ) -> Result<Vec<u8>, PreprocessError> {
+    resize_crop_with(rgb, crop, size, FilterType::Bilinear, resizer)
+}
+
+/// [`resize_crop`] with another resampling filter.
+pub fn resize_crop_with(
+    rgb: &image::RgbImage,
+    crop: Crop,
+    size: u32,
+    filter: FilterType,
+    resizer: &mut Resizer,
+) -> Result<Vec<u8>, PreprocessError> {
     let (w, h) = rgb.dimensions();
     let src = ImageRef::new(w, h, rgb.as_raw(), PixelType::U8x3).map_err(|e| PreprocessError::Resize(e.to_string()))?;
     let mut dst = Image::new(size, size, PixelType::U8x3);
-    let options = ResizeOptions::new()
-        .resize_alg(ResizeAlg::Convolution(FilterType::Bilinear))
-        .crop(crop.left, crop.top, crop.width, crop.height);
+    let options = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(filter)).crop(
+        crop.left,
+        crop.top,
+        crop.width,
+        crop.height,
+    );
     resizer
         .resize(&src, &mut dst, &options)
         .map_err(|e| PreprocessError::Resize(e.to_string()))?;

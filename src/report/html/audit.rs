@@ -53,13 +53,14 @@ pub fn section(audit: Option<&Audit>, thumbs: &Thumbnails) -> String {
         },
     ));
     let threshold = format!(
-        "cosine similarity at least {}",
+        "aligned pixel similarity at least {}",
         decimal(f64::from(audit.near_duplicate_threshold))
     );
     out.push_str(&findings("Near-duplicates", &threshold, &audit.near_duplicates, |d| {
         format!(
-            "{}<span class=\"tag\">similarity {}</span><div class=\"side\">{}{}</div>",
+            "{}<span class=\"tag\">pixels {}, cosine {}</span><div class=\"side\">{}{}</div>",
             leak(d.crosses_splits),
+            decimal(f64::from(d.pixels)),
             decimal(f64::from(d.similarity)),
             figure(&d.a, thumbs),
             figure(&d.b, thumbs)

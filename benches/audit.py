@@ -80,7 +80,7 @@ def scores(ranked, flipped):
     return p, r
 
 
-def sklearn_ranking(ws):
+def sklearn_ranking(ws, with_cleanlab=False):
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import cross_val_predict
 
@@ -92,7 +92,17 @@ def sklearn_ranking(ws):
     seconds = time.perf_counter() - start
     confidence = p[np.arange(len(y)), y]
     order = np.argsort(confidence, kind="stable")
-    return [manifest["entries"][i]["path"] for i in order], seconds
+    paths = [manifest["entries"][i]["path"] for i in order]
+    cleanlab = None
+    if with_cleanlab:
+        from cleanlab.filter import find_label_issues
+
+        # cleanlab's confident learning on the same probabilities: its flagged images ranked by
+        # self-confidence, then the unflagged ones in the same order.
+        flagged = find_label_issues(y, p, return_indices_ranked_by="self_confidence")
+        rest = [i for i in order if i not in set(flagged)]
+        cleanlab = [manifest["entries"][i]["path"] for i in (*flagged, *rest)]
+    return paths, seconds, cleanlab
 
 
 def labels(args):
@@ -115,12 +125,14 @@ def labels(args):
                 times.append(time.perf_counter() - start)
                 ranked = [l["path"] for l in json.loads(out.stdout)["label_issues"]]
             p, r = scores(ranked, flipped)
-            sk_ranked, sk_seconds = sklearn_ranking(copy)
+            sk_ranked, sk_seconds, cl_ranked = sklearn_ranking(copy, args.cleanlab)
             sp, sr = scores(sk_ranked, flipped)
             row = dict(data=ws.name, images=len(manifest["entries"]), rate=rate, flips=len(flipped),
                        audit_precision=p, audit_recall=r, audit_listed=len(ranked),
                        audit_seconds=statistics.median(times), sklearn_precision=sp, sklearn_recall=sr,
                        sklearn_seconds=sk_seconds)
+            if cl_ranked:
+                row["cleanlab_precision"], row["cleanlab_recall"] = scores(cl_ranked, flipped)
             print(json.dumps(row), flush=True)
             rows_out.append(row)
     print(f"\n{platform.node()} {platform.processor()} python {platform.python_version()}")
@@ -181,11 +193,21 @@ def near(args):
         else:
             false_pairs.append((s, pair["similarity"], a, b))
     # A copy paired with a file other than its original stands for its original: the pair is
-    # counted once, by the originals, at its best score.
+    # counted once, by the originals, at its best score. Originals with the same bytes (exact
+    # duplicates, the audit's other list) are one.
+    import hashlib
+
+    digest = {}
+
+    def same_bytes(rel):
+        if rel not in digest:
+            digest[rel] = hashlib.sha256((data / rel).read_bytes()).hexdigest()
+        return digest[rel]
+
     by_origin = {}
     for s, cos, a, b in false_pairs:
         key = tuple(sorted((copy_of.get(a, a), copy_of.get(b, b))))
-        if s > by_origin.get(key, (-1.0,))[0]:
+        if same_bytes(key[0]) != same_bytes(key[1]) and s > by_origin.get(key, (-1.0,))[0]:
             by_origin[key] = (s, cos)
     false_pairs = sorted(((s, cos, a, b) for (a, b), (s, cos) in by_origin.items()), reverse=True)
     copy_scores = sorted(best.get(c, 0.0) for c in copy_of)
@@ -210,6 +232,8 @@ def main():
     p.add_argument("--rates", default="0.05,0.10")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--cleanlab", action="store_true",
+                   help="also rank with cleanlab's find_label_issues (pip install cleanlab)")
     p = sub.add_parser("near")
     p.add_argument("workspace")
     p.add_argument("data")

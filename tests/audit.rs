@@ -152,3 +152,60 @@ fn one_image_per_class_says_what_it_cannot_do() {
         "{notes}"
     );
 }
+
+#[test]
+fn fingerprints_are_kept_remade_when_damaged_and_missing_images_are_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = split_data(tmp.path(), 6);
+    // A picture with shapes (the generated class images are fine noise, flat once shrunk to a
+    // fingerprint) in its own colours, so that the tiny backbone puts its copy nearest, and a
+    // resized, re-encoded copy of it in the test split: paired by its pixels.
+    let scene = image::RgbImage::from_fn(48, 48, |x, y| {
+        let (u, v) = (x as f32 / 6.0, y as f32 / 9.0);
+        let wave = 60.0 * (u.sin() * v.cos() + 1.0);
+        image::Rgb([(40.0 + wave) as u8, 90, (200.0 - wave) as u8])
+    });
+    scene.save(data.join("train/class1/scene.png")).unwrap();
+    DynamicImage::ImageRgb8(scene)
+        .resize_exact(30, 30, image::imageops::FilterType::Triangle)
+        .to_rgb8()
+        .save_with_format(data.join("test/class1/smaller.jpg"), ImageFormat::Jpeg)
+        .unwrap();
+    let ws = tmp.path().join("ws");
+    extract(&ws, &data).success();
+    let pair = |audit: &serde_json::Value| {
+        audit["near_duplicates"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["a"]["path"] == "test/class1/smaller.jpg" || p["b"]["path"] == "test/class1/smaller.jpg")
+    };
+    let first = run_json(&ws, &["audit"]);
+    assert!(pair(&first), "{first:#}");
+    let dir = ws.join("embeddings/fingerprints");
+    let files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "safetensors"))
+        .collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+
+    // A damaged file is set aside and its fingerprints made again: the same findings.
+    let bytes = std::fs::read(&files[0]).unwrap();
+    std::fs::write(&files[0], &bytes[..bytes.len() / 2]).unwrap();
+    let again = run_json(&ws, &["audit"]);
+    assert_eq!(again["near_duplicates"], first["near_duplicates"]);
+    assert_eq!(dir.join("damaged").read_dir().unwrap().count(), 1);
+
+    // With the fingerprints gone and the images moved away, the audit still runs and says which
+    // images it could not compare.
+    std::fs::remove_dir_all(&dir).unwrap();
+    std::fs::rename(&data, tmp.path().join("moved")).unwrap();
+    let blind = run_json(&ws, &["audit"]);
+    assert_eq!(blind["near_duplicates"].as_array().unwrap().len(), 0);
+    let notes = blind["notes"].to_string();
+    assert!(
+        notes.contains("near-duplicates were not looked for among 26 images") && notes.contains("cannot read"),
+        "{notes}"
+    );
+}

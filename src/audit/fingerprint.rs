@@ -81,17 +81,23 @@ pub fn fingerprints(
     max_pixels: u64,
 ) -> Result<Fingerprints, AuditError> {
     let dir = workspace.join("embeddings").join(FINGERPRINT_DIR);
-    let mut store = MapStore::read(&dir)?;
+    let complete = |store: &MapStore| {
+        entries
+            .iter()
+            .all(|e| parse_key(&e.sha256).is_some_and(|k| store.contains(&k)))
+    };
     let mut unread = Vec::new();
-    if entries
-        .iter()
-        .any(|e| parse_key(&e.sha256).is_some_and(|k| !store.contains(&k)))
-    {
-        let _lock = WorkspaceLock::acquire(workspace, |_| {})?;
-        // Opened again under the lock: another process may have added some meanwhile.
-        store = MapStore::open(&dir)?.0;
-        unread = make_missing(&mut store, data_root, entries, max_pixels)?;
-    }
+    // A damaged file fails the plain read; opening under the lock sets it aside, and its
+    // fingerprints are made again like missing ones.
+    let store = match MapStore::read(&dir) {
+        Ok(store) if complete(&store) => store,
+        _ => {
+            let _lock = WorkspaceLock::acquire(workspace, |_| {})?;
+            let mut store = MapStore::open(&dir)?.0;
+            unread = make_missing(&mut store, data_root, entries, max_pixels)?;
+            store
+        }
+    };
     let mut grey = vec![0f32; SIDE * SIDE];
     let prepared = entries
         .iter()

@@ -87,6 +87,7 @@ pub fn embed_files<E: From<BackboneError> + Send>(
         backbone,
         &jobs,
         &render,
+        &|_, _, _| {},
         batch_size,
         max_pixels,
         progress,
@@ -98,15 +99,21 @@ pub fn embed_files<E: From<BackboneError> + Send>(
     )
 }
 
+/// Sees each decoded image once, by job index, before its inputs are made: `extract` keeps the
+/// image's pixel fingerprint this way without decoding it again.
+pub type OnDecoded<'a> = dyn Fn(usize, &Decoded, &mut Resizer) + Sync + 'a;
+
 /// [`embed_files`] for jobs of any number of inputs each: a batch holds the inputs of whole jobs,
 /// about `batch_size` of them (a job with more inputs makes a batch of its own).
 /// `on_batch(inputs, dim, rows)` gets each row's job index and render. A job whose file cannot
 /// be decoded fails once, whatever its number of inputs; one whose inputs the network turns into
 /// NaN or infinity fails once per such input.
+#[allow(clippy::too_many_arguments)]
 pub fn embed_jobs<E: From<BackboneError> + Send>(
     backbone: &mut Backbone,
     jobs: &[Job],
     render: &Renderer,
+    on_decoded: &OnDecoded,
     batch_size: usize,
     max_pixels: u64,
     progress: &dyn Progress,
@@ -127,6 +134,7 @@ pub fn embed_jobs<E: From<BackboneError> + Send>(
                         let bytes = std::fs::read(&job.file).map_err(|e| format!("cannot read: {e}"))?;
                         let decoded =
                             decode_at_least(&bytes, max_pixels, spec.decode_side()).map_err(|e| e.to_string())?;
+                        on_decoded(i, &decoded, resizer);
                         let mut out = vec![0f32; job.renders.len() * per_image];
                         for (&what, out) in job.renders.iter().zip(out.chunks_exact_mut(per_image)) {
                             let pixels = render(i, what, &decoded, resizer).map_err(|e| e.to_string())?;

@@ -6,6 +6,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
+use std::sync::Mutex;
 use std::time::Instant;
 
 use rayon::prelude::*;
@@ -13,6 +14,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::backbone::{Backbone, BackboneChoice, BackboneError, BackboneRecord};
+use crate::cache::fingerprints;
 use crate::cache::maps::{CutRecord, MapStore};
 use crate::cache::shard::{Shard, ShardManifest};
 use crate::cache::{key_hex, parse_key, CacheError, ContentKey, Damaged, Entry, Manifest, Store, WorkspaceLock};
@@ -274,6 +276,16 @@ pub fn extract(opts: &ExtractOptions, progress: &dyn Progress) -> Result<Extract
     })?;
     let (mut store, damaged) = Store::open(&Store::dir_for(&workspace, &key))?;
     warn_damaged(&damaged, progress);
+    // The audit's pixel fingerprints, made from the pixels decoded here; none for a shard, whose
+    // merged workspace makes its own when they are first needed.
+    let mut prints = match opts.shard {
+        None => {
+            let (prints, damaged) = MapStore::open(&fingerprints::dir(&workspace))?;
+            warn_damaged(&damaged, progress);
+            Some(prints)
+        }
+        Some(_) => None,
+    };
     let augmented = ViewKind::Augmented(opts.augment_settings);
     let mut views = (opts.augment > 0)
         .then(|| {
@@ -382,6 +394,23 @@ pub fn extract(opts: &ExtractOptions, progress: &dyn Progress) -> Result<Extract
         |i: usize, what: Render, decoded: &crate::preprocess::Decoded, resizer: &mut fast_image_resize::Resizer| {
             render(decoded, &todo[i].key, what, Some(&settings), &spec, resizer)
         };
+    let print_wanted: Vec<bool> = todo
+        .iter()
+        .map(|t| prints.as_ref().is_some_and(|p| !p.contains(&t.key)))
+        .collect();
+    let made_prints: Mutex<Vec<(ContentKey, Vec<u8>)>> = Mutex::new(Vec::new());
+    let on_decoded = |i: usize, decoded: &crate::preprocess::Decoded, resizer: &mut fast_image_resize::Resizer| {
+        // One that cannot be made here is left to the audit, which tries the file again and
+        // names it if it fails.
+        if print_wanted[i] {
+            if let Ok(grey) = fingerprints::of_decoded(decoded, resizer) {
+                made_prints
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push((todo[i].key, grey));
+            }
+        }
+    };
     let mut computed_inputs = [0usize; 3];
     let map_len = cut.as_ref().map_or(0, |(_, shape)| shape.len());
     let mut maps_computed = 0;
@@ -390,6 +419,7 @@ pub fn extract(opts: &ExtractOptions, progress: &dyn Progress) -> Result<Extract
         &mut backbone,
         &jobs,
         &renderer,
+        &on_decoded,
         opts.batch_size,
         opts.runtime.max_pixels,
         progress,
@@ -429,9 +459,15 @@ pub fn extract(opts: &ExtractOptions, progress: &dyn Progress) -> Result<Extract
             if let Some(m) = mirrored.as_mut() {
                 m.store.append(&mirror_keys, dim, &mirror_rows)?;
             }
+            if let Some(p) = prints.as_mut() {
+                save_prints(p, &made_prints, PRINTS_PER_FILE)?;
+            }
             Ok::<_, ExtractError>(())
         },
     )?;
+    if let Some(p) = prints.as_mut() {
+        save_prints(p, &made_prints, 1)?;
+    }
     // A job fails once per image however many of its inputs were lost; the image is skipped
     // only when its plain vector is missing.
     let mut failed = HashMap::new();
@@ -602,4 +638,26 @@ fn drop_other_augmented_views(backbone_dir: &std::path::Path, current: &ViewKind
             let _ = std::fs::remove_dir_all(&dir);
         }
     }
+}
+
+/// Fingerprints saved together in one file by `extract`: few files, and a killed run loses at
+/// most this many (the audit makes them again).
+const PRINTS_PER_FILE: usize = 1024;
+
+/// Saves the fingerprints made so far once there are at least `at_least` of them.
+fn save_prints(
+    store: &mut MapStore,
+    made: &Mutex<Vec<(ContentKey, Vec<u8>)>>,
+    at_least: usize,
+) -> Result<(), CacheError> {
+    let made = {
+        let mut made = made.lock().unwrap_or_else(|e| e.into_inner());
+        if made.len() < at_least.max(1) {
+            return Ok(());
+        }
+        std::mem::take(&mut *made)
+    };
+    let keys: Vec<ContentKey> = made.iter().map(|(k, _)| *k).collect();
+    let grey: Vec<u8> = made.iter().flat_map(|(_, g)| g.iter().copied()).collect();
+    fingerprints::save(store, &keys, &grey)
 }

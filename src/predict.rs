@@ -143,6 +143,7 @@ pub fn predict(opts: &PredictOptions, progress: &dyn Progress) -> Result<Predict
         &mut backbone,
         &jobs,
         &render,
+        &|_, _, _| {},
         opts.batch_size,
         opts.runtime.max_pixels,
         progress,

@@ -2,7 +2,7 @@
 //! resized, re-encoded, slightly cropped or brightened copy from a look-alike photo, which pooled
 //! embeddings cannot (BENCHMARKS.md, "Data audit").
 //!
-//! Each image is a small grey thumbnail of the whole picture ([`super::fingerprint`]). The
+//! Each image is a small grey thumbnail of the whole picture ([`crate::cache::fingerprints`]). The
 //! similarity of `a` and `b` is the best normalised cross-correlation between all of `b` and a
 //! window of `a` (or the other way round) over windows that crop up to about 15% of each side:
 //! a copy cut from an image is a window of it at the same aspect. Normalised cross-correlation
@@ -15,8 +15,9 @@
 //! box-filtered to 32, Gaussian blur 0.5) of flowers5 and 300 generated copies, and the
 //! threshold measured with this code (BENCHMARKS.md, "Data audit").
 
-/// Side of the thumbnails compared, in pixels.
-pub const SIDE: usize = 32;
+use rayon::prelude::*;
+
+pub use crate::cache::fingerprints::SIDE;
 /// Samples per side of the windows compared.
 const GRID: usize = 16;
 /// The coarse search's step, as a share of the side.
@@ -75,6 +76,11 @@ impl Prepared {
             whole: normalise(&mut whole).then_some(whole),
         }
     }
+}
+
+/// Fingerprints ready to compare, `None` where there is none.
+pub fn prepare(grey: &[Option<Vec<u8>>]) -> Vec<Option<Prepared>> {
+    grey.par_iter().map(|g| g.as_deref().map(Prepared::new)).collect()
 }
 
 /// The similarity of two thumbnails, at most 1 (the same picture up to brightness and contrast),

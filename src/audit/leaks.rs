@@ -8,10 +8,10 @@ use ndarray::Axis;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::aligned::similarity;
-use super::fingerprint::fingerprints;
+use super::aligned::{prepare, similarity};
 use super::{AuditError, CANDIDATE_COSINE, NEAR_THRESHOLD, NEIGHBOURS};
 use crate::atomic::write_file;
+use crate::cache::fingerprints::fingerprints;
 use crate::cache::{load_snapshot, Entry, Manifest, Store};
 use crate::cosine::normalise_rows;
 use crate::dataset::Split;
@@ -70,7 +70,7 @@ fn count(workspace: &Path, manifest: &Manifest, store: &Store) -> Result<Leaks, 
         &all.entries,
         crate::preprocess::DEFAULT_MAX_PIXELS,
     )?;
-    let prints = prints.prepared;
+    let prints = prepare(&prints.grey);
     let split_of = |e: &Entry| e.sample.split;
     let mut exact = 0;
     let mut seen: std::collections::BTreeMap<&str, Split> = Default::default();

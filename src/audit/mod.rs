@@ -2,7 +2,7 @@
 //! re-extraction: exact and near-duplicates (and those that leak across splits), likely label
 //! errors with the class they probably belong to, outliers, and the class balance. Only the
 //! near-duplicate check reads the images again, once, for their small pixel fingerprints
-//! ([`fingerprint`]).
+//! when `extract` has not made them ([`crate::cache::fingerprints`]).
 //!
 //! A near-duplicate in both train and test inflates the test score; a few wrong labels in a
 //! small class cost more than any hyper-parameter. Every check reads the same neighbourhood
@@ -14,13 +14,13 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::atomic::{write_file, WriteError};
+use crate::cache::fingerprints::fingerprints;
 use crate::cache::{load_snapshot, CacheError};
 use crate::dataset::Split;
 
 pub mod aligned;
 mod balance;
 mod duplicates;
-pub mod fingerprint;
 mod ignore;
 mod labels;
 mod leaks;
@@ -308,7 +308,8 @@ pub fn audit(opts: &AuditOptions) -> Result<AuditSummary, AuditError> {
         class: manifest.classes[entries[i].sample.class].clone(),
     };
     let neighbours = neighbourhood::nearest_others(data.x.view(), opts.neighbours);
-    let prints = fingerprint::fingerprints(&opts.workspace, &manifest.data_root, entries, opts.max_pixels)?;
+    let prints = fingerprints(&opts.workspace, &manifest.data_root, entries, opts.max_pixels)?;
+    let prepared = aligned::prepare(&prints.grey);
 
     let mut notes = Vec::new();
     if let Some((path, reason)) = prints.unread.first() {
@@ -343,7 +344,7 @@ pub fn audit(opts: &AuditOptions) -> Result<AuditSummary, AuditError> {
     };
     let mut exact_duplicates = duplicates::exact(entries, &image);
     exact_duplicates.retain(|g| keep(&g.images.iter().map(|r| r.path.as_str()).collect::<Vec<_>>()));
-    let mut near_duplicates = duplicates::near(entries, &neighbours, &prints.prepared, opts.near_threshold, &image);
+    let mut near_duplicates = duplicates::near(entries, &neighbours, &prepared, opts.near_threshold, &image);
     near_duplicates.retain(|p| keep(&[&p.a.path, &p.b.path]));
     let mut label_issues = label_issues;
     label_issues.retain(|l| keep(&[&l.path]));

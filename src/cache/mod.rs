@@ -35,6 +35,7 @@ use crate::backbone::BackboneRecord;
 use crate::dataset::{Sample, Skipped, Split};
 use crate::views::{view_key, ViewsRecord};
 
+pub mod fingerprints;
 pub mod maps;
 pub mod shard;
 

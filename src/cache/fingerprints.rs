@@ -1,17 +1,18 @@
 //! Each image's pixel fingerprint: a 32 x 32 grey thumbnail of the whole picture, lightly
-//! blurred, that [`super::aligned`] compares to tell copies from look-alikes.
+//! blurred, which the audit compares to tell copies from look-alikes
+//! ([`crate::audit::aligned`]).
 //!
 //! ```text
 //! embeddings/fingerprints/maps-<crc32>-….safetensors   "maps" f16 [N, 1, 32, 32], "sha256" u8 [N, 32]
 //! ```
 //!
 //! Fingerprints depend on the bytes alone, not on the backbone, so every backbone's cache in a
-//! workspace shares them. They are made the first time a command needs them (`audit`, and the
-//! leak check after `extract` and `train-head`) by decoding the image small (a big JPEG is
-//! reduced in the DCT domain), so caches made before them need no re-extraction: about 1 ms an
-//! image, once. They are kept in the store of the cut maps ([`MapStore`]): one file per 1,024
-//! images, written atomically, so an interrupted run keeps what it made; grey levels are whole
-//! numbers, which f16 holds exactly.
+//! workspace shares them. `extract` makes them from the pixels it decodes anyway; images cached
+//! before fingerprints existed get theirs the first time a command needs them (`audit`, and the
+//! leak check after `extract` and `train-head`), by decoding the image small (a big JPEG is
+//! reduced in the DCT domain), so old caches need no re-extraction. They are kept in the store of
+//! the cut maps ([`MapStore`]): files written atomically, so an interrupted run keeps what it
+//! saved; grey levels are whole numbers, which f16 holds exactly.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -19,20 +20,18 @@ use std::path::{Path, PathBuf};
 use fast_image_resize::{FilterType, Resizer};
 use rayon::prelude::*;
 
-use super::aligned::{Prepared, SIDE};
-use super::AuditError;
-use crate::cache::maps::{Geometry, MapStore};
-use crate::cache::{parse_key, ContentKey, Entry, WorkspaceLock};
+use super::maps::{Geometry, MapStore};
+use super::{parse_key, CacheError, ContentKey, Entry, WorkspaceLock};
 use crate::preprocess::{decode_at_least, resize_crop_with, Crop, Decoded, PreprocessError};
 
-/// The folder of the fingerprints inside the workspace's `embeddings` folder.
-pub const FINGERPRINT_DIR: &str = "fingerprints";
+/// Side of a fingerprint, in pixels.
+pub const SIDE: usize = 32;
 
-/// The blur's standard deviation, in thumbnail pixels: it evens out JPEG noise and the
+/// The blur's standard deviation, in fingerprint pixels: it evens out JPEG noise and the
 /// resampling of a resized copy.
 const BLUR: f32 = 0.5;
 
-/// Images fingerprinted between two saves.
+/// Images fingerprinted between two saves when filling in missing ones.
 const CHUNK: usize = 1024;
 
 const GEOMETRY: Geometry = Geometry {
@@ -41,10 +40,14 @@ const GEOMETRY: Geometry = Geometry {
     width: SIDE,
 };
 
-/// The fingerprint of an image file's bytes, `SIDE * SIDE` grey levels row by row.
-pub fn fingerprint(bytes: &[u8], max_pixels: u64, resizer: &mut Resizer) -> Result<Vec<u8>, PreprocessError> {
-    // Decoded at twice the thumbnail's side at least, so the box filter below still averages.
-    let decoded = decode_at_least(bytes, max_pixels, 2 * SIDE as u32)?;
+/// The folder of the fingerprints.
+pub fn dir(workspace: &Path) -> PathBuf {
+    workspace.join("embeddings").join("fingerprints")
+}
+
+/// The fingerprint of a decoded image, `SIDE * SIDE` grey levels row by row: the whole picture
+/// box-filtered to `SIDE` x `SIDE`, turned upright, grey, blurred.
+pub fn of_decoded(decoded: &Decoded, resizer: &mut Resizer) -> Result<Vec<u8>, PreprocessError> {
     let (w, h) = decoded.stored.dimensions();
     let whole = Crop {
         left: 0.0,
@@ -64,10 +67,22 @@ pub fn fingerprint(bytes: &[u8], max_pixels: u64, resizer: &mut Resizer) -> Resu
     Ok(image::imageops::blur(&grey, BLUR).into_raw())
 }
 
+/// The fingerprint of an image file's bytes.
+pub fn of_file(bytes: &[u8], max_pixels: u64, resizer: &mut Resizer) -> Result<Vec<u8>, PreprocessError> {
+    // Decoded at twice the fingerprint's side at least, so that the box filter still averages.
+    of_decoded(&decode_at_least(bytes, max_pixels, 2 * SIDE as u32)?, resizer)
+}
+
+/// Saves fingerprints (`SIDE * SIDE` grey levels each, one per key) as one file.
+pub fn save(store: &mut MapStore, keys: &[ContentKey], grey: &[u8]) -> Result<(), CacheError> {
+    let values: Vec<f32> = grey.iter().map(|&g| f32::from(g)).collect();
+    store.append(keys, GEOMETRY, &values)
+}
+
 /// Fingerprints of a list of images.
 pub struct Fingerprints {
-    /// Each image's, ready to compare, in the list's order; `None` for one that could not be read.
-    pub prepared: Vec<Option<Prepared>>,
+    /// Each image's grey levels, in the list's order; `None` for one that could not be read.
+    pub grey: Vec<Option<Vec<u8>>>,
     /// The images that could not be read, by path, with the reason.
     pub unread: Vec<(String, String)>,
 }
@@ -79,8 +94,8 @@ pub fn fingerprints(
     data_root: &Path,
     entries: &[Entry],
     max_pixels: u64,
-) -> Result<Fingerprints, AuditError> {
-    let dir = workspace.join("embeddings").join(FINGERPRINT_DIR);
+) -> Result<Fingerprints, CacheError> {
+    let dir = dir(workspace);
     let complete = |store: &MapStore| {
         entries
             .iter()
@@ -98,18 +113,17 @@ pub fn fingerprints(
             store
         }
     };
-    let mut grey = vec![0f32; SIDE * SIDE];
-    let prepared = entries
+    let mut values = vec![0f32; SIDE * SIDE];
+    let grey = entries
         .iter()
         .map(|e| {
             let key = parse_key(&e.sha256)?;
-            store.read_f32(&key, &mut grey).then(|| {
-                let levels: Vec<u8> = grey.iter().map(|&v| v as u8).collect();
-                Prepared::new(&levels)
-            })
+            store
+                .read_f32(&key, &mut values)
+                .then(|| values.iter().map(|&v| v as u8).collect())
         })
         .collect();
-    Ok(Fingerprints { prepared, unread })
+    Ok(Fingerprints { grey, unread })
 }
 
 /// Fingerprints the entries the store lacks, saving them every [`CHUNK`] images; returns the
@@ -119,7 +133,7 @@ fn make_missing(
     data_root: &Path,
     entries: &[Entry],
     max_pixels: u64,
-) -> Result<Vec<(String, String)>, AuditError> {
+) -> Result<Vec<(String, String)>, CacheError> {
     let mut todo: HashMap<ContentKey, &str> = HashMap::new();
     for e in entries {
         if let Some(key) = parse_key(&e.sha256).filter(|k| !store.contains(k)) {
@@ -128,28 +142,27 @@ fn make_missing(
     }
     let mut todo: Vec<(ContentKey, &str)> = todo.into_iter().collect();
     todo.sort_by_key(|&(_, path)| path);
-    let mut failed = Vec::new();
+    let mut unread = Vec::new();
     for chunk in todo.chunks(CHUNK) {
         let made: Vec<Result<Vec<u8>, String>> = chunk
             .par_iter()
             .map_init(Resizer::new, |resizer, &(_, path)| {
-                let file: PathBuf = data_root.join(path);
-                let bytes = std::fs::read(&file).map_err(|e| format!("cannot read: {e}"))?;
-                fingerprint(&bytes, max_pixels, resizer).map_err(|e| e.to_string())
+                let bytes = std::fs::read(data_root.join(path)).map_err(|e| format!("cannot read: {e}"))?;
+                of_file(&bytes, max_pixels, resizer).map_err(|e| e.to_string())
             })
             .collect();
         let mut keys = Vec::new();
-        let mut values = Vec::new();
+        let mut grey = Vec::new();
         for (&(key, path), result) in chunk.iter().zip(made) {
             match result {
-                Ok(grey) => {
+                Ok(levels) => {
                     keys.push(key);
-                    values.extend(grey.iter().map(|&g| f32::from(g)));
+                    grey.extend_from_slice(&levels);
                 }
-                Err(reason) => failed.push((path.to_owned(), reason)),
+                Err(reason) => unread.push((path.to_owned(), reason)),
             }
         }
-        store.append(&keys, GEOMETRY, &values)?;
+        save(store, &keys, &grey)?;
     }
-    Ok(failed)
+    Ok(unread)
 }

@@ -276,16 +276,16 @@ pub fn extract(opts: &ExtractOptions, progress: &dyn Progress) -> Result<Extract
     })?;
     let (mut store, damaged) = Store::open(&Store::dir_for(&workspace, &key))?;
     warn_damaged(&damaged, progress);
-    // The audit's pixel fingerprints, made from the pixels decoded here; none for a shard, whose
-    // merged workspace makes its own when they are first needed.
-    let mut prints = match opts.shard {
-        None => {
-            let (prints, damaged) = MapStore::open(&fingerprints::dir(&workspace))?;
-            warn_damaged(&damaged, progress);
-            Some(prints)
-        }
-        Some(_) => None,
-    };
+    // The audit's pixel fingerprints, made from the pixels decoded here (a shard's are gathered
+    // by `merge`).
+    let (mut prints, prints_damaged) = MapStore::open(&fingerprints::dir(&workspace))?;
+    for d in prints_damaged {
+        progress.warning(&format!(
+            "set aside the damaged fingerprint file {} ({}); the audit makes its fingerprints again",
+            d.path.display(),
+            d.reason
+        ));
+    }
     let augmented = ViewKind::Augmented(opts.augment_settings);
     let mut views = (opts.augment > 0)
         .then(|| {
@@ -394,10 +394,7 @@ pub fn extract(opts: &ExtractOptions, progress: &dyn Progress) -> Result<Extract
         |i: usize, what: Render, decoded: &crate::preprocess::Decoded, resizer: &mut fast_image_resize::Resizer| {
             render(decoded, &todo[i].key, what, Some(&settings), &spec, resizer)
         };
-    let print_wanted: Vec<bool> = todo
-        .iter()
-        .map(|t| prints.as_ref().is_some_and(|p| !p.contains(&t.key)))
-        .collect();
+    let print_wanted: Vec<bool> = todo.iter().map(|t| !prints.contains(&t.key)).collect();
     let made_prints: Mutex<Vec<(ContentKey, Vec<u8>)>> = Mutex::new(Vec::new());
     let on_decoded = |i: usize, decoded: &crate::preprocess::Decoded, resizer: &mut fast_image_resize::Resizer| {
         // One that cannot be made here is left to the audit, which tries the file again and
@@ -459,15 +456,11 @@ pub fn extract(opts: &ExtractOptions, progress: &dyn Progress) -> Result<Extract
             if let Some(m) = mirrored.as_mut() {
                 m.store.append(&mirror_keys, dim, &mirror_rows)?;
             }
-            if let Some(p) = prints.as_mut() {
-                save_prints(p, &made_prints, PRINTS_PER_FILE)?;
-            }
+            save_prints(&mut prints, &made_prints, PRINTS_PER_FILE)?;
             Ok::<_, ExtractError>(())
         },
     )?;
-    if let Some(p) = prints.as_mut() {
-        save_prints(p, &made_prints, 1)?;
-    }
+    save_prints(&mut prints, &made_prints, 1)?;
     // A job fails once per image however many of its inputs were lost; the image is skipped
     // only when its plain vector is missing.
     let mut failed = HashMap::new();
@@ -490,6 +483,13 @@ pub fn extract(opts: &ExtractOptions, progress: &dyn Progress) -> Result<Extract
         }
     }
     let network_seconds = network_started.elapsed().as_secs_f64();
+    // Images whose vectors were cached without their fingerprints (an older cache, or a run
+    // killed before the fingerprints made with them were saved) get theirs from the file.
+    let without_print = (dataset.samples.iter().zip(&hashed)).filter_map(|(sample, hash)| {
+        let k = *hash.as_ref().ok()?;
+        (owned(&k) && !failed.contains_key(&k)).then_some((k, sample.path.as_str()))
+    });
+    fingerprints::fill(&mut prints, &dataset.root, without_print, opts.runtime.max_pixels)?;
     progress.finish();
 
     let listed: Vec<(Entry, ContentKey)> = (dataset.samples.iter().zip(&hashed))

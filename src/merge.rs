@@ -20,8 +20,9 @@ use std::time::Instant;
 use serde::Serialize;
 
 use crate::backbone::BackboneRecord;
+use crate::cache::maps::MapStore;
 use crate::cache::shard::{Shard, ShardManifest};
-use crate::cache::{parse_key, CacheError, ContentKey, Entry, Manifest, Store, WorkspaceLock};
+use crate::cache::{fingerprints, parse_key, CacheError, ContentKey, Entry, Manifest, Store, WorkspaceLock};
 use crate::dataset::Skipped;
 
 /// Where the merged cache goes and which shards it comes from.
@@ -204,6 +205,16 @@ pub fn merge(opts: &MergeOptions) -> Result<MergeSummary, MergeError> {
         }
         added += keys.len();
         store.append(&keys, theirs.dim.unwrap_or(0), &rows)?;
+    }
+
+    // The audit's fingerprints, which the shards made from the pixels they decoded, so that the
+    // merged workspace need not read every image again. A shard whose fingerprints cannot be
+    // read is passed over: the audit makes the missing ones from the images.
+    let (mut prints, _damaged) = MapStore::open(&fingerprints::dir(&opts.workspace))?;
+    for (path, _) in &shards {
+        if let Ok(theirs) = MapStore::read(&fingerprints::dir(path)) {
+            fingerprints::copy_missing(&theirs, &mut prints)?;
+        }
     }
 
     // The manifest a single extract writes: the listing less the images that failed, and the

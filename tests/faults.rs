@@ -98,8 +98,14 @@ fn assert_no_partial_files(ws: &Path) {
         let Ok(entries) = std::fs::read_dir(&dir) else { continue };
         for entry in entries {
             let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
             if path.is_dir() {
                 dirs.push(path);
+            } else if name.starts_with("maps-") && name.ends_with(".safetensors") {
+                // Map files (the audit's fingerprints): the reader checks every one in the folder.
+                if let Err(e) = headstart::cache::maps::MapStore::read(&dir) {
+                    panic!("a killed run left a bad file in {}: {e}", dir.display());
+                }
             } else if path.extension().is_some_and(|e| e == "safetensors") {
                 let bytes = std::fs::read(&path).unwrap();
                 if let Err(e) = Vectors::decode(&bytes) {

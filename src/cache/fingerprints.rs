@@ -7,7 +7,8 @@
 //! ```
 //!
 //! Fingerprints depend on the bytes alone, not on the backbone, so every backbone's cache in a
-//! workspace shares them. `extract` makes them from the pixels it decodes anyway; images cached
+//! workspace shares them. `extract` makes them from the pixels it decodes anyway (a shard's too,
+//! and `merge` gathers them); images cached
 //! before fingerprints existed get theirs the first time a command needs them (`audit`, and the
 //! leak check after `extract` and `train-head`), by decoding the image small (a big JPEG is
 //! reduced in the DCT domain), so old caches need no re-extraction. They are kept in the store of
@@ -79,6 +80,22 @@ pub fn save(store: &mut MapStore, keys: &[ContentKey], grey: &[u8]) -> Result<()
     store.append(keys, GEOMETRY, &values)
 }
 
+/// Copies the fingerprints `from` holds and `to` lacks (`merge`, from each shard); returns how
+/// many.
+pub fn copy_missing(from: &MapStore, to: &mut MapStore) -> Result<usize, CacheError> {
+    let missing: Vec<ContentKey> = from.keys().into_iter().filter(|k| !to.contains(k)).collect();
+    let mut values = vec![0f32; SIDE * SIDE];
+    for chunk in missing.chunks(CHUNK) {
+        let mut grey = Vec::with_capacity(chunk.len() * SIDE * SIDE);
+        for key in chunk {
+            from.read_f32(key, &mut values);
+            grey.extend(values.iter().map(|&v| v as u8));
+        }
+        save(to, chunk, &grey)?;
+    }
+    Ok(missing.len())
+}
+
 /// Fingerprints of a list of images.
 pub struct Fingerprints {
     /// Each image's grey levels, in the list's order; `None` for one that could not be read.
@@ -126,18 +143,33 @@ pub fn fingerprints(
     Ok(Fingerprints { grey, unread })
 }
 
-/// Fingerprints the entries the store lacks, saving them every [`CHUNK`] images; returns the
-/// files that could not be read or decoded.
+/// Fingerprints the entries the store lacks; returns the files that could not be read or
+/// decoded.
 fn make_missing(
     store: &mut MapStore,
     data_root: &Path,
     entries: &[Entry],
     max_pixels: u64,
 ) -> Result<Vec<(String, String)>, CacheError> {
+    let images = entries
+        .iter()
+        .filter_map(|e| Some((parse_key(&e.sha256)?, e.sample.path.as_str())));
+    fill(store, data_root, images, max_pixels)
+}
+
+/// Fingerprints the images, given by content key and path under `data_root`, that the store
+/// lacks, saving them every [`CHUNK`] images; returns the files that could not be read or
+/// decoded.
+pub fn fill<'a>(
+    store: &mut MapStore,
+    data_root: &Path,
+    images: impl Iterator<Item = (ContentKey, &'a str)>,
+    max_pixels: u64,
+) -> Result<Vec<(String, String)>, CacheError> {
     let mut todo: HashMap<ContentKey, &str> = HashMap::new();
-    for e in entries {
-        if let Some(key) = parse_key(&e.sha256).filter(|k| !store.contains(k)) {
-            todo.entry(key).or_insert(&e.sample.path);
+    for (key, path) in images {
+        if !store.contains(&key) {
+            todo.entry(key).or_insert(path);
         }
     }
     let mut todo: Vec<(ContentKey, &str)> = todo.into_iter().collect();

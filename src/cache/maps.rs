@@ -159,6 +159,13 @@ impl MapStore {
         self.index.contains_key(key)
     }
 
+    /// The contents whose maps it holds, in key order.
+    pub fn keys(&self) -> Vec<ContentKey> {
+        let mut keys: Vec<ContentKey> = self.index.keys().copied().collect();
+        keys.sort_unstable();
+        keys
+    }
+
     /// The map of an image with this content, as stored.
     pub fn get(&self, key: &ContentKey) -> Option<&[f16]> {
         let &(file, row) = self.index.get(key)?;

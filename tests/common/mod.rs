@@ -140,6 +140,8 @@ pub fn extract(ws: &Path, data: &Path, extra: &[&str]) -> serde_json::Value {
 }
 
 /// Every file of the cache a workspace's commands read: the manifest and the store folders.
+/// The audit's fingerprints are left out: they are grouped into files as they were made, so
+/// [`fingerprints_of`] compares them by content.
 pub fn cache_files(ws: &Path) -> BTreeMap<String, Vec<u8>> {
     let mut files = BTreeMap::new();
     files.insert(
@@ -150,6 +152,9 @@ pub fn cache_files(ws: &Path) -> BTreeMap<String, Vec<u8>> {
     while let Some(dir) = dirs.pop() {
         for entry in std::fs::read_dir(&dir).unwrap() {
             let path = entry.unwrap().path();
+            if path == headstart::cache::fingerprints::dir(ws) {
+                continue;
+            }
             if path.is_dir() {
                 dirs.push(path);
             } else {
@@ -161,9 +166,29 @@ pub fn cache_files(ws: &Path) -> BTreeMap<String, Vec<u8>> {
     files
 }
 
-/// Two workspaces hold the same cache files, byte for byte (a merge's and a single extract's).
+/// A workspace's fingerprints by content key.
+pub fn fingerprints_of(ws: &Path) -> BTreeMap<[u8; 32], Vec<f32>> {
+    let store = headstart::cache::maps::MapStore::read(&headstart::cache::fingerprints::dir(ws)).unwrap();
+    let side = headstart::cache::fingerprints::SIDE;
+    store
+        .keys()
+        .into_iter()
+        .map(|k| {
+            let mut values = vec![0f32; side * side];
+            assert!(store.read_f32(&k, &mut values));
+            (k, values)
+        })
+        .collect()
+}
+
+/// Two workspaces hold the same cache files, byte for byte (a merge's and a single extract's),
+/// and the same fingerprints.
 #[track_caller]
 pub fn assert_same_cache(merged: &Path, plain: &Path, context: &str) {
+    assert!(
+        fingerprints_of(merged) == fingerprints_of(plain),
+        "{context}: other fingerprints"
+    );
     let (got, want) = (cache_files(merged), cache_files(plain));
     let names = |m: &BTreeMap<String, Vec<u8>>| m.keys().cloned().collect::<Vec<_>>();
     assert_eq!(names(&got), names(&want), "{context}: other files");

@@ -7,8 +7,8 @@
 #
 # `merge` needs a workspace WS holding a full default-backbone extract of ../shared/data/cifar10
 # (benches/run.py --sections growth --growth-cold makes one): its store file is copied into each
-# shard's workspace first, so the shards' extracts find their vectors cached and only list, hash
-# and compact (the network is not what this part measures). Then three fresh merges are timed,
+# shard's workspace first (and its fingerprints), so the shards' extracts find their vectors
+# cached and only list, hash and compact (the network is not what this part measures). Then three fresh merges are timed,
 # one merge over the merged workspace, and the result is compared with a plain extract's bytes.
 # Output: one line per run; everything goes to target/bench/shards.
 set -euo pipefail
@@ -67,6 +67,11 @@ merge)
     for ws in plain shards/0-of-2 shards/1-of-2; do
         mkdir -p "$work/m60k/$ws/embeddings/$key"
         cp "$seed/embeddings/$key/$store" "$work/m60k/$ws/embeddings/$key/"
+        # The audit's fingerprints too (when the seed has them), or each extract would make the
+        # missing ones by decoding every file.
+        if [ -d "$seed/embeddings/fingerprints" ]; then
+            cp -r "$seed/embeddings/fingerprints" "$work/m60k/$ws/embeddings/"
+        fi
     done
     timed "plain extract, all cached" --workspace "$work/m60k/plain" extract --data "$data"
     for k in 0 1; do

@@ -45,12 +45,17 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Extract(args) => {
             let summary = extract(&options::extract(global, args)?, &Reporter::new(global.quiet))?;
             print_extract(&summary, global.json)?;
-            warn_leaks(&global.workspace);
+            // A shard sees a part of the images, and its workspace holds no data set of its own:
+            // the check waits for the merge.
+            if summary.shard.is_none() {
+                warn_leaks(&global.workspace);
+            }
             Ok(exit_for(summary.clean()))
         }
         Command::Merge(args) => {
             let summary = merge(&options::merge(global, args))?;
             print_merge(&summary, global.json)?;
+            warn_leaks(&global.workspace);
             Ok(exit_for(summary.skipped.is_empty()))
         }
         Command::TrainHead(args) => {

@@ -355,3 +355,42 @@ fn a_killed_shard_resumes() {
     merge(&ws, &[]);
     assert_same_cache(&ws, &plain, "after a killed shard");
 }
+
+#[test]
+fn the_leak_check_waits_for_the_merge() {
+    let (tmp, data) = generated(2, 8);
+    let ws = tmp.path().join("ws");
+    // Two copies of one image under other names: whatever splits they land in, the merged
+    // workspace is checked, and the shards (whose workspace holds no data set) are not.
+    let first = std::fs::read_dir(data.join("class0"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    for name in ["copy_a.png", "copy_b.png"] {
+        std::fs::copy(&first, data.join("class1").join(name)).unwrap();
+    }
+    for k in 0..2 {
+        let out = headstart(&ws)
+            .args(["extract", "--model", &tiny_model(BYTE_EXACT_MODEL), "--data"])
+            .arg(&data)
+            .args(["--shard", &format!("{k}/2")])
+            .output()
+            .unwrap();
+        // 3 for the shard that holds the data set's broken files.
+        assert!(matches!(out.status.code(), Some(0 | 3)), "{out:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("duplicates across splits"), "{stderr}");
+    }
+    let out = headstart(&ws).arg("merge").assert().code(3);
+    let stderr = String::from_utf8_lossy(&out.get_output().stderr);
+    assert!(
+        !stderr.contains("check for duplicates across splits failed"),
+        "{stderr}"
+    );
+    assert!(
+        ws.join("report/leaks.json").exists(),
+        "the merge did not run the check: {stderr}"
+    );
+}

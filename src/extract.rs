@@ -281,7 +281,7 @@ pub fn extract(opts: &ExtractOptions, progress: &dyn Progress) -> Result<Extract
     let (mut prints, prints_damaged) = MapStore::open(&fingerprints::dir(&workspace))?;
     for d in prints_damaged {
         progress.warning(&format!(
-            "set aside the damaged fingerprint file {} ({}); the audit makes its fingerprints again",
+            "set aside the damaged fingerprint file {} ({}); its fingerprints are made again",
             d.path.display(),
             d.reason
         ));
@@ -397,8 +397,8 @@ pub fn extract(opts: &ExtractOptions, progress: &dyn Progress) -> Result<Extract
     let print_wanted: Vec<bool> = todo.iter().map(|t| !prints.contains(&t.key)).collect();
     let made_prints: Mutex<Vec<(ContentKey, Vec<u8>)>> = Mutex::new(Vec::new());
     let on_decoded = |i: usize, decoded: &crate::preprocess::Decoded, resizer: &mut fast_image_resize::Resizer| {
-        // One that cannot be made here is left to the audit, which tries the file again and
-        // names it if it fails.
+        // One that cannot be made here is made from the file at the end of the run, or named
+        // by the audit if that fails too.
         if print_wanted[i] {
             if let Ok(grey) = fingerprints::of_decoded(decoded, resizer) {
                 made_prints
@@ -641,7 +641,7 @@ fn drop_other_augmented_views(backbone_dir: &std::path::Path, current: &ViewKind
 }
 
 /// Fingerprints saved together in one file by `extract`: few files, and a killed run loses at
-/// most this many (the audit makes them again).
+/// most this many (the next extract makes them again).
 const PRINTS_PER_FILE: usize = 1024;
 
 /// Saves the fingerprints made so far once there are at least `at_least` of them.

@@ -46,13 +46,20 @@ impl Leaks {
 /// same manifest, otherwise counted (one nearest-neighbour search of each later split in the
 /// earlier ones) and kept.
 pub fn leaks(workspace: &Path) -> Result<Leaks, AuditError> {
-    let (manifest, store) = load_snapshot(workspace)?;
     let file = workspace.join("report").join(LEAKS_FILE);
-    if let Some(kept) = std::fs::read(&file)
-        .ok()
-        .and_then(|bytes| serde_json::from_slice::<Leaks>(&bytes).ok())
-        .filter(|l| l.manifest == manifest.checksum && l.threshold == NEAR_THRESHOLD)
-    {
+    let kept = |checksum: &str| {
+        std::fs::read(&file)
+            .ok()
+            .and_then(|bytes| serde_json::from_slice::<Leaks>(&bytes).ok())
+            .filter(|l| l.manifest == checksum && l.threshold == NEAR_THRESHOLD)
+    };
+    // The manifest alone says whether the kept count still holds: the vectors (hundreds of
+    // megabytes for a big cache) are read only to count again.
+    if let Some(kept) = kept(&Manifest::load(workspace)?.checksum) {
+        return Ok(kept);
+    }
+    let (manifest, store) = load_snapshot(workspace)?;
+    if let Some(kept) = kept(&manifest.checksum) {
         return Ok(kept);
     }
     let found = count(workspace, &manifest, &store)?;

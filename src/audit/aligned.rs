@@ -59,11 +59,11 @@ pub struct Prepared {
 
 impl Prepared {
     /// From a `SIDE` x `SIDE` grey thumbnail, row by row.
-    pub fn new(pixels: &[u8]) -> Prepared {
+    pub fn new(pixels: Vec<u8>) -> Prepared {
         assert_eq!(pixels.len(), SIDE * SIDE, "a thumbnail of SIDE x SIDE pixels");
         let mut whole = vec![0.0; GRID * GRID];
         sample(
-            pixels,
+            &pixels,
             Window {
                 crop: 0.0,
                 x: 0.0,
@@ -72,15 +72,15 @@ impl Prepared {
             &mut whole,
         );
         Prepared {
-            pixels: pixels.to_vec(),
+            pixels,
             whole: normalise(&mut whole).then_some(whole),
         }
     }
 }
 
 /// Fingerprints ready to compare, `None` where there is none.
-pub fn prepare(grey: &[Option<Vec<u8>>]) -> Vec<Option<Prepared>> {
-    grey.par_iter().map(|g| g.as_deref().map(Prepared::new)).collect()
+pub fn prepare(grey: Vec<Option<Vec<u8>>>) -> Vec<Option<Prepared>> {
+    grey.into_par_iter().map(|g| g.map(Prepared::new)).collect()
 }
 
 /// The similarity of two thumbnails, at most 1 (the same picture up to brightness and contrast),
@@ -239,10 +239,10 @@ mod tests {
 
     #[test]
     fn a_cropped_brightened_copy_matches_and_another_picture_does_not() {
-        let original = Prepared::new(&picture(1, 0.0, 0.0, 0.0, 1.0));
+        let original = Prepared::new(picture(1, 0.0, 0.0, 0.0, 1.0));
         // 8% cropped off, shifted off the coarse grid, 10% brighter.
-        let copy = Prepared::new(&picture(1, 0.08, 0.03, 0.06, 1.1));
-        let other = Prepared::new(&picture(2, 0.0, 0.0, 0.0, 1.0));
+        let copy = Prepared::new(picture(1, 0.08, 0.03, 0.06, 1.1));
+        let other = Prepared::new(picture(2, 0.0, 0.0, 0.0, 1.0));
         let same = similarity(&original, &copy, 0.97);
         assert!(same > 0.97, "copy scored {same}");
         // The other way round finds the same window.
@@ -255,8 +255,8 @@ mod tests {
 
     #[test]
     fn the_refinement_raises_a_copy_off_the_grid() {
-        let original = Prepared::new(&picture(3, 0.0, 0.0, 0.0, 1.0));
-        let copy = Prepared::new(&picture(3, 0.075, 0.0375, 0.0125, 1.0));
+        let original = Prepared::new(picture(3, 0.0, 0.0, 0.0, 1.0));
+        let copy = Prepared::new(picture(3, 0.075, 0.0375, 0.0125, 1.0));
         let coarse_only = similarity(&original, &copy, 2.0 + REFINE_MARGIN);
         let refined = similarity(&original, &copy, 0.97);
         assert!(refined > coarse_only, "refined {refined}, coarse {coarse_only}");
@@ -265,8 +265,8 @@ mod tests {
 
     #[test]
     fn a_flat_image_matches_nothing() {
-        let flat = Prepared::new(&[128; SIDE * SIDE]);
-        let picture = Prepared::new(&picture(4, 0.0, 0.0, 0.0, 1.0));
+        let flat = Prepared::new(vec![128; SIDE * SIDE]);
+        let picture = Prepared::new(picture(4, 0.0, 0.0, 0.0, 1.0));
         assert_eq!(similarity(&flat, &picture, 0.97), -1.0);
         assert_eq!(similarity(&flat, &flat, 0.97), -1.0);
     }

@@ -47,21 +47,17 @@ impl Leaks {
 /// earlier ones) and kept.
 pub fn leaks(workspace: &Path) -> Result<Leaks, AuditError> {
     let file = workspace.join("report").join(LEAKS_FILE);
-    let kept = |checksum: &str| {
-        std::fs::read(&file)
-            .ok()
-            .and_then(|bytes| serde_json::from_slice::<Leaks>(&bytes).ok())
-            .filter(|l| l.manifest == checksum && l.threshold == NEAR_THRESHOLD)
-    };
     // The manifest alone says whether the kept count still holds: the vectors (hundreds of
     // megabytes for a big cache) are read only to count again.
-    if let Some(kept) = kept(&Manifest::load(workspace)?.checksum) {
+    let checksum = Manifest::load(workspace)?.checksum;
+    if let Some(kept) = std::fs::read(&file)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice::<Leaks>(&bytes).ok())
+        .filter(|l| l.manifest == checksum && l.threshold == NEAR_THRESHOLD)
+    {
         return Ok(kept);
     }
     let (manifest, store) = load_snapshot(workspace)?;
-    if let Some(kept) = kept(&manifest.checksum) {
-        return Ok(kept);
-    }
     let found = count(workspace, &manifest, &store)?;
     let json = serde_json::to_vec_pretty(&found).expect("plain data");
     write_file(&file, |tmp| std::fs::write(tmp, &json))?;
@@ -77,7 +73,7 @@ fn count(workspace: &Path, manifest: &Manifest, store: &Store) -> Result<Leaks, 
         &all.entries,
         crate::preprocess::DEFAULT_MAX_PIXELS,
     )?;
-    let prints = prepare(&prints.grey);
+    let prints = prepare(prints.grey);
     let split_of = |e: &Entry| e.sample.split;
     let mut exact = 0;
     let mut seen: std::collections::BTreeMap<&str, Split> = Default::default();

@@ -309,7 +309,7 @@ pub fn audit(opts: &AuditOptions) -> Result<AuditSummary, AuditError> {
     };
     let neighbours = neighbourhood::nearest_others(data.x.view(), opts.neighbours);
     let prints = fingerprints(&opts.workspace, &manifest.data_root, entries, opts.max_pixels)?;
-    let prepared = aligned::prepare(&prints.grey);
+    let prepared = aligned::prepare(prints.grey);
 
     let mut notes = Vec::new();
     if let Some((path, reason)) = prints.unread.first() {

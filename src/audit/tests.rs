@@ -89,7 +89,7 @@ fn picture(seed: u64, lift: u8) -> aligned::Prepared {
             (v.min(200.0) as u8).saturating_add(lift)
         })
         .collect();
-    aligned::Prepared::new(&pixels)
+    aligned::Prepared::new(pixels)
 }
 
 #[test]

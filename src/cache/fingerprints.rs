@@ -126,7 +126,10 @@ pub fn fingerprints(
         _ => {
             let _lock = WorkspaceLock::acquire(workspace, |_| {})?;
             let mut store = MapStore::open(&dir)?.0;
-            unread = make_missing(&mut store, data_root, entries, max_pixels)?;
+            let images = entries
+                .iter()
+                .filter_map(|e| Some((parse_key(&e.sha256)?, e.sample.path.as_str())));
+            unread = fill(&mut store, data_root, images, max_pixels)?;
             store
         }
     };
@@ -141,20 +144,6 @@ pub fn fingerprints(
         })
         .collect();
     Ok(Fingerprints { grey, unread })
-}
-
-/// Fingerprints the entries the store lacks; returns the files that could not be read or
-/// decoded.
-fn make_missing(
-    store: &mut MapStore,
-    data_root: &Path,
-    entries: &[Entry],
-    max_pixels: u64,
-) -> Result<Vec<(String, String)>, CacheError> {
-    let images = entries
-        .iter()
-        .filter_map(|e| Some((parse_key(&e.sha256)?, e.sample.path.as_str())));
-    fill(store, data_root, images, max_pixels)
 }
 
 /// Fingerprints the images, given by content key and path under `data_root`, that the store

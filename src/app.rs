@@ -739,8 +739,12 @@ fn print_train(s: &TrainSummary, json: bool) -> Result<()> {
             }) => format!(", validation accuracy {a:.4}"),
             _ => String::new(),
         };
+        let widened = match b.sweep.iter().filter(|p| p.widened).count() {
+            0 => String::new(),
+            n => format!(" ({n} past the grid's edge, where the best one lay)"),
+        };
         println!(
-            "baseline (logistic regression) C = {:.3} ({:?}){val}, {} strengths tried in {:.2} s",
+            "baseline (logistic regression) C = {:.3} ({:?}){val}, {} strengths tried{widened} in {:.2} s",
             1.0 / b.chosen_alpha,
             b.selection,
             b.sweep.len(),

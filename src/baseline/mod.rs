@@ -39,12 +39,15 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 mod one_vs_rest;
+mod widening;
 
 use linfa::dataset::DatasetBase;
 use linfa::traits::Fit;
 use linfa_logistic::MultiLogisticRegression;
 use ndarray::{Array, Array1, Array2, ArrayView2, Axis, Dimension, Zip};
 use serde::{Deserialize, Serialize};
+
+use widening::{beyond_edge, Edge};
 
 use crate::classifier::{argmax, check_set, Activation, Classifier, DenseChain, DenseLayer, SetError, Tensor};
 
@@ -143,6 +146,7 @@ pub struct BaselineParams {
     fallback_alpha: f64,
     max_iterations: u64,
     tolerance: f64,
+    widen: usize,
 }
 
 impl Default for BaselineParams {
@@ -152,6 +156,7 @@ impl Default for BaselineParams {
             fallback_alpha: DEFAULT_ALPHA,
             max_iterations: Self::DEFAULT_MAX_ITERATIONS,
             tolerance: Self::DEFAULT_TOLERANCE,
+            widen: Self::DEFAULT_WIDEN,
         }
     }
 }
@@ -161,6 +166,8 @@ impl BaselineParams {
     pub const DEFAULT_MAX_ITERATIONS: u64 = 1000;
     /// See [`tolerance`](Self::tolerance).
     pub const DEFAULT_TOLERANCE: f64 = 1e-4;
+    /// See [`widen`](Self::widen).
+    pub const DEFAULT_WIDEN: usize = 4;
 
     /// `C` = 0.01 … 1000 in half-decade steps (11 values): the range published
     /// linear probes need, since the best `C` depends strongly on the backbone
@@ -199,6 +206,16 @@ impl BaselineParams {
         self
     }
 
+    /// How many steps the grid may be extended past each edge (default 4, two decades of the
+    /// default grid; 0 keeps the grid as given). When the validation set picks the strongest
+    /// or the weakest alpha of a grid of two or more, the grid goes on beyond that edge by its
+    /// own outermost step, one alpha at a time, until an alpha past the edge is no longer the
+    /// best; the points added are marked [`SweepPoint::widened`].
+    pub fn widen(mut self, steps: usize) -> Self {
+        self.widen = steps;
+        self
+    }
+
     /// Fits the baseline on `x`/`y` (class indices in `0..n_classes`).
     ///
     /// With `valid`, every alpha in [`alphas`](Self::alphas) is fitted on the
@@ -211,7 +228,8 @@ impl BaselineParams {
     /// Alphas are fitted from strongest to weakest, each starting from the
     /// previous solutions extrapolated along the path (see `path_start`), which
     /// lies close to the next one's optimum and saves most of its iterations.
-    /// Every alpha of the grid is fitted, each to the tolerance.
+    /// Every alpha of the grid is fitted, each to the tolerance; when the best lies on an edge
+    /// of the grid, the grid is widened past it (see [`widen`](Self::widen)).
     pub fn fit(
         &self,
         x: ArrayView2<f32>,
@@ -260,65 +278,94 @@ impl BaselineParams {
             .map(|label| seen.binary_search(label).expect("seen holds every label"))
             .collect();
 
-        // The last two solutions and their alphas, newest last.
-        let mut path: Vec<(f64, Array2<f64>)> = Vec::with_capacity(2);
-        let mut sweep = Vec::with_capacity(alphas.len());
-        let mut best: Option<(Baseline, usize)> = None;
-        for &alpha in &alphas {
-            let started = Instant::now();
-            let mut solver = MultiLogisticRegression::default()
-                .alpha(alpha)
-                .max_iterations(self.max_iterations)
-                .gradient_tolerance(self.tolerance_at(alpha) * x.nrows() as f64);
-            if let Some(start) = path_start(&path, alpha) {
-                solver = solver.initial_params(start);
-            }
-            let fitted = solver
-                .fit(&dataset)
-                .map_err(|source| BaselineError::Fit { alpha, source })?;
-            let mut params = fitted.params().clone();
-            params
-                .push_row(fitted.intercept().view())
-                .expect("linfa returns one intercept per class column");
-            let seconds = started.elapsed().as_secs_f64();
-
-            let gradient_norm = gradient_norm(x_std.view(), &label_columns, &params, alpha);
-            let model = Baseline::from_linfa(&mean, &std, &params, &seen, n_classes);
-            let train_accuracy = accuracy(model.predict_proba(x).view(), y);
-            let (val_accuracy, val_loss) = match valid {
-                Some((vx, vy)) => {
-                    let probs = model.predict_proba(vx);
-                    (Some(accuracy(probs.view(), vy)), Some(cross_entropy(probs.view(), vy)))
+        let fit_at =
+            |alpha: f64, start: Option<Array2<f64>>| -> Result<(SweepPoint, Baseline, Array2<f64>), BaselineError> {
+                let started = Instant::now();
+                let mut solver = MultiLogisticRegression::default()
+                    .alpha(alpha)
+                    .max_iterations(self.max_iterations)
+                    .gradient_tolerance(self.tolerance_at(alpha) * x.nrows() as f64);
+                if let Some(start) = start {
+                    solver = solver.initial_params(start);
                 }
-                None => (None, None),
+                let fitted = solver
+                    .fit(&dataset)
+                    .map_err(|source| BaselineError::Fit { alpha, source })?;
+                let mut params = fitted.params().clone();
+                params
+                    .push_row(fitted.intercept().view())
+                    .expect("linfa returns one intercept per class column");
+                let seconds = started.elapsed().as_secs_f64();
+
+                let gradient_norm = gradient_norm(x_std.view(), &label_columns, &params, alpha);
+                let model = Baseline::from_linfa(&mean, &std, &params, &seen, n_classes);
+                let train_accuracy = accuracy(model.predict_proba(x).view(), y);
+                let (val_accuracy, val_loss) = match valid {
+                    Some((vx, vy)) => {
+                        let probs = model.predict_proba(vx);
+                        (Some(accuracy(probs.view(), vy)), Some(cross_entropy(probs.view(), vy)))
+                    }
+                    None => (None, None),
+                };
+                let point = SweepPoint {
+                    alpha,
+                    c: 1.0 / alpha,
+                    train_accuracy,
+                    val_accuracy,
+                    val_map: None,
+                    val_loss,
+                    gradient_norm,
+                    status: self.status(gradient_norm, alpha),
+                    seconds,
+                    widened: false,
+                };
+                Ok((point, model, params))
             };
-            sweep.push(SweepPoint {
-                alpha,
-                c: 1.0 / alpha,
-                train_accuracy,
-                val_accuracy,
-                val_map: None,
-                val_loss,
-                gradient_norm,
-                status: self.status(gradient_norm, alpha),
-                seconds,
-            });
-            let newest = sweep.len() - 1;
-            if best
-                .as_ref()
-                .is_none_or(|(_, b)| ranks_above(&sweep[newest], &sweep[*b]))
-            {
-                best = Some((model, newest));
+
+        // The solutions nearest each edge, two at most, ordered toward the edge: the starts of
+        // the next alpha on that side.
+        let mut ends: [Vec<(f64, Array2<f64>)>; 2] = [Vec::with_capacity(2), Vec::with_capacity(2)];
+        let mut sweep: Vec<SweepPoint> = Vec::with_capacity(alphas.len());
+        let mut best: Option<(Baseline, SweepPoint)> = None;
+        let keep_best = |best: &mut Option<(Baseline, SweepPoint)>, model: Baseline, point: &SweepPoint| {
+            if best.as_ref().is_none_or(|(_, b)| ranks_above(point, b)) {
+                *best = Some((model, point.clone()));
             }
-            if path.len() == 2 {
-                path.remove(0);
+        };
+        for &alpha in &alphas {
+            let (point, model, params) = fit_at(alpha, path_start(&ends[Edge::Weak as usize], alpha))?;
+            keep_best(&mut best, model, &point);
+            sweep.push(point);
+            if ends[Edge::Strong as usize].len() < 2 {
+                ends[Edge::Strong as usize].insert(0, (alpha, params.clone()));
             }
-            path.push((alpha, params));
+            step_toward_edge(&mut ends[Edge::Weak as usize], alpha, params);
+        }
+        let mut steps = [0, 0];
+        while let Some((alpha, edge)) = best
+            .as_ref()
+            .and_then(|(_, b)| beyond_edge(&alphas, b.alpha, steps, self.widen))
+        {
+            let (mut point, model, params) = fit_at(alpha, path_start(&ends[edge as usize], alpha))?;
+            point.widened = true;
+            keep_best(&mut best, model, &point);
+            match edge {
+                Edge::Strong => {
+                    sweep.insert(0, point);
+                    alphas.insert(0, alpha);
+                }
+                Edge::Weak => {
+                    sweep.push(point);
+                    alphas.push(alpha);
+                }
+            }
+            step_toward_edge(&mut ends[edge as usize], alpha, params);
+            steps[edge as usize] += 1;
         }
         let (model, chosen) = best.expect("at least one alpha is always fitted");
         Ok(FittedBaseline {
             model,
-            chosen_alpha: sweep[chosen].alpha,
+            chosen_alpha: chosen.alpha,
             sweep,
             selection,
         })
@@ -375,6 +422,14 @@ fn path_start<D: Dimension>(path: &[(f64, Array<f64, D>)], alpha: f64) -> Option
             Some(newest + &((newest - older) * ratio))
         }
     }
+}
+
+/// Appends `alpha`'s solution to the two nearest an edge, dropping the older.
+fn step_toward_edge<T>(end: &mut Vec<(f64, T)>, alpha: f64, params: T) {
+    if end.len() == 2 {
+        end.remove(0);
+    }
+    end.push((alpha, params));
 }
 
 /// L2 norm of the gradient of linfa's objective (summed cross-entropy plus
@@ -444,6 +499,10 @@ pub struct SweepPoint {
     pub status: FitStatus,
     /// Wall-clock seconds of the solver for this alpha.
     pub seconds: f64,
+    /// Whether this alpha lies past the edge of the grid asked for, tried because the best
+    /// alpha sat on that edge (see [`BaselineParams::widen`]).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub widened: bool,
 }
 
 /// How the solver finished for one alpha.
@@ -466,7 +525,7 @@ pub enum FitStatus {
 pub struct FittedBaseline {
     /// The model fitted with `chosen_alpha` (on the training set only).
     pub model: Baseline,
-    /// Every alpha tried, strongest regularisation first.
+    /// Every alpha tried, strongest regularisation first, those of a widened grid included.
     pub sweep: Vec<SweepPoint>,
     /// The alpha of `model`.
     pub chosen_alpha: f64,

@@ -513,3 +513,101 @@ fn one_vs_rest_chooses_alpha_by_validation_map_and_handles_constant_labels() {
     assert!(probs.column(3).iter().all(|&p| p == 0.0));
     assert!(probs.column(4).iter().all(|&p| p == 1.0));
 }
+
+/// Checks the rules of a widened sweep of `grid` with `limit` steps per side: the grid's own
+/// points are all there and unmarked, the added ones lie past its edges by its outermost step,
+/// the chosen alpha is the best of them all, and a side stopped short of its limit only when
+/// its outermost point was not chosen.
+fn assert_widened_as_documented(fit: &FittedBaseline, grid: &[f64], limit: usize) {
+    let alphas: Vec<f64> = fit.sweep.iter().map(|p| p.alpha).collect();
+    assert!(alphas.windows(2).all(|w| w[0] > w[1]), "{alphas:?}");
+    let kept: Vec<f64> = fit.sweep.iter().filter(|p| !p.widened).map(|p| p.alpha).collect();
+    assert_eq!(kept, grid);
+    let (strong, weak) = (grid[0] / grid[1], grid[grid.len() - 2] / grid[grid.len() - 1]);
+    let stronger: Vec<&SweepPoint> = fit.sweep.iter().filter(|p| p.alpha > grid[0]).collect();
+    let weaker: Vec<&SweepPoint> = fit.sweep.iter().filter(|p| p.alpha < grid[grid.len() - 1]).collect();
+    assert!(stronger.iter().chain(&weaker).all(|p| p.widened));
+    for (i, p) in stronger.iter().rev().enumerate() {
+        assert_abs_diff_eq!(p.alpha, grid[0] * strong.powi(i as i32 + 1), epsilon = 1e-9 * p.alpha);
+    }
+    for (i, p) in weaker.iter().enumerate() {
+        assert_abs_diff_eq!(
+            p.alpha,
+            grid[grid.len() - 1] / weak.powi(i as i32 + 1),
+            epsilon = 1e-9 * p.alpha
+        );
+    }
+    let chosen = fit.sweep.iter().find(|p| p.alpha == fit.chosen_alpha).unwrap();
+    let key = |p: &SweepPoint| (p.val_map.or(p.val_accuracy).unwrap(), -p.val_loss.unwrap());
+    assert!(fit.sweep.iter().all(|p| key(p) <= key(chosen)), "{:#?}", fit.sweep);
+    if fit.chosen_alpha == alphas[0] {
+        assert_eq!(stronger.len(), limit, "{:#?}", fit.sweep);
+    }
+    if fit.chosen_alpha == alphas[alphas.len() - 1] {
+        assert_eq!(weaker.len(), limit, "{:#?}", fit.sweep);
+    }
+}
+
+/// Two classes on one feature, 3 to 1, with validation images of the majority class lying on
+/// the minority's side of the boundary: the training data puts them in the minority, and only
+/// an L2 strong enough to flatten the slope leaves the (unpenalised) intercept's majority.
+fn needs_strong_l2() -> (Array2<f32>, Vec<usize>, Array2<f32>, Vec<usize>) {
+    let mut rng = Normal(21);
+    let y: Vec<usize> = (0..40).map(|i| usize::from(i % 4 == 0)).collect();
+    let x = Array2::from_shape_fn(
+        (40, 1),
+        |(i, _)| if y[i] == 1 { 1.0 } else { -1.0 } + 0.3 * rng.sample(),
+    );
+    let vx = Array2::from_shape_fn((10, 1), |_| 0.5 + 0.1 * rng.sample());
+    (x, y, vx, vec![0; 10])
+}
+
+#[test]
+fn a_best_alpha_on_the_strong_edge_widens_the_grid_past_it() {
+    let (x, y, vx, vy) = needs_strong_l2();
+    let grid = [1.0, 0.1];
+    let fit = BaselineParams::default()
+        .alphas(grid.to_vec())
+        .fit(x.view(), &y, 2, Some((vx.view(), &vy)))
+        .unwrap();
+    assert_widened_as_documented(&fit, &grid, BaselineParams::DEFAULT_WIDEN);
+    assert!(fit.chosen_alpha > 1.0, "{:#?}", fit.sweep);
+    let chosen = fit.sweep.iter().find(|p| p.alpha == fit.chosen_alpha).unwrap();
+    assert!(chosen.val_accuracy > fit.sweep.iter().find(|p| p.alpha == 1.0).unwrap().val_accuracy);
+
+    let kept = BaselineParams::default()
+        .alphas(grid.to_vec())
+        .widen(0)
+        .fit(x.view(), &y, 2, Some((vx.view(), &vy)))
+        .unwrap();
+    assert_eq!(kept.sweep.len(), 2);
+    assert!(kept.sweep.iter().all(|p| !p.widened));
+}
+
+#[test]
+fn a_best_alpha_on_the_weak_edge_widens_the_grid_past_it() {
+    // Few samples, many noisy features (as above), seen through a grid of strong L2 only.
+    let (x, y) = blobs(60, 300, &[0, 1], 0.25, 5);
+    let (vx, vy) = blobs(400, 300, &[0, 1], 0.25, 6);
+    let grid = [1e4, 1e3];
+    let fit = BaselineParams::default()
+        .alphas(grid.to_vec())
+        .fit(x.view(), &y, 2, Some((vx.view(), &vy)))
+        .unwrap();
+    assert_widened_as_documented(&fit, &grid, BaselineParams::DEFAULT_WIDEN);
+    assert!(fit.chosen_alpha < 1e3, "{:#?}", fit.sweep);
+}
+
+#[test]
+fn one_vs_rest_widens_its_grid_past_an_edge() {
+    let (x, y) = multi_label_set();
+    let (train, val) = (ndarray::s![..30, ..], ndarray::s![30.., ..]);
+    for grid in [[1e4, 1e3], [1e-3, 1e-4]] {
+        let fit = BaselineParams::default()
+            .alphas(grid.to_vec())
+            .fit_multi_label(x.slice(train), y.slice(train), Some((x.slice(val), y.slice(val))))
+            .unwrap();
+        assert_widened_as_documented(&fit, &grid, BaselineParams::DEFAULT_WIDEN);
+        assert!(fit.sweep.iter().any(|p| p.widened), "{:#?}", fit.sweep);
+    }
+}

@@ -301,9 +301,6 @@ fn print_models(c: &Catalogue, json: bool) -> Result<()> {
 fn sweep_command(global: &Global, args: &SweepArgs) -> Result<ExitCode> {
     let run = Invocation::begin(argv());
     let mut opts = options::sweep(global, args)?;
-    // The trials are the parallelism: one GEMM thread each, so the workers never compete with
-    // matrixmultiply's own threads for the cores. Set before any GEMM reads it.
-    std::env::set_var("MATMUL_NUM_THREADS", "1");
     let stop = Arc::new(AtomicBool::new(false));
     let flag = Arc::clone(&stop);
     let quiet = global.quiet || global.json;

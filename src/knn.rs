@@ -31,7 +31,9 @@
 //! and tile gives all their cosines at once, and each query keeps a running top-k while the
 //! tiles go by. Memory is thus bounded by the block and tile sizes, never by `n_query *
 //! n_train`. Blocks run in parallel on the rayon pool: beside the products, picking the top k
-//! of every row is a sizeable share of the time (see `benches/knn.rs`).
+//! of every row is a sizeable share of the time (see `benches/knn.rs`). Each block's products
+//! then run on its own thread (`matrixmultiply::with_max_threads`, patched in
+//! `vendor/matrixmultiply`), so the pool and matrixmultiply's threads do not compete.
 
 use ndarray::{Array2, ArrayView2, ArrayViewMut2, Axis};
 use rayon::prelude::*;
@@ -46,6 +48,9 @@ pub const FORMAT_VALUE: &str = "knn-cosine/1";
 /// Queries per block: enough blocks to share among threads once there are a few hundred
 /// queries, and enough rows that the matrix product runs near the machine's peak.
 const QUERY_BLOCK: usize = 256;
+
+/// Cosines checked against a query's bar at once (see `block_neighbours`).
+const SCAN_CHUNK: usize = 64;
 
 /// Training rows per tile of the product: with [`QUERY_BLOCK`], a block's cosines take at most
 /// 8 MiB however large the training set is.
@@ -248,9 +253,24 @@ fn block_neighbours(train: ArrayView2<f32>, x: ArrayView2<f32>, k: usize) -> (Ve
         let offset = tile_index * TRAIN_TILE;
         let cosines = queries.dot(&tile.t());
         for ((top, row), &ok) in best.iter_mut().zip(cosines.rows()).zip(&finite) {
-            if ok {
-                for (j, &cos) in row.iter().enumerate() {
-                    top.offer(cos, offset + j);
+            if !ok {
+                continue;
+            }
+            // Most chunks hold nothing above the bar once the top k has filled; a compare of the
+            // whole chunk (vectorised) skips them. A cosine equal to the bar cannot enter
+            // either: it comes later, so its index is higher.
+            for (c, chunk) in row
+                .as_slice()
+                .expect("rows of a fresh product are contiguous")
+                .chunks(SCAN_CHUNK)
+                .enumerate()
+            {
+                let bar = top.bar_cosine();
+                if !chunk.iter().fold(false, |any, &cos| any | (cos > bar)) {
+                    continue;
+                }
+                for (j, &cos) in chunk.iter().enumerate() {
+                    top.offer(cos, offset + c * SCAN_CHUNK + j);
                 }
             }
         }
@@ -263,11 +283,23 @@ fn block_neighbours(train: ArrayView2<f32>, x: ArrayView2<f32>, k: usize) -> (Ve
 /// or infinity gets none. What the data audit builds its neighbourhoods from.
 pub(crate) fn nearest(train: ArrayView2<f32>, x: ArrayView2<f32>, k: usize) -> Vec<Vec<(f32, usize)>> {
     let blocks: Vec<_> = x.axis_chunks_iter(Axis(0), QUERY_BLOCK).collect();
+    let threads = gemm_threads(blocks.len());
     blocks
         .into_par_iter()
-        .map(|block| block_neighbours(train, block, k).0)
+        .map(|block| matrixmultiply::with_max_threads(threads, || block_neighbours(train, block, k).0))
         .collect::<Vec<_>>()
         .concat()
+}
+
+/// The threads each block's products may use: one when several blocks run side by side on the
+/// rayon pool, which is then the parallelism (threaded products as well would oversubscribe the
+/// cores: on 60,000 embeddings 17% of the time went to the scheduler), all for a lone block.
+fn gemm_threads(blocks: usize) -> usize {
+    if blocks > 1 {
+        1
+    } else {
+        usize::MAX
+    }
 }
 
 /// A query's running top k: the most similar training rows offered so far, as (cosine, index).
@@ -298,6 +330,11 @@ impl TopK {
     /// rare, and at least 64 avoids pruning at every step for tiny `k`.
     fn capacity(k: usize) -> usize {
         (2 * k).max(64)
+    }
+
+    /// The cosine a candidate must beat to enter; -inf until the top k has filled.
+    fn bar_cosine(&self) -> f32 {
+        self.bar.map_or(f32::NEG_INFINITY, |(cos, _)| cos)
     }
 
     fn offer(&mut self, cos: f32, index: usize) {
@@ -360,7 +397,10 @@ impl Classifier for Knn {
             .axis_chunks_iter_mut(Axis(0), QUERY_BLOCK)
             .zip(x.axis_chunks_iter(Axis(0), QUERY_BLOCK))
             .collect();
-        blocks.into_par_iter().for_each(|(out, x)| self.predict_block(x, out));
+        let threads = gemm_threads(blocks.len());
+        blocks
+            .into_par_iter()
+            .for_each(|(out, x)| matrixmultiply::with_max_threads(threads, || self.predict_block(x, out)));
         out
     }
 

@@ -460,3 +460,22 @@ fn is_send_sync_clone_and_debug() {
     check::<Knn>();
     check::<KnnParams>();
 }
+
+/// The patch in vendor/matrixmultiply (PATCH.md): parallel query blocks hold each product to
+/// its own thread, a lone block keeps matrixmultiply's threads, and the limit ends with the
+/// scope. Does not compile without the patch.
+#[test]
+fn parallel_blocks_keep_each_product_on_its_own_thread() {
+    let global = matrixmultiply::max_threads();
+    matrixmultiply::with_max_threads(gemm_threads(4), || {
+        assert_eq!(matrixmultiply::max_threads(), 1);
+        // Scopes nest downward only, and other threads keep the global maximum.
+        matrixmultiply::with_max_threads(gemm_threads(1), || assert_eq!(matrixmultiply::max_threads(), 1));
+        assert_eq!(std::thread::spawn(matrixmultiply::max_threads).join().unwrap(), global);
+    });
+    matrixmultiply::with_max_threads(gemm_threads(1), || assert_eq!(matrixmultiply::max_threads(), global));
+    assert_eq!(matrixmultiply::max_threads(), global);
+    let unwound = std::panic::catch_unwind(|| matrixmultiply::with_max_threads(1, || panic!("inside")));
+    assert!(unwound.is_err());
+    assert_eq!(matrixmultiply::max_threads(), global);
+}

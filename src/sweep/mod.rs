@@ -18,8 +18,9 @@
 //! # Engineering
 //! - Trials run in parallel on a pool of `threads` workers, one trial per worker, its folds in
 //!   turn. No ONNX Runtime session is open during a sweep, so the workers have the cores to
-//!   themselves; the binary limits each GEMM to one thread (`MATMUL_NUM_THREADS=1`) before any
-//!   runs, so that workers never oversubscribe the cores.
+//!   themselves; each trial's GEMMs run on its worker's thread alone
+//!   (`matrixmultiply::with_max_threads`, a patch in `vendor/matrixmultiply`), so that workers
+//!   never oversubscribe the cores, while the refit afterwards uses them all.
 //! - A trial's result depends only on its configuration and the data, never on the order or
 //!   the worker it ran on: the same space and seed give the same leaderboard.
 //! - Each trial is written to the [`journal`] as it finishes; running the sweep again skips
@@ -316,17 +317,21 @@ pub fn sweep(
                 if stopped() {
                     return;
                 }
+                // The trials are the parallelism: one GEMM thread each, so the workers never
+                // compete with matrixmultiply's own threads for the cores.
                 let result = TrialResult {
                     backbone: backbone.clone(),
-                    ..trial::run_with_views(
-                        spec,
-                        x.view(),
-                        &y,
-                        pools.as_deref(),
-                        &fold,
-                        opts.folds,
-                        &manifest.classes,
-                    )
+                    ..matrixmultiply::with_max_threads(1, || {
+                        trial::run_with_views(
+                            spec,
+                            x.view(),
+                            &y,
+                            pools.as_deref(),
+                            &fold,
+                            opts.folds,
+                            &manifest.classes,
+                        )
+                    })
                 };
                 let written = journal.append(&result);
                 let mut guard = finished.lock().expect("no worker panics holding the lock");

@@ -106,6 +106,8 @@
 //! Threading enables multithreading for the operations. The environment variable
 //! `MATMUL_NUM_THREADS` decides how many threads are used at maximum. At the moment 1-4 are
 //! supported and the default is the number of physical cpus (as detected by `num_cpus`).
+//! [`with_max_threads`] lowers that maximum for the products started on one thread (a
+//! headstart patch, see PATCH.md).
 //!
 //! ### `cgemm`
 //!
@@ -189,6 +191,9 @@ mod sgemm_kernel;
 
 pub use crate::gemm::dgemm;
 pub use crate::gemm::sgemm;
+pub use crate::threading::max_threads;
+#[cfg(feature = "std")]
+pub use crate::threading::with_max_threads;
 
 #[cfg(feature = "cgemm")]
 #[macro_use]

@@ -31,7 +31,60 @@ impl ThreadPool {
 
 pub(crate) fn get_thread_pool<'a>() -> (usize, ThreadPoolCtx<'a>) {
     let reg = &*REGISTRY;
-    (reg.nthreads, reg.thread_pool().top())
+    (limited(reg.nthreads), reg.thread_pool().top())
+}
+
+// headstart patch (see PATCH.md): a per-thread limit on the threads of the products started on
+// that thread, so that a caller that already runs products side by side on its own threads
+// (rayon workers) can keep each of them on one thread while other products still use them all.
+#[cfg(feature="std")]
+std::thread_local! {
+    /// 0 when this thread sets no limit of its own.
+    static THREAD_LIMIT: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// `threads`, lowered to this thread's limit if it has one.
+fn limited(threads: usize) -> usize {
+    #[cfg(feature="std")]
+    {
+        let limit = THREAD_LIMIT.with(|l| l.get());
+        if limit > 0 {
+            return threads.min(limit);
+        }
+    }
+    threads
+}
+
+/// Runs `f` with every product started on the calling thread using at most `threads` threads
+/// (at least 1) beside the global maximum that `MATMUL_NUM_THREADS` sets. Scopes nest and
+/// only ever lower the limit; it is restored when `f` returns or panics. Other threads are
+/// not affected.
+///
+/// A caller that runs several products at once on threads of its own (a rayon pool, say)
+/// calls each of them inside `with_max_threads(1, ..)`, so they do not also split the work
+/// among matrixmultiply's threads and oversubscribe the cores.
+#[cfg(feature="std")]
+pub fn with_max_threads<R>(threads: usize, f: impl FnOnce() -> R) -> R {
+    struct Restore(usize);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            THREAD_LIMIT.with(|l| l.set(self.0));
+        }
+    }
+    let previous = THREAD_LIMIT.with(|l| l.get());
+    let limit = match previous {
+        0 => threads.max(1),
+        outer => outer.min(threads.max(1)),
+    };
+    THREAD_LIMIT.with(|l| l.set(limit));
+    let _restore = Restore(previous);
+    f()
+}
+
+/// How many threads a product started on the calling thread may use now: the global maximum
+/// (1 without the `threading` feature), lowered by [`with_max_threads`].
+pub fn max_threads() -> usize {
+    limited(REGISTRY.nthreads)
 }
 
 struct Registry {

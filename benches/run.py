@@ -8,7 +8,7 @@ and the versions it was measured with. Timings live here, never in tests.
 
     python3 -m venv .venv && .venv/bin/pip install -r benches/peers/requirements.txt
     .venv/bin/python benches/models.py            # once: the random-weight ResNet-50, fp32 and int8
-    .venv/bin/python benches/run.py [--rounds 3] [--sections extract peers head baseline growth sweep phone] [--write]
+    .venv/bin/python benches/run.py [--rounds 3] [--sections extract peers head baseline growth sweep sweep-accuracy phone] [--write]
 
 Sections:
   extract  `cargo bench --bench extract` per backbone and data set: end to end against the network
@@ -37,6 +37,9 @@ Sections:
            logistic C grid against scikit-learn's GridSearchCV and kNN against scikit-learn's on
            the same folds; a default sweep's test accuracy against the default heads; a learning
            curve (`cargo bench --bench learning_curve`). About 20 minutes a round.
+  sweep-accuracy  the sweep section's accuracy part alone (3 seeds of a default sweep on the
+           three sets against the default head and the PyTorch, Keras and scikit-learn heads).
+           Nothing in it is timed, so it may run beside other work. Not in the default sections.
 
 --write replaces each section's table in BENCHMARKS.md (between `<!-- bench:NAME -->` markers)
 and always leaves the raw results in target/bench/results.json.
@@ -87,6 +90,16 @@ def run(cmd, **kw):
 
 def bench_json(stdout):
     return json.loads(next(l for l in stdout.splitlines() if l.startswith("BENCH_JSON ")).split(" ", 1)[1])
+
+
+def mean(values):
+    """The mean of the values that are not None; None when there are none."""
+    values = [v for v in values if v is not None]
+    return statistics.fmean(values) if values else None
+
+
+def pct(v):
+    return "n/a" if v is None else f"{v:.3f}"
 
 
 def median(values):
@@ -612,15 +625,27 @@ def learning_curve(sets):
     return {label: bench_json(run([exe, ws, "--per-class", per_class, "--seeds", "0,1,2"])[1]) for label, ws in sets.items()}
 
 
-def sweep_section(rounds):
+def sweep_sets():
+    """The sweep section's data sets: flowers5, hymenoptera and every 6th cifar10 file."""
     cifar = WORK / "cifar10-10000"
     if not cifar.is_dir():
         subset(SHARED / "cifar10", cifar, 6)
-    sets = {
+    return {
         "flowers5": workspace("flowers5", SHARED / "flowers5"),
         "hymenoptera": workspace("hymenoptera", SHARED / "hymenoptera"),
         "cifar10, every 6th file": workspace("cifar10-10000", cifar),
     }
+
+
+def sweep_accuracy_section(_rounds):
+    """Part 5 of the sweep section alone: accuracy, nothing timed, so it may run beside other
+    work (`--sections sweep-accuracy`)."""
+    accuracy = sweep_accuracy(sweep_sets())
+    return accuracy_table(accuracy), accuracy
+
+
+def sweep_section(rounds):
+    sets = sweep_sets()
     flowers, cifar_ws = sets["flowers5"], sets["cifar10, every 6th file"]
     mlp_sets = {"flowers5": flowers, "cifar10, every 6th file": cifar_ws}
     raw = {"peak": [], "mlp": {k: {"headstart": [], "torch": []} for k in mlp_sets}, "logistic": {"headstart": [], "sklearn": []},
@@ -651,13 +676,6 @@ def sweep_section(rounds):
 
 def sweep_tables(raw, dims):
     """The sweep section's text from sweep_section's raw results."""
-    def mean(values):
-        values = [v for v in values if v is not None]
-        return statistics.fmean(values) if values else None
-
-    def pct(v):
-        return "n/a" if v is None else f"{v:.3f}"
-
     def listed(values, fmt="{:.1f}"):
         return ", ".join(fmt.format(v) for v in values)
 
@@ -757,9 +775,22 @@ def sweep_tables(raw, dims):
         ],
     )
 
-    # Accuracy.
+    text += accuracy_table(raw["accuracy"])
+
+    # Learning curve.
+    for label, lc in raw["learning_curve"].items():
+        kinds = ["mlp", "logistic", "knn", "prototype"]
+        acc = {(r["per_class"], r["kind"]): r["accuracy"] for r in lc["results"]}
+        text += f"\n\nLearning curve, {label}: the first n training images of each class (by file name), scored on {lc['eval_split']} ({lc['eval_images']} images):\n\n"
+        text += table(["per class", "MLP (mean of 3 seeds)", "logistic C=1", "kNN k=min(5, n)", "prototype"],
+                      [[n, *(pct(acc.get((n, k))) for k in kinds)] for n in LEARNING_CURVE])
+    return text
+
+
+def accuracy_table(accuracy):
+    """The accuracy table of the sweep section from sweep_accuracy's results."""
     rows = []
-    for label, row in raw["accuracy"].items():
+    for label, row in accuracy.items():
         ref = row["reference"]
         fw = lambda name: mean([r["accuracy"] for r in ref if r["framework"] == name])
         kinds = ", ".join(sorted({x["label"] for x in row["sweep"]}))
@@ -775,20 +806,12 @@ def sweep_tables(raw, dims):
             pct(keras) if keras is not None else ("absent" if "keras" in row["skipped"] else "not in CV mode"),
             pct(fw("sklearn")), f"{(sweep_acc - head) * 100:+.1f}",
         ])
-    text += "\n\nAccuracy: default `headstart sweep` (16 configurations: MLP hidden none and 512, logistic C 0.01-100, kNN k 1-20 uniform/distance, prototype) against the default heads; means of seeds 0, 1, 2:\n\n"
+    text = "\n\nAccuracy: default `headstart sweep` (16 configurations: MLP hidden none and 512, logistic C 0.01-100, kNN k 1-20 uniform/distance, prototype) against the default heads; means of seeds 0, 1, 2:\n\n"
     text += table(
         ["data", "scored on", "winner(s) over the seeds", "winner CV accuracy", "sweep (refitted winner)", "default head (train-head)",
          "PyTorch head", "Keras head", "scikit-learn logistic", "sweep - default head, points"],
         rows,
     )
-
-    # Learning curve.
-    for label, lc in raw["learning_curve"].items():
-        kinds = ["mlp", "logistic", "knn", "prototype"]
-        acc = {(r["per_class"], r["kind"]): r["accuracy"] for r in lc["results"]}
-        text += f"\n\nLearning curve, {label}: the first n training images of each class (by file name), scored on {lc['eval_split']} ({lc['eval_images']} images):\n\n"
-        text += table(["per class", "MLP (mean of 3 seeds)", "logistic C=1", "kNN k=min(5, n)", "prototype"],
-                      [[n, *(pct(acc.get((n, k))) for k in kinds)] for n in LEARNING_CURVE])
     return text
 
 
@@ -873,6 +896,8 @@ def write(name, text, m, flags=""):
     how = (
         f"One run of each size on {time.strftime('%Y-%m-%d')}, by `python benches/run.py --sections growth --growth-cold`."
         if name == "growth"
+        else f"One run of each seed on {time.strftime('%Y-%m-%d')}, by `python benches/run.py --sections sweep-accuracy` (accuracy only, nothing timed)."
+        if name == "sweep-accuracy"
         else f"Median of the rounds shown, run interleaved on {time.strftime('%Y-%m-%d')} by `python benches/run.py --sections {name.split('-')[0]}{flags}`."
     )
     block = f"<!-- bench:{name} -->\n{machine_line(m)}\n{how}\n\n{text}\n<!-- /bench:{name} -->"
@@ -909,13 +934,13 @@ def main():
             text, raw = phone_section(args.rounds, args.before_bin, args.phone_simd, args.phone_grain)
         else:
             sections = {"extract": extract_section, "peers": peers_section, "head": head_section, "baseline": baseline_section,
-                        "sweep": sweep_section}
+                        "sweep": sweep_section, "sweep-accuracy": sweep_accuracy_section}
             text, raw = sections[name](args.rounds)
         log(f"{name}: {time.perf_counter() - started:.0f} s\n{text}\n")
         print(f"## {name}\n\n{text}\n", flush=True)
         results[name] = {"table": text, "raw": raw}
         if args.write:
-            flags = f" --rounds {args.rounds}" if name != "growth" else ""
+            flags = f" --rounds {args.rounds}" if name not in ("growth", "sweep-accuracy") else ""
             if name == "phone":
                 flags += " --before-bin MAIN_BINARY" if args.before_bin else ""
                 flags += " --phone-simd" if args.phone_simd else ""

@@ -562,24 +562,33 @@ fn needs_strong_l2() -> (Array2<f32>, Vec<usize>, Array2<f32>, Vec<usize>) {
     (x, y, vx, vec![0; 10])
 }
 
+/// The two-class baseline on `grid`, widened at most `widen` steps a side, C chosen on `vx`.
+fn fit_on_grid(
+    grid: &[f64],
+    widen: usize,
+    x: &Array2<f32>,
+    y: &[usize],
+    vx: &Array2<f32>,
+    vy: &[usize],
+) -> FittedBaseline {
+    BaselineParams::default()
+        .alphas(grid.to_vec())
+        .widen(widen)
+        .fit(x.view(), y, 2, Some((vx.view(), vy)))
+        .unwrap()
+}
+
 #[test]
 fn a_best_alpha_on_the_strong_edge_widens_the_grid_past_it() {
     let (x, y, vx, vy) = needs_strong_l2();
     let grid = [1.0, 0.1];
-    let fit = BaselineParams::default()
-        .alphas(grid.to_vec())
-        .fit(x.view(), &y, 2, Some((vx.view(), &vy)))
-        .unwrap();
+    let fit = fit_on_grid(&grid, BaselineParams::DEFAULT_WIDEN, &x, &y, &vx, &vy);
     assert_widened_as_documented(&fit, &grid, BaselineParams::DEFAULT_WIDEN);
     assert!(fit.chosen_alpha > 1.0, "{:#?}", fit.sweep);
     let chosen = fit.sweep.iter().find(|p| p.alpha == fit.chosen_alpha).unwrap();
     assert!(chosen.val_accuracy > fit.sweep.iter().find(|p| p.alpha == 1.0).unwrap().val_accuracy);
 
-    let kept = BaselineParams::default()
-        .alphas(grid.to_vec())
-        .widen(0)
-        .fit(x.view(), &y, 2, Some((vx.view(), &vy)))
-        .unwrap();
+    let kept = fit_on_grid(&grid, 0, &x, &y, &vx, &vy);
     assert_eq!(kept.sweep.len(), 2);
     assert!(kept.sweep.iter().all(|p| !p.widened));
 }
@@ -590,10 +599,7 @@ fn a_best_alpha_on_the_weak_edge_widens_the_grid_past_it() {
     let (x, y) = blobs(60, 300, &[0, 1], 0.25, 5);
     let (vx, vy) = blobs(400, 300, &[0, 1], 0.25, 6);
     let grid = [1e4, 1e3];
-    let fit = BaselineParams::default()
-        .alphas(grid.to_vec())
-        .fit(x.view(), &y, 2, Some((vx.view(), &vy)))
-        .unwrap();
+    let fit = fit_on_grid(&grid, BaselineParams::DEFAULT_WIDEN, &x, &y, &vx, &vy);
     assert_widened_as_documented(&fit, &grid, BaselineParams::DEFAULT_WIDEN);
     assert!(fit.chosen_alpha < 1e3, "{:#?}", fit.sweep);
 }

@@ -10,7 +10,7 @@ mod common;
 use std::path::PathBuf;
 
 use common::{headstart, json, tiny_model};
-use headstart::preprocess::{decode, decode_at_least, Decoded, PreprocessError, DEFAULT_MAX_PIXELS};
+use headstart::preprocess::{decode, decode_at_least, PreprocessError, DEFAULT_MAX_PIXELS};
 
 /// The test files: name, format, and the size upright.
 const FILES: [(&str, &str, (u32, u32)); 6] = [
@@ -93,7 +93,7 @@ fn without_the_feature_heic_and_avif_are_refused_naming_it() {
     for (name, format, _) in FILES {
         for result in [
             decode(&bytes(name), DEFAULT_MAX_PIXELS),
-            decode_at_least(&bytes(name), DEFAULT_MAX_PIXELS, 512).map(Decoded::upright),
+            decode_at_least(&bytes(name), DEFAULT_MAX_PIXELS, 512).map(headstart::preprocess::Decoded::upright),
         ] {
             let err = result.unwrap_err();
             assert!(

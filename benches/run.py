@@ -641,7 +641,7 @@ def sweep_accuracy_section(_rounds):
     """Part 5 of the sweep section alone: accuracy, nothing timed, so it may run beside other
     work (`--sections sweep-accuracy`)."""
     accuracy = sweep_accuracy(sweep_sets())
-    return accuracy_table(accuracy), accuracy
+    return accuracy_table(accuracy).lstrip(), accuracy
 
 
 def sweep_section(rounds):

@@ -76,10 +76,6 @@ const EXPECTED_SKIPS: &[(&str, &str)] = &[
     ),
     ("tiff/tiff_cmyk8_lzma.tif", "LZMA compression: not in the tiff crate"),
     (
-        "tiff/tiff_cmyk8_zstd.tif",
-        "Zstandard compression: a tiff crate feature that needs the C zstd library",
-    ),
-    (
         "tiff/tiff_grey12_strip.tif",
         "12-bit samples: the tiff crate reads whole bytes or fewer than 8 bits only",
     ),
@@ -88,20 +84,8 @@ const EXPECTED_SKIPS: &[(&str, &str)] = &[
         "12-bit samples: the tiff crate reads whole bytes or fewer than 8 bits only",
     ),
     ("tiff/tiff_grey16_lzma.tif", "LZMA compression: not in the tiff crate"),
-    (
-        "tiff/tiff_grey16_zstd.tif",
-        "Zstandard compression: a tiff crate feature that needs the C zstd library",
-    ),
     ("tiff/tiff_grey8_lzma.tif", "LZMA compression: not in the tiff crate"),
-    (
-        "tiff/tiff_grey8_zstd.tif",
-        "Zstandard compression: a tiff crate feature that needs the C zstd library",
-    ),
     ("tiff/tiff_palette8_lzma.tif", "LZMA compression: not in the tiff crate"),
-    (
-        "tiff/tiff_palette8_zstd.tif",
-        "Zstandard compression: a tiff crate feature that needs the C zstd library",
-    ),
     (
         "tiff/tiff_pil_LAB_raw.tif",
         "CIELab: the tiff crate refuses its signed a*, b* samples",
@@ -111,28 +95,12 @@ const EXPECTED_SKIPS: &[(&str, &str)] = &[
         "CIELab: the tiff crate refuses its signed a*, b* samples",
     ),
     ("tiff/tiff_rgb16_lzma.tif", "LZMA compression: not in the tiff crate"),
-    (
-        "tiff/tiff_rgb16_zstd.tif",
-        "Zstandard compression: a tiff crate feature that needs the C zstd library",
-    ),
     ("tiff/tiff_rgb8_lzma.tif", "LZMA compression: not in the tiff crate"),
     (
         "tiff/tiff_rgb8_separate_tile_lzma.tif",
         "LZMA compression: not in the tiff crate",
     ),
-    (
-        "tiff/tiff_rgb8_separate_tile_zstd.tif",
-        "Zstandard compression: a tiff crate feature that needs the C zstd library",
-    ),
-    (
-        "tiff/tiff_rgb8_zstd.tif",
-        "Zstandard compression: a tiff crate feature that needs the C zstd library",
-    ),
     ("tiff/tiff_rgba8_lzma.tif", "LZMA compression: not in the tiff crate"),
-    (
-        "tiff/tiff_rgba8_zstd.tif",
-        "Zstandard compression: a tiff crate feature that needs the C zstd library",
-    ),
 ];
 
 /// The largest difference per channel allowed between headstart's and PIL's pixels.

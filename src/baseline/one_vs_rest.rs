@@ -30,6 +30,17 @@ struct LabelPath {
     sign: f64,
 }
 
+/// What every alpha's model is scored on: the training and validation sets, and the
+/// standardisation the model carries.
+#[derive(Clone, Copy)]
+struct Scoring<'a> {
+    x: ArrayView2<'a, f32>,
+    y: ArrayView2<'a, f32>,
+    valid: Option<(ArrayView2<'a, f32>, ArrayView2<'a, f32>)>,
+    mean: &'a Array1<f32>,
+    std: &'a Array1<f32>,
+}
+
 impl LabelPath {
     /// The two solutions nearest `edge` of `alphas` (the sweep's alphas, strongest first),
     /// ordered toward it: the start of the next alpha past that edge.
@@ -106,10 +117,18 @@ impl BaselineParams {
                 *best = Some((model, point.clone()));
             }
         };
+        // Views reborrowed here, so that the three inputs' lifetimes meet in one.
+        let data = Scoring {
+            x: x.view(),
+            y: y.view(),
+            valid: valid.as_ref().map(|(vx, vy)| (vx.view(), vy.view())),
+            mean: &mean,
+            std: &std,
+        };
         let mut sweep = Vec::with_capacity(alphas.len());
         let mut best: Option<(Baseline, SweepPoint)> = None;
         for (a, &alpha) in alphas.iter().enumerate() {
-            let (point, model) = self.point(x, y, valid, &mean, &std, &paths, a, alpha, seconds);
+            let (point, model) = self.point(&data, &paths, a, alpha, seconds);
             keep_best(&mut best, model, &point);
             sweep.push(point);
         }
@@ -135,17 +154,7 @@ impl BaselineParams {
             for (path, mut fit) in paths.iter_mut().zip(fits) {
                 path.fits.insert(at, fit.fits.remove(0));
             }
-            let (mut point, model) = self.point(
-                x,
-                y,
-                valid,
-                &mean,
-                &std,
-                &paths,
-                at,
-                alpha,
-                started.elapsed().as_secs_f64(),
-            );
+            let (mut point, model) = self.point(&data, &paths, at, alpha, started.elapsed().as_secs_f64());
             point.widened = true;
             keep_best(&mut best, model, &point);
             sweep.insert(at, point);
@@ -161,20 +170,9 @@ impl BaselineParams {
     }
 
     /// The one-vs-rest model of the `a`-th fit of every label's path, at `alpha`, and its
-    /// sweep point.
-    #[allow(clippy::too_many_arguments)]
-    fn point(
-        &self,
-        x: ArrayView2<f32>,
-        y: ArrayView2<f32>,
-        valid: Option<(ArrayView2<f32>, ArrayView2<f32>)>,
-        mean: &Array1<f32>,
-        std: &Array1<f32>,
-        paths: &[LabelPath],
-        a: usize,
-        alpha: f64,
-        seconds: f64,
-    ) -> (SweepPoint, Baseline) {
+    /// sweep point scored on `data`.
+    fn point(&self, data: &Scoring, paths: &[LabelPath], a: usize, alpha: f64, seconds: f64) -> (SweepPoint, Baseline) {
+        let Scoring { x, y, valid, mean, std } = *data;
         let n_labels = paths.len();
         let mut weights = Array2::zeros((x.ncols(), n_labels));
         let mut intercept = Array1::zeros(n_labels);

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{headstart, json, make_dataset, tiny_model};
+use common::{headstart, json, kill_after, make_dataset, tiny_model};
 use headstart::cache::{Manifest, Store, Vectors, WorkspaceLock};
 use predicates::prelude::*;
 use predicates::str::contains;
@@ -114,21 +114,6 @@ fn assert_no_partial_files(ws: &Path) {
             }
         }
     }
-}
-
-/// Sends SIGKILL `delay` after the start unless the run ends first. Returns how long the run
-/// took when it ended on its own (the kill then cut nothing short).
-fn kill_after(mut child: Child, delay: Duration) -> Option<Duration> {
-    let started = Instant::now();
-    while started.elapsed() < delay {
-        if child.try_wait().unwrap().is_some() {
-            return Some(started.elapsed());
-        }
-        std::thread::sleep(Duration::from_millis(1));
-    }
-    child.kill().unwrap();
-    child.wait().unwrap();
-    None
 }
 
 #[test]

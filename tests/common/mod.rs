@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use assert_cmd::Command;
 use image::{DynamicImage, ImageFormat, Rgb, RgbImage};
@@ -254,4 +255,19 @@ pub fn run_exported(model: &Path, files: &[String], side: u32) -> Vec<Vec<f32>> 
     .unwrap();
     assert!(failed.is_empty());
     rows
+}
+
+/// Sends SIGKILL `delay` after the start unless the run ends first. Returns how long the run
+/// took when it ended on its own (the kill then cut nothing short).
+pub fn kill_after(mut child: std::process::Child, delay: Duration) -> Option<Duration> {
+    let started = Instant::now();
+    while started.elapsed() < delay {
+        if child.try_wait().unwrap().is_some() {
+            return Some(started.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    None
 }

@@ -312,8 +312,15 @@ fn sweep_command(global: &Global, args: &SweepArgs) -> Result<ExitCode> {
     });
     opts.stop = Some(stop);
     if !quiet {
+        let views = match opts.views.as_slice() {
+            [_] => String::new(),
+            many => format!(
+                ", each MLP one under the view settings {}",
+                many.iter().map(|v| v.name()).collect::<Vec<_>>().join(", ")
+            ),
+        };
         eprintln!(
-            "sweep: {} configurations, {}-fold cross-validation on train + val",
+            "sweep: {} configurations{views}, {}-fold cross-validation on train + val",
             opts.trials.len(),
             opts.folds
         );
@@ -351,13 +358,13 @@ fn trial_line(r: &TrialResult) -> String {
     match &r.outcome {
         Outcome::Done { accuracy, log_loss, .. } => format!(
             "{}: accuracy {:.3} ± {:.3}, log loss {:.3} ({:.1} s)",
-            r.spec.label(),
+            r.label(),
             accuracy.mean,
             accuracy.std,
             log_loss.mean,
             r.seconds
         ),
-        Outcome::Failed { fold, reason } => format!("{}: FAILED on fold {fold}: {reason}", r.spec.label()),
+        Outcome::Failed { fold, reason } => format!("{}: FAILED on fold {fold}: {reason}", r.label()),
     }
 }
 
@@ -391,8 +398,8 @@ fn print_sweep(s: &SweepSummary, top: usize, json_path: &std::path::Path, csv_pa
             Outcome::Failed { .. } => ["failed".into(), String::new(), String::new()],
         };
         let label = match s.backbones.len() {
-            1 => r.spec.label(),
-            _ => format!("{} {}", r.backbone, r.spec.label()),
+            1 => r.label(),
+            _ => format!("{} {}", r.backbone, r.label()),
         };
         let mut row = vec![format!("{:>2}. {label}", i + 1)];
         row.extend(cells);

@@ -173,9 +173,9 @@ pub struct SweepArgs {
     /// Rows of the leaderboard to print (all are in the JSON and CSV files).
     #[arg(long, default_value_t = 10)]
     pub top: usize,
-    /// The augmented views cached by `extract --augment K`, for the MLP trials: with-plain, views-only or off, as train-head's --augment.
-    #[arg(long, value_enum, default_value_t = ViewPolicy::default())]
-    pub augment: ViewPolicy,
+    /// The augmented views cached by `extract --augment K`, for the MLP trials: with-plain, views-only or off, as train-head's --augment. Several, comma-separated (`off,with-plain`), compare them: each MLP configuration runs under each.
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "with-plain")]
+    pub augment: Vec<ViewPolicy>,
     /// `best`: refit the winner on train + val and save it as the workspace's head; `none`: keep the head as it is.
     #[arg(long, value_enum, default_value_t = Refit::Best)]
     pub refit: Refit,

@@ -373,7 +373,7 @@ pub fn sweep(global: &Global, args: &SweepArgs) -> Result<SweepOptions, OptionsE
             None => 0,
         },
         refit: args.refit == Refit::Best,
-        views: args.augment,
+        views: args.augment.clone(),
         backbones: match args.backbones.trim() {
             "current" => Backbones::Current,
             "all" => Backbones::All,

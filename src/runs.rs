@@ -249,7 +249,9 @@ pub fn sweep_record(run: &Invocation, opts: &SweepOptions, s: &SweepSummary) -> 
         "threads": s.threads,
         "refit": opts.refit,
         "trials": opts.trials,
+        "views": opts.views,
         "winner": s.results.first().map(|r| &r.spec),
+        "winner_views": s.results.first().and_then(|r| r.views),
     });
     let mut metrics = BTreeMap::new();
     metrics.insert("trials".to_string(), s.results.len() as f64);

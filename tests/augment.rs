@@ -227,6 +227,12 @@ fn tta_without_mirrored_views_and_bad_augment_flags_say_what_to_do() {
             .failure()
             .stderr(contains(flag));
     }
+    // Comparing view settings needs views to draw.
+    headstart(&ws)
+        .args(["sweep", "--heads", "logistic", "--augment", "off,with-plain"])
+        .assert()
+        .failure()
+        .stderr(contains("--augment K"));
 }
 
 #[test]
@@ -277,4 +283,65 @@ fn a_sweep_draws_the_views_for_its_mlp_trials_only_and_keeps_a_journal_per_setti
     assert_eq!(with["logistic"], off["logistic"]);
     // The same setting again resumes every trial from its journal.
     assert_eq!(sweep("with-plain")["resumed"], 2);
+
+    // Both settings in one sweep: the MLP runs under each, the logistic regression once, and
+    // each is the trial its own setting's sweep ran (all three resumed from those journals).
+    let both = sweep("off,with-plain");
+    assert_eq!(both["resumed"], 3);
+    assert_eq!(both["journals"].as_array().unwrap().len(), 2);
+    let mut runs: Vec<(String, Option<String>, Vec<f64>)> = both["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let folds = r["folds"].as_array().unwrap().iter();
+            (
+                r["spec"]["kind"].as_str().unwrap().to_string(),
+                r["views"].as_str().map(String::from),
+                folds.map(|f| f["log_loss"].as_f64().unwrap()).collect(),
+            )
+        })
+        .collect();
+    runs.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+    let expected = [
+        ("logistic", None, &with["logistic"]),
+        ("mlp", Some("off"), &off["mlp"]),
+        ("mlp", Some("with-plain"), &with["mlp"]),
+    ];
+    assert_eq!(runs.len(), expected.len());
+    for ((kind, views, losses), (k, v, l)) in runs.iter().zip(expected) {
+        assert_eq!((kind.as_str(), views.as_deref(), losses), (k, v, l));
+    }
+
+    // The winner is refitted under its own setting, and its card names the views it drew, as
+    // train-head's does (none under `off`).
+    let refitted = run_json(
+        &ws,
+        &[
+            "sweep",
+            "--heads",
+            "mlp",
+            "--hidden",
+            "8",
+            "--epochs",
+            "3",
+            "--folds",
+            "2",
+            "--augment",
+            "off,with-plain",
+        ],
+    );
+    let winner = &refitted["results"][0];
+    let policy = winner["views"].as_str().unwrap();
+    assert!(refitted["refit"]["label"]
+        .as_str()
+        .unwrap()
+        .ends_with(&format!("views={policy}")));
+    let card = headstart::artifact::open(&ws.join("head.safetensors"), None)
+        .unwrap()
+        .card;
+    match policy {
+        "off" => assert!(card.settings.get("views").is_none()),
+        drawn => assert_eq!(card.settings["views"]["policy"], drawn),
+    }
 }

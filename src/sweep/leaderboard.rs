@@ -11,7 +11,7 @@ pub const CSV_FILE: &str = "leaderboard.csv";
 
 /// Sorts `results` best first: finished trials by the images classified right over all folds
 /// (pooled accuracy; see [`correct`]), ties by lower mean log loss,
-/// then by id and backbone, so equal results always come in the same order; failed trials last, by id.
+/// then by id, backbone and view setting, so equal results always come in the same order; failed trials last, by id.
 pub fn rank(results: &mut [TrialResult]) {
     results.sort_by(compare);
 }
@@ -32,11 +32,16 @@ fn compare(a: &TrialResult, b: &TrialResult) -> Ordering {
         ) => correct(bf)
             .cmp(&correct(af))
             .then(al.mean.total_cmp(&bl.mean))
-            .then_with(|| (&a.id, &a.backbone).cmp(&(&b.id, &b.backbone))),
+            .then_with(|| tie(a).cmp(&tie(b))),
         (Outcome::Done { .. }, Outcome::Failed { .. }) => Ordering::Less,
         (Outcome::Failed { .. }, Outcome::Done { .. }) => Ordering::Greater,
-        (Outcome::Failed { .. }, Outcome::Failed { .. }) => (&a.id, &a.backbone).cmp(&(&b.id, &b.backbone)),
+        (Outcome::Failed { .. }, Outcome::Failed { .. }) => tie(a).cmp(&tie(b)),
     }
+}
+
+/// What orders equal results: the configuration, its backbone and its view setting.
+fn tie(r: &TrialResult) -> (&str, &str, Option<&str>) {
+    (&r.id, &r.backbone, r.views.map(|v| v.name()))
 }
 
 /// The columns of [`csv`].
@@ -82,7 +87,7 @@ pub fn csv(ranked: &[TrialResult]) -> String {
             r.id,
             quote(&r.backbone),
             r.spec.kind(),
-            quote(&r.spec.label()),
+            quote(&r.label()),
             fields.join(",")
         );
     }

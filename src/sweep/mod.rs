@@ -103,6 +103,16 @@ pub enum SweepError {
         /// The workspace's data folder.
         data: PathBuf,
     },
+    /// Several view settings were asked for, but a backbone has no augmented views to draw.
+    #[error("--augment compares {settings}, but backbone `{name}` has no augmented views cached: run `headstart extract --data {} --model {name} --augment K` first, or give one setting", data.display())]
+    NoViews {
+        /// The backbone.
+        name: String,
+        /// The settings asked for, in words.
+        settings: String,
+        /// The workspace's data folder.
+        data: PathBuf,
+    },
     /// A cached backbone's embeddings are of other images than the workspace's current ones.
     #[error("backbone `{name}` was last extracted from other images than the workspace's current data: run `headstart extract --data {} --model {name}` again", data.display())]
     OtherData {
@@ -139,8 +149,9 @@ pub struct SweepOptions {
     /// The backbones whose embeddings are compared.
     pub backbones: Backbones,
     /// How MLP trials use the augmented views `extract --augment K` cached, as `train-head`
-    /// does; the other kinds fit the plain vectors.
-    pub views: ViewPolicy,
+    /// does. Several settings are one more dimension of the grid: every MLP trial runs under
+    /// each, the other kinds once (they fit the plain vectors whatever the setting).
+    pub views: Vec<ViewPolicy>,
 }
 
 /// Which cached backbones a sweep runs on; every one under the same folds, in one leaderboard.
@@ -168,7 +179,7 @@ impl SweepOptions {
             refit: true,
             stop: None,
             backbones: Backbones::Current,
-            views: ViewPolicy::default(),
+            views: vec![ViewPolicy::default()],
         }
     }
 }
@@ -194,11 +205,14 @@ pub struct Refit {
     pub seconds: f64,
 }
 
-/// One backbone's journal.
+/// One backbone's journal, under one view setting.
 #[derive(Debug, Clone, Serialize)]
 pub struct JournalRef {
     /// The backbone's name.
     pub backbone: String,
+    /// The view setting of its MLP trials, when the backbone has augmented views cached.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub views: Option<ViewPolicy>,
     /// The protocol id: data fingerprint, backbone and folds.
     pub protocol: String,
     /// The journal file.
@@ -263,14 +277,33 @@ pub fn sweep(
             threads,
             message: e.to_string(),
         })?;
-    let total = opts.trials.len() * manifests.len();
+    let mut policies = opts.views.clone();
+    policies.dedup();
+    if policies.is_empty() {
+        policies.push(ViewPolicy::default());
+    }
+    if policies.len() > 1 {
+        if let Some(bare) = manifests.iter().find(|m| m.views.is_none()) {
+            return Err(SweepError::NoViews {
+                name: bare.backbone.name.clone(),
+                settings: policies.iter().map(|p| p.name()).collect::<Vec<_>>().join(", "),
+                data: current.data_root.clone(),
+            });
+        }
+    }
+    let mlp_trials = opts.trials.iter().filter(|t| matches!(t, TrialSpec::Mlp(_))).count();
+    let total = (opts.trials.len() + mlp_trials * (policies.len() - 1)) * manifests.len();
     let mut results = Vec::new();
     let mut journals = Vec::new();
     let mut resumed = 0;
     let mut first_folds = None;
-    // One backbone at a time, so that only one backbone's embeddings are held.
-    for manifest in &manifests {
-        let (TrainingRows { x, y, pools }, assigned) = train_and_val(opts, manifest)?;
+    // One backbone and view setting at a time, so that only one set of rows is held. The first
+    // setting runs every trial; the others only the MLP trials, the one kind that draws views.
+    let runs = manifests
+        .iter()
+        .flat_map(|m| policies.iter().enumerate().map(move |(i, &p)| (m, p, i == 0)));
+    for (manifest, policy, first_setting) in runs {
+        let (TrainingRows { x, y, pools }, assigned) = train_and_val(opts, manifest, policy)?;
         let fold: Vec<usize> = assigned
             .fold
             .iter()
@@ -279,8 +312,12 @@ pub fn sweep(
         // Views change what an MLP trial trains on, so they are part of what makes results
         // comparable: a journal is never resumed across view settings.
         let views = match (&manifest.views, &pools) {
-            (Some(record), Some(_)) => format!("|views {} x{} {:?}", record.kind.dir_name(), record.count, opts.views),
+            (Some(record), Some(_)) => format!("|views {} x{} {:?}", record.kind.dir_name(), record.count, policy),
             _ => String::new(),
+        };
+        let trial_views = |spec: &TrialSpec| match spec {
+            TrialSpec::Mlp(_) => manifest.views.as_ref().map(|_| policy),
+            _ => None,
         };
         let protocol = protocol_id(
             &crate::runs::fingerprint(manifest).sha256,
@@ -298,11 +335,16 @@ pub fn sweep(
         let done = journal.read().map_err(journal_error)?;
         let backbone = manifest.backbone.name.clone();
         let mut pending = Vec::new();
-        for spec in &opts.trials {
+        let specs = opts
+            .trials
+            .iter()
+            .filter(|spec| first_setting || matches!(spec, TrialSpec::Mlp(_)));
+        for spec in specs {
             match done.get(&spec.id()) {
                 Some(r) if r.spec == *spec => {
                     results.push(TrialResult {
                         backbone: backbone.clone(),
+                        views: trial_views(spec),
                         ..r.clone()
                     });
                     resumed += 1;
@@ -321,6 +363,7 @@ pub fn sweep(
                 // compete with matrixmultiply's own threads for the cores.
                 let result = TrialResult {
                     backbone: backbone.clone(),
+                    views: trial_views(spec),
                     ..matrixmultiply::with_max_threads(1, || {
                         trial::run_with_views(
                             spec,
@@ -349,6 +392,7 @@ pub fn sweep(
         }
         journals.push(JournalRef {
             backbone,
+            views: manifest.views.as_ref().map(|_| policy),
             protocol,
             path: journal.path().to_path_buf(),
         });
@@ -395,8 +439,12 @@ struct TrainingRows {
 }
 
 /// The train and val embeddings of `manifest`'s backbone as one matrix, the train images' cached
-/// views appended (when `opts.views` uses them), and the images' folds.
-fn train_and_val(opts: &SweepOptions, manifest: &Manifest) -> Result<(TrainingRows, Folds), SweepError> {
+/// views appended (when `policy` uses them), and the images' folds.
+fn train_and_val(
+    opts: &SweepOptions,
+    manifest: &Manifest,
+    policy: ViewPolicy,
+) -> Result<(TrainingRows, Folds), SweepError> {
     let store = manifest.open_store(&opts.workspace)?;
     let train = manifest.split(&store, Split::Train)?;
     let val = manifest.split(&store, Split::Val)?;
@@ -404,11 +452,11 @@ fn train_and_val(opts: &SweepOptions, manifest: &Manifest) -> Result<(TrainingRo
     let assigned = folds::assign(&manifest.classes, samples, opts.folds)?;
     let x = concatenate(Axis(0), &[train.x.view(), val.x.view()]).expect("same width");
     let y: Vec<usize> = train.y.iter().chain(&val.y).copied().collect();
-    let rows = match (&manifest.views, opts.views) {
+    let rows = match (&manifest.views, policy) {
         (Some(record), ViewPolicy::WithPlain | ViewPolicy::ViewsOnly) => {
             let mut vectors = manifest.view_vectors(&opts.workspace, record, &train.entries)?;
             vectors.resize(y.len(), Vec::new());
-            let v = with_views(&x, &y, None, vectors, opts.views);
+            let v = with_views(&x, &y, None, vectors, policy);
             TrainingRows {
                 x: v.x,
                 y: v.y,
@@ -477,8 +525,9 @@ fn refit(
     winner: &TrialResult,
 ) -> Result<Refit, SweepError> {
     let started = Instant::now();
-    let label = winner.spec.label();
-    let (TrainingRows { x, y, pools }, assigned) = train_and_val(opts, manifest)?;
+    let label = winner.label();
+    let policy = winner.views.unwrap_or(ViewPolicy::Off);
+    let (TrainingRows { x, y, pools }, assigned) = train_and_val(opts, manifest, policy)?;
     let all: Vec<usize> = (0..assigned.fold.len()).collect();
     let model = trial::fit_with_views(
         &winner.spec,
@@ -505,7 +554,7 @@ fn refit(
             let mut settings = serde_json::to_value(&winner.spec).expect("plain data");
             if let (Some(record), Some(_), TrialSpec::Mlp(_)) = (&manifest.views, &pools, &winner.spec) {
                 settings["views"] = serde_json::json!({
-                    "policy": opts.views,
+                    "policy": policy,
                     "kind": record.kind,
                     "count": record.count,
                 });

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use super::space::TrialSpec;
 use crate::classifier::{Classifier, Targets};
 use crate::metrics::{evaluate, log_loss};
+use crate::views::ViewPolicy;
 
 /// A statistic over the folds: mean, sample standard deviation and a 95% interval of the mean.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -114,11 +115,26 @@ pub struct TrialResult {
     /// The backbone whose embeddings it ran on, by name (set by the sweep).
     #[serde(default)]
     pub backbone: String,
+    /// For an MLP trial on a backbone with cached augmented views: how it drew them (set by the
+    /// sweep). `None` for the other kinds, which fit the plain vectors.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub views: Option<ViewPolicy>,
     /// How it ended.
     #[serde(flatten)]
     pub outcome: Outcome,
     /// Seconds for all folds.
     pub seconds: f64,
+}
+
+impl TrialResult {
+    /// The configuration in a few words, with the view setting when it has one:
+    /// `mlp hidden=512 lr=0.001 dropout=0.5 views=off`.
+    pub fn label(&self) -> String {
+        match self.views {
+            Some(policy) => format!("{} views={}", self.spec.label(), policy.name()),
+            None => self.spec.label(),
+        }
+    }
 }
 
 /// Fits `spec` on the rows `rows` of `x`/`y` (class indices in `0..n_classes`) with no
@@ -280,6 +296,7 @@ pub fn run_with_views(
         id: spec.id(),
         spec: spec.clone(),
         backbone: String::new(),
+        views: None,
         outcome,
         seconds: started.elapsed().as_secs_f64(),
     }

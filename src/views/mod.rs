@@ -123,6 +123,17 @@ pub enum ViewPolicy {
     Off,
 }
 
+impl ViewPolicy {
+    /// The setting as the `--augment` flag and the JSON files spell it.
+    pub fn name(self) -> &'static str {
+        match self {
+            ViewPolicy::WithPlain => "with-plain",
+            ViewPolicy::ViewsOnly => "views-only",
+            ViewPolicy::Off => "off",
+        }
+    }
+}
+
 /// The training rows with the views appended, and each image's pool of rows to draw from.
 pub struct WithViews {
     /// The plain rows, then every view's row.

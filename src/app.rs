@@ -664,9 +664,12 @@ fn print_extract(s: &ExtractSummary, json: bool) -> Result<()> {
             println!("  {}: {}", f.path, f.reason);
         }
     }
+    if let Some(why) = &s.device.fallback {
+        println!("--device auto ran on the CPU: {why}");
+    }
     println!(
-        "{:.1} s in all, {:.1} inputs/s through the network",
-        s.seconds, s.images_per_second
+        "{:.1} s in all, {:.1} inputs/s through the network ({})",
+        s.seconds, s.images_per_second, s.device.provider
     );
     Ok(())
 }

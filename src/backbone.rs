@@ -14,6 +14,7 @@ use ort::value::{TensorElementType, TensorRef, ValueType};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::device::{self, Device, Placement};
 use crate::fetch::hex;
 use crate::finetune::Geometry;
 use crate::onnx::edit::ModelEdit;
@@ -137,6 +138,9 @@ pub enum BackboneError {
         /// The SHA-256 the description expects, hex.
         expected: String,
     },
+    /// The session could not be placed on the device asked for.
+    #[error(transparent)]
+    Device(#[from] crate::device::DeviceError),
     /// ONNX Runtime could not create a session from the file (not an ONNX model, or unsupported).
     #[error("ONNX Runtime cannot load {path}: {message}. Is it an ONNX model? Pass --model with an .onnx file (models/export_resnet50.py shows how to export one)")]
     Session {
@@ -620,6 +624,8 @@ pub struct Backbone {
     fixed_batch: Option<usize>,
     /// The tensor at the cut whose maps each row also carries, and their size.
     cut: Option<(String, Geometry)>,
+    /// The execution provider the session runs on.
+    pub placement: Placement,
 }
 
 impl Backbone {
@@ -642,16 +648,18 @@ impl Backbone {
             path: info.path.clone(),
             message: e.to_string(),
         };
-        let mut builder = Session::builder(&runtime.environment)
-            .map_err(session_err)?
-            .with_optimization_level(GraphOptimizationLevel::All)
-            .map_err(|e| session_err(e.into()))?
-            .with_intra_threads(threads)
-            .map_err(|e| session_err(e.into()))?
-            .with_inter_threads(1)
-            .map_err(|e| session_err(e.into()))?;
-        let session = if edit.outputs.is_empty() && edit.weights.is_empty() {
-            builder.commit_from_file(&info.path).map_err(session_err)?
+        let base = || -> Result<_, BackboneError> {
+            Session::builder(&runtime.environment)
+                .map_err(session_err)?
+                .with_optimization_level(GraphOptimizationLevel::All)
+                .map_err(|e| session_err(e.into()))?
+                .with_intra_threads(threads)
+                .map_err(|e| session_err(e.into()))?
+                .with_inter_threads(1)
+                .map_err(|e| session_err(e.into()))
+        };
+        let edited = if edit.outputs.is_empty() && edit.weights.is_empty() {
+            None
         } else {
             let bytes = std::fs::read(&info.path).map_err(|source| BackboneError::Io {
                 path: info.path.clone(),
@@ -668,7 +676,35 @@ impl Backbone {
                     source,
                 },
             })?;
-            builder.commit_from_memory(&edited).map_err(session_err)?
+            Some(edited)
+        };
+        let commit = |mut builder: ort::session::builder::SessionBuilder| match &edited {
+            None => builder.commit_from_file(&info.path),
+            Some(bytes) => builder.commit_from_memory(bytes),
+        };
+        let auto = runtime.device == Device::Auto;
+        let (session, placement) = match device::place(base()?, runtime.device, &runtime.library) {
+            (builder, Ok(placement)) => match commit(builder) {
+                Ok(session) => (session, placement),
+                // A provider may register and still fail on the first session (no GPU found).
+                Err(e) if auto => {
+                    let why = format!("{} could not run the network: {e}", placement.provider);
+                    (commit(base()?).map_err(session_err)?, device::on_cpu(Some(why)))
+                }
+                Err(e) if runtime.device != Device::Cpu => {
+                    return Err(BackboneError::Device(device::unavailable(
+                        runtime.device,
+                        placement.provider,
+                        e.to_string(),
+                    )))
+                }
+                Err(e) => return Err(session_err(e)),
+            },
+            (builder, Err(why)) if auto => (
+                commit(builder).map_err(session_err)?,
+                device::on_cpu(Some(why.to_string())),
+            ),
+            (_, Err(why)) => return Err(BackboneError::Device(why)),
         };
         let Some(first) = session.inputs().first() else {
             return Err(BackboneError::NoInputs {
@@ -762,6 +798,7 @@ impl Backbone {
             output,
             fixed_batch,
             cut: None,
+            placement,
         };
         if let Some(cut) = edit.outputs.first() {
             backbone.cut = Some((cut.clone(), backbone.probe_cut(cut)?));

@@ -6,6 +6,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use headstart::audit::{LABEL_FOLDS, NEAR_THRESHOLD, NEIGHBOURS};
 use headstart::baseline::BaselineParams;
 use headstart::dataset::{Column, Header, Split, SplitPercentages};
+use headstart::device::Device;
 use headstart::evaluate::EvalOptions;
 use headstart::finetune::FinetuneParams;
 use headstart::head::HeadParams;
@@ -46,6 +47,9 @@ pub struct Global {
     /// The ONNX Runtime shared library (libonnxruntime.so, .dylib or onnxruntime.dll); found or fetched automatically if absent.
     #[arg(long, global = true, value_name = "PATH")]
     pub ort_lib: Option<PathBuf>,
+    /// Where the backbone runs: cpu, cuda, tensorrt or openvino (each fetches the ONNX Runtime build with its provider once), or auto (CUDA where an NVIDIA driver is installed and the provider starts, else the CPU, saying why).
+    #[arg(long, global = true, value_enum, default_value_t = Device::Cpu)]
+    pub device: Device,
     /// Images with more pixels are skipped without being decoded (guards against decompression bombs).
     #[arg(long, global = true, default_value_t = headstart::preprocess::DEFAULT_MAX_PIXELS)]
     pub max_pixels: u64,

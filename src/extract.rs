@@ -20,6 +20,7 @@ use crate::cache::shard::{Shard, ShardManifest};
 use crate::cache::{key_hex, parse_key, CacheError, ContentKey, Damaged, Entry, Manifest, Store, WorkspaceLock};
 use crate::dataset::Split;
 use crate::dataset::{BadLine, Dataset, DatasetError, Labels, Skipped, SplitPercentages};
+use crate::device::Placement;
 use crate::embed::{embed_jobs, Job, Progress};
 use crate::onnx::edit::ModelEdit;
 use crate::settings::{RuntimeOptions, DEFAULT_BATCH_SIZE};
@@ -131,6 +132,9 @@ pub struct ExtractSummary {
     pub maps_computed: usize,
     /// Images in the manifest now.
     pub images: usize,
+    /// The execution provider the backbone ran on, and why `--device auto` fell back to the
+    /// CPU if it did.
+    pub device: Placement,
     /// Images run through the backbone in this run.
     pub computed: usize,
     /// Images whose vectors were already cached.
@@ -260,12 +264,13 @@ pub fn extract(opts: &ExtractOptions, progress: &dyn Progress) -> Result<Extract
     let owned = |k: &ContentKey| opts.shard.is_none_or(|shard| shard.owns(k));
     let dataset = Dataset::scan(&opts.data, opts.percentages, &opts.labels)?;
     let info = opts.backbone.resolve()?;
-    let runtime = crate::runtime::init(opts.runtime.ort_lib.as_deref())?;
+    let runtime = crate::runtime::init_for(opts.runtime.ort_lib.as_deref(), opts.runtime.device)?;
     let edit = ModelEdit {
         outputs: opts.cut.iter().map(|c| info.cut_tensor(c)).collect(),
         ..ModelEdit::default()
     };
     let mut backbone = Backbone::open_with(&runtime, info, opts.runtime.threads, &edit)?;
+    let device = backbone.placement.clone();
     let key = backbone.key();
     let cut = backbone.cut().cloned();
     let _lock = WorkspaceLock::acquire(&workspace, |path| {
@@ -599,6 +604,7 @@ pub fn extract(opts: &ExtractOptions, progress: &dyn Progress) -> Result<Extract
         classes: dataset.classes.clone(),
         counts,
         images: images_here,
+        device,
         computed,
         reused,
         cut: cut_record,

@@ -68,6 +68,7 @@ pub mod catalogue;
 pub mod classifier;
 mod cosine;
 pub mod dataset;
+pub mod device;
 pub mod embed;
 pub mod evaluate;
 pub mod export;

@@ -65,6 +65,7 @@ pub fn runtime(global: &Global) -> Result<RuntimeOptions, OptionsError> {
             None => defaults.threads,
         },
         ort_lib: global.ort_lib.clone(),
+        device: global.device,
         max_pixels: match global.max_pixels {
             0 => return Err(invalid("max-pixels", "must be at least 1")),
             n => n,

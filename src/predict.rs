@@ -114,7 +114,7 @@ pub fn predict(opts: &PredictOptions, progress: &dyn Progress) -> Result<Predict
     for s in &skipped {
         progress.skipped(s);
     }
-    let ort = crate::runtime::init(opts.runtime.ort_lib.as_deref())?;
+    let ort = crate::runtime::init_for(opts.runtime.ort_lib.as_deref(), opts.runtime.device)?;
     // A fine-tuned top runs inside the backbone, its trained weights put in place of the
     // originals, and its head takes the features: one ONNX Runtime session for the whole
     // network, the same graph `export` writes.

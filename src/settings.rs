@@ -4,6 +4,7 @@
 
 use std::path::PathBuf;
 
+use crate::device::Device;
 use crate::preprocess::DEFAULT_MAX_PIXELS;
 
 /// Images per network call when a command is not told otherwise: large enough to keep the
@@ -17,16 +18,19 @@ pub struct RuntimeOptions {
     pub threads: usize,
     /// Where ONNX Runtime is, if not found by the usual search (see [`crate::runtime`]).
     pub ort_lib: Option<PathBuf>,
+    /// Where the backbone runs ([`crate::device`]).
+    pub device: Device,
     /// Images with more pixels are skipped without being decoded (decompression bombs).
     pub max_pixels: u64,
 }
 
 impl Default for RuntimeOptions {
-    /// Every core, ONNX Runtime found by the usual search, [`DEFAULT_MAX_PIXELS`].
+    /// Every core, ONNX Runtime found by the usual search, on the CPU, [`DEFAULT_MAX_PIXELS`].
     fn default() -> Self {
         RuntimeOptions {
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             ort_lib: None,
+            device: Device::Cpu,
             max_pixels: DEFAULT_MAX_PIXELS,
         }
     }

@@ -9,13 +9,21 @@
 //! decode CPU time / cores. The ratio of the two is printed.
 //!
 //! cargo bench --bench extract -- DATA_DIR [--model M] [--int8] [--batch B] [--sample N]
+//!                                         [--device D] [--keep WORKSPACE]
+//! cargo bench --bench extract -- --compare WORKSPACE_A WORKSPACE_B
 //!
-//! Prints a readable summary and one `BENCH_JSON {...}` line for benches/run.py.
+//! Prints a readable summary and one `BENCH_JSON {...}` line for benches/run.py and
+//! benches/gpu.sh. `--device` runs both measurements on that execution provider; `--keep` leaves
+//! the cache in WORKSPACE, and `--compare` then gives the cosine of each image's vectors in two
+//! such caches (a device's against the CPU's).
 
 use std::time::Instant;
 
 use headstart::backbone::{Backbone, BackboneChoice};
+use headstart::cache::Manifest;
+use headstart::dataset::Split;
 use headstart::dataset::{Dataset, Labels, SplitPercentages};
+use headstart::device::Device;
 use headstart::embed::Silent;
 use headstart::extract::{extract, ExtractOptions};
 use headstart::preprocess::{decode_at_least, normalise, DEFAULT_MAX_PIXELS};
@@ -36,10 +44,12 @@ struct Args {
     batch: usize,
     /// Images for the network-alone and decode measurements.
     sample: usize,
+    device: Device,
+    keep: Option<std::path::PathBuf>,
 }
 
 fn args() -> Args {
-    let usage = "usage: extract DATA_DIR [--model M] [--int8] [--batch B] [--sample N]";
+    let usage = "usage: extract DATA_DIR [--model M] [--int8] [--batch B] [--sample N] [--device D] [--keep WS]";
     let mut it = std::env::args().skip(1).filter(|a| a != "--bench");
     let mut args = Args {
         data: it.next().expect(usage).into(),
@@ -47,6 +57,8 @@ fn args() -> Args {
         int8: false,
         batch: 32,
         sample: 512,
+        device: Device::Cpu,
+        keep: None,
     };
     while let Some(flag) = it.next() {
         match flag.as_str() {
@@ -54,26 +66,83 @@ fn args() -> Args {
             "--int8" => args.int8 = true,
             "--batch" => args.batch = it.next().and_then(|b| b.parse().ok()).expect(usage),
             "--sample" => args.sample = it.next().and_then(|b| b.parse().ok()).expect(usage),
+            "--device" => {
+                let name = it.next().expect(usage);
+                args.device = clap::ValueEnum::from_str(&name, true).expect(usage);
+            }
+            "--keep" => args.keep = Some(it.next().expect(usage).into()),
             _ => panic!("{usage}"),
         }
     }
     args
 }
 
+/// Every image's vector in a workspace's cache, by content.
+fn vectors(ws: &std::path::Path) -> std::collections::BTreeMap<String, Vec<f32>> {
+    let manifest = Manifest::load(ws).unwrap();
+    let store = manifest.open_store(ws).unwrap();
+    let mut all = std::collections::BTreeMap::new();
+    for split in [Split::Train, Split::Val, Split::Test] {
+        let part = manifest.split(&store, split).unwrap();
+        for (entry, row) in part.entries.iter().zip(part.x.rows()) {
+            all.insert(entry.sha256.clone(), row.to_vec());
+        }
+    }
+    all
+}
+
+/// `--compare A B`: the cosine of each image's two vectors, as its minimum, 1st percentile and
+/// median, and one `BENCH_JSON` line.
+fn compare(a: &std::path::Path, b: &std::path::Path) {
+    let (va, vb) = (vectors(a), vectors(b));
+    let norm = |v: &[f32]| v.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
+    let mut cosines: Vec<f64> = va
+        .iter()
+        .filter_map(|(key, x)| {
+            let y = vb.get(key)?;
+            let dot: f64 = x.iter().zip(y).map(|(p, q)| *p as f64 * *q as f64).sum();
+            Some(dot / (norm(x) * norm(y)))
+        })
+        .collect();
+    cosines.sort_by(f64::total_cmp);
+    assert!(!cosines.is_empty(), "the two workspaces share no image");
+    let at = |q: f64| cosines[((cosines.len() - 1) as f64 * q).round() as usize];
+    println!(
+        "{} images in both: cosine min {:.6}, 1st percentile {:.6}, median {:.6}",
+        cosines.len(),
+        cosines[0],
+        at(0.01),
+        at(0.5)
+    );
+    let json = serde_json::json!({
+        "a": a, "b": b, "images": cosines.len(),
+        "cosine_min": cosines[0], "cosine_p01": at(0.01), "cosine_median": at(0.5),
+    });
+    println!("BENCH_JSON {json}");
+}
+
 fn main() {
+    let raw: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
+    if let [flag, a, b] = raw.as_slice() {
+        if flag == "--compare" {
+            return compare(a.as_ref(), b.as_ref());
+        }
+    }
     let args = args();
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let workspace = tempfile::tempdir().unwrap();
+    let scratch = tempfile::tempdir().unwrap();
+    let workspace = args.keep.clone().unwrap_or_else(|| scratch.path().to_path_buf());
     let choice = BackboneChoice {
         model: args.model.clone(),
         int8: args.int8,
         ..Default::default()
     };
-    let opts = ExtractOptions {
+    let mut opts = ExtractOptions {
         backbone: choice.clone(),
-        batch_size: args.batch,
-        ..ExtractOptions::new(&args.data, workspace.path())
+        batch_size: Some(args.batch),
+        ..ExtractOptions::new(&args.data, &workspace)
     };
+    opts.runtime.device = args.device;
 
     let started = Instant::now();
     let first = extract(&opts, &Silent).expect("extract");
@@ -87,7 +156,7 @@ fn main() {
     // Decoding (as `preprocess` does it: big JPEGs reduced in the DCT domain), then crop,
     // resize and normalise, timed apart on one core; the tensors are kept for the network-alone
     // run below.
-    let runtime = headstart::runtime::init(None).unwrap();
+    let runtime = headstart::runtime::init_for(None, args.device).unwrap();
     let mut backbone = Backbone::open(&runtime, choice.resolve().unwrap(), cores).unwrap();
     let spec = backbone.preprocessing;
     let dataset = Dataset::scan(&args.data, SplitPercentages::default(), &Labels::default()).unwrap();
@@ -127,11 +196,17 @@ fn main() {
     let images = first.computed as f64;
     let bound = images / network + images * (decode_ms + resize_ms) / 1e3 / cores as f64;
     println!(
-        "data {} ({} images), backbone {}, batch {}, {cores} cores",
+        "data {} ({} images), backbone {}, batch {}, {cores} cores, {}{}",
         args.data.display(),
         first.images,
         first.backbone.name,
-        args.batch
+        args.batch,
+        first.device.provider,
+        first
+            .device
+            .fallback
+            .as_deref()
+            .map_or(String::new(), |why| format!(" ({why})"))
     );
     println!(
         "end to end : {:.1} images/s ({e2e:.1} s for {} images)",
@@ -153,6 +228,8 @@ fn main() {
         "skipped": first.images.saturating_sub(first.computed),
         "cores": cores,
         "batch": args.batch,
+        "device": args.device.name(),
+        "provider": first.device.provider,
         "seconds": e2e,
         "images_per_second": images / e2e,
         "network_images_per_second": network,

@@ -21,6 +21,7 @@ use crate::onnx::edit::ModelEdit;
 use crate::preprocess::{Layout, Preprocessing, Preset};
 use crate::provision::{self, Provision, ProvisionError};
 use crate::runtime::Runtime;
+use crate::settings::DEFAULT_BATCH_SIZE;
 
 /// The backbone used when `--model` is not given.
 pub const DEFAULT_MODEL: &str = "efficientnet_lite0";
@@ -849,6 +850,34 @@ impl Backbone {
     /// The name of the output the features are read from.
     pub fn output_name(&self) -> &str {
         &self.output
+    }
+
+    /// Images per network call for `work` inputs: `asked` when the user gave one; on a provider
+    /// that tunes ([`Placement::tunes_batch`]) the size [`device::tune_batch`] picks from
+    /// timed calls on a synthetic batch (never above `work`); otherwise [`DEFAULT_BATCH_SIZE`].
+    pub fn batch_size(&mut self, asked: Option<usize>, work: usize) -> usize {
+        if let Some(b) = asked {
+            return b;
+        }
+        if !self.placement.tunes_batch() || self.fixed_batch.is_some() {
+            return DEFAULT_BATCH_SIZE;
+        }
+        let per_image = self.preprocessing.len();
+        let candidates: Vec<usize> = device::TUNED_BATCHES
+            .into_iter()
+            .filter(|&b| b == device::TUNED_BATCHES[0] || b <= work)
+            .collect();
+        let tuned = device::tune_batch(&candidates, |b| {
+            let input = vec![0.5f32; b * per_image];
+            // The first call at a size allocates and plans; the next two are timed.
+            self.embed(&input, b).ok()?;
+            let started = std::time::Instant::now();
+            for _ in 0..2 {
+                self.embed(&input, b).ok()?;
+            }
+            Some(2.0 * b as f64 / started.elapsed().as_secs_f64())
+        });
+        tuned.unwrap_or(DEFAULT_BATCH_SIZE)
     }
 
     /// Runs `n` preprocessed images (`n * preprocessing.len()` floats) and returns `n` rows of

@@ -122,6 +122,38 @@ impl Device {
     }
 }
 
+impl Placement {
+    /// Whether the network runs on a GPU provider whose batch size [`tune_batch`] picks: CUDA.
+    /// TensorRT builds an engine for every new input shape (minutes for a large network), so
+    /// it keeps the size it is given.
+    pub fn tunes_batch(&self) -> bool {
+        self.provider == CUDA::NAME
+    }
+}
+
+/// The batch sizes [`tune_batch`] tries, smallest first.
+pub const TUNED_BATCHES: [usize; 6] = [16, 32, 64, 128, 256, 512];
+
+/// How much more throughput a larger batch must bring to be taken: less is noise, and a larger
+/// batch holds more memory and delays the first results.
+pub const TUNE_GAIN: f64 = 1.05;
+
+/// The batch size to run at: going up `candidates`, the last one that brought at least
+/// [`TUNE_GAIN`] times the best throughput so far. It stops at the first size that fails (out of
+/// device memory) or gains less. `measure(b)` is the images per second at batch `b`, `None` if
+/// that batch failed; `None` overall if the smallest failed too.
+pub fn tune_batch(candidates: &[usize], mut measure: impl FnMut(usize) -> Option<f64>) -> Option<usize> {
+    let mut best: Option<(usize, f64)> = None;
+    for &b in candidates {
+        let Some(rate) = measure(b) else { break };
+        match best {
+            Some((_, top)) if rate < top * TUNE_GAIN => break,
+            _ => best = Some((b, rate)),
+        }
+    }
+    best.map(|(b, _)| b)
+}
+
 /// Whether an NVIDIA kernel driver is loaded (Linux): the first thing a CUDA provider needs.
 pub fn nvidia_driver() -> bool {
     std::path::Path::new("/proc/driver/nvidia/version").exists()
@@ -222,6 +254,38 @@ fn is_available(name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_batch_grows_while_it_pays_and_stops_at_a_failure() {
+        let rates = |table: &'static [(usize, Option<f64>)]| {
+            move |b: usize| table.iter().find(|(size, _)| *size == b).and_then(|(_, r)| *r)
+        };
+        // Throughput rises, then flattens: 64 is the last size that gained 5%.
+        let flat = rates(&[
+            (16, Some(100.0)),
+            (32, Some(180.0)),
+            (64, Some(250.0)),
+            (128, Some(255.0)),
+        ]);
+        assert_eq!(tune_batch(&TUNED_BATCHES, flat), Some(64));
+        // 128 runs out of memory: the last size that ran.
+        let oom = rates(&[(16, Some(100.0)), (32, Some(150.0)), (64, Some(200.0)), (128, None)]);
+        assert_eq!(tune_batch(&TUNED_BATCHES, oom), Some(64));
+        // Still gaining at the largest candidate.
+        let steep = |b: usize| Some(b as f64);
+        assert_eq!(tune_batch(&TUNED_BATCHES, steep), Some(512));
+        assert_eq!(tune_batch(&[16, 32], steep), Some(32));
+        // Slower when larger: the smallest stays.
+        assert_eq!(tune_batch(&TUNED_BATCHES, |b| Some(1000.0 / b as f64)), Some(16));
+        assert_eq!(tune_batch(&TUNED_BATCHES, |_| None), None);
+        // Measured in order, and not past the first size that gains too little.
+        let mut asked = Vec::new();
+        tune_batch(&TUNED_BATCHES, |b| {
+            asked.push(b);
+            Some(if b <= 32 { b as f64 } else { 32.0 })
+        });
+        assert_eq!(asked, [16, 32, 64]);
+    }
 
     #[test]
     fn each_device_asks_for_the_build_that_has_its_provider() {

@@ -23,7 +23,7 @@ use crate::dataset::{BadLine, Dataset, DatasetError, Labels, Skipped, SplitPerce
 use crate::device::Placement;
 use crate::embed::{embed_jobs, Job, Progress};
 use crate::onnx::edit::ModelEdit;
-use crate::settings::{RuntimeOptions, DEFAULT_BATCH_SIZE};
+use crate::settings::RuntimeOptions;
 use crate::views::augment::{AugmentError, AugmentSettings};
 use crate::views::{render, view_key, Render, ViewKind, ViewsRecord};
 
@@ -40,8 +40,8 @@ pub struct ExtractOptions {
     pub workspace: PathBuf,
     /// The backbone; the bundled default when left as [`BackboneChoice::default`].
     pub backbone: BackboneChoice,
-    /// Images per network call.
-    pub batch_size: usize,
+    /// Images per network call; `None` for [`Backbone::batch_size`]'s choice (32, or tuned on a GPU).
+    pub batch_size: Option<usize>,
     /// Hash split used when the folder has no split folders.
     pub percentages: SplitPercentages,
     /// Threads, ONNX Runtime library and pixel limit.
@@ -68,7 +68,7 @@ impl ExtractOptions {
             labels: Labels::default(),
             workspace: workspace.into(),
             backbone: BackboneChoice::default(),
-            batch_size: DEFAULT_BATCH_SIZE,
+            batch_size: None,
             percentages: SplitPercentages::default(),
             runtime: RuntimeOptions::default(),
             augment: 0,
@@ -135,6 +135,8 @@ pub struct ExtractSummary {
     /// The execution provider the backbone ran on, and why `--device auto` fell back to the
     /// CPU if it did.
     pub device: Placement,
+    /// Images per network call in this run (tuned on a GPU unless `--batch-size` was given).
+    pub batch_size: usize,
     /// Images run through the backbone in this run.
     pub computed: usize,
     /// Images whose vectors were already cached.
@@ -417,12 +419,14 @@ pub fn extract(opts: &ExtractOptions, progress: &dyn Progress) -> Result<Extract
     let map_len = cut.as_ref().map_or(0, |(_, shape)| shape.len());
     let mut maps_computed = 0;
     let mut network_inputs = 0;
+    let work = jobs.iter().map(|j| j.renders.len()).sum();
+    let batch_size = backbone.batch_size(opts.batch_size, work);
     let failures = embed_jobs(
         &mut backbone,
         &jobs,
         &renderer,
         &on_decoded,
-        opts.batch_size,
+        batch_size,
         opts.runtime.max_pixels,
         progress,
         |inputs, width, rows| {
@@ -605,6 +609,7 @@ pub fn extract(opts: &ExtractOptions, progress: &dyn Progress) -> Result<Extract
         counts,
         images: images_here,
         device,
+        batch_size,
         computed,
         reused,
         cut: cut_record,

@@ -100,7 +100,7 @@ pub fn backbone(args: &BackboneArgs) -> Result<BackboneChoice, OptionsError> {
 pub fn extract(global: &Global, args: &ExtractArgs) -> Result<ExtractOptions, OptionsError> {
     let backbone = backbone(&args.backbone)?;
     let defaults = default_extract(global, &args.data)?;
-    if args.batch_size == 0 {
+    if args.batch_size == Some(0) {
         return Err(invalid("batch-size", "must be at least 1"));
     }
     let (val, test) = (args.val_percent, args.test_percent);
@@ -332,7 +332,7 @@ pub fn predict(global: &Global, args: &PredictArgs) -> Result<PredictOptions, Op
     if args.top_k == 0 {
         return Err(invalid("top-k", "must be at least 1"));
     }
-    if args.batch_size == 0 {
+    if args.batch_size == Some(0) {
         return Err(invalid("batch-size", "must be at least 1"));
     }
     Ok(PredictOptions {

@@ -11,7 +11,7 @@ use crate::backbone::BackboneError;
 use crate::dataset::{image_files, DatasetError, Skipped};
 use crate::embed::{embed_jobs, plain_crop, Job, Progress, Render};
 use crate::onnx::edit::ModelEdit;
-use crate::settings::{RuntimeOptions, DEFAULT_BATCH_SIZE};
+use crate::settings::RuntimeOptions;
 
 /// Why `predict` failed.
 #[derive(Debug, thiserror::Error)]
@@ -55,8 +55,8 @@ pub struct PredictOptions {
     pub inputs: Vec<PathBuf>,
     /// Labels kept per image, most likely first.
     pub top_k: usize,
-    /// Images per network call.
-    pub batch_size: usize,
+    /// Images per network call; `None` for [`Backbone::batch_size`]'s choice (32, or tuned on a GPU).
+    pub batch_size: Option<usize>,
     /// Threads, ONNX Runtime library and pixel limit.
     pub runtime: RuntimeOptions,
     /// Test-time augmentation: average the probabilities of each image and its mirror image.
@@ -73,7 +73,7 @@ impl PredictOptions {
             head: head.into(),
             inputs,
             top_k: Self::DEFAULT_TOP_K,
-            batch_size: DEFAULT_BATCH_SIZE,
+            batch_size: None,
             runtime: RuntimeOptions::default(),
             tta: false,
         }
@@ -139,12 +139,14 @@ pub fn predict(opts: &PredictOptions, progress: &dyn Progress) -> Result<Predict
         })
         .collect();
     let render = plain_crop(backbone.preprocessing);
+    let work = jobs.iter().map(|j| j.renders.len()).sum();
+    let batch_size = backbone.batch_size(opts.batch_size, work);
     let failures = embed_jobs(
         &mut backbone,
         &jobs,
         &render,
         &|_, _, _| {},
-        opts.batch_size,
+        batch_size,
         opts.runtime.max_pixels,
         progress,
         |inputs, dim, rows| {

@@ -122,7 +122,7 @@ pub struct SweepArgs {
     /// Search space file, TOML or JSON (see README.md); replaces the space flags below.
     #[arg(long, value_name = "FILE")]
     pub space: Option<PathBuf>,
-    /// Head kinds to try: mlp, logistic, knn, prototype.
+    /// Head kinds to try: mlp, logistic, knn, prototype, and finetune (the backbone's layers after the cut `extract --cut` cached, trained with an MLP head set by the MLP flags; not in the default: each fold trains for as long as train-head --finetune).
     #[arg(long, default_value = "mlp,logistic,knn,prototype")]
     pub heads: String,
     /// MLP hidden layers: a size, `none` (linear softmax) or sizes joined by `+` (512+256).
@@ -161,6 +161,9 @@ pub struct SweepArgs {
     /// Nearest-prototype shrinkage toward the global mean, in [0, 1].
     #[arg(long, default_value = "0")]
     pub shrinkage: String,
+    /// Fine-tune trials (--heads finetune): the learning rates of the backbone's layers after the cut whose maps `extract --cut` cached; the MLP flags set their head.
+    #[arg(long, default_value_t = FinetuneParams::default().backbone_lr.to_string())]
+    pub backbone_lr: String,
     /// Backbones to compare, each under the same folds: `current` (the last extract), `all` cached for this data, or names (as `extract --model` took them), comma-separated.
     #[arg(long, default_value = "current")]
     pub backbones: String,

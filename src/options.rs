@@ -395,7 +395,7 @@ pub fn sweep(global: &Global, args: &SweepArgs) -> Result<SweepOptions, OptionsE
 }
 
 /// Each space key the sweep flags set, with its flag.
-const SWEEP_FLAGS: [(&str, &str, &str); 13] = [
+const SWEEP_FLAGS: [(&str, &str, &str); 14] = [
     ("mlp", "hidden", "hidden"),
     ("mlp", "learning_rate", "lr"),
     ("mlp", "dropout", "dropout"),
@@ -408,8 +408,15 @@ const SWEEP_FLAGS: [(&str, &str, &str); 13] = [
     ("knn", "k", "k"),
     ("knn", "weights", "knn-weights"),
     ("prototype", "shrinkage", "shrinkage"),
+    ("finetune", "backbone_lr", "backbone-lr"),
     ("", "", "heads"),
 ];
+
+/// Whether a flag of `SWEEP_FLAGS`' kind `row` sets a key of `kind`: its own, and the MLP flags
+/// a fine-tune's head too.
+fn flag_sets(row: &str, kind: &str) -> bool {
+    row == kind || (kind == "finetune" && row == "mlp")
+}
 
 /// The space the flags describe, in the JSON form a space file parses to.
 fn flag_space(args: &SweepArgs) -> Result<serde_json::Value, OptionsError> {
@@ -426,6 +433,7 @@ fn flag_space(args: &SweepArgs) -> Result<serde_json::Value, OptionsError> {
             "c" => &args.c,
             "k" => &args.k,
             "knn-weights" => &args.knn_weights,
+            "backbone-lr" => &args.backbone_lr,
             _ => &args.shrinkage,
         };
         text.split(',')
@@ -443,7 +451,7 @@ fn flag_space(args: &SweepArgs) -> Result<serde_json::Value, OptionsError> {
             ));
         }
         let mut table = serde_json::Map::new();
-        for (_, key, flag) in SWEEP_FLAGS.iter().filter(|(k, _, _)| *k == kind) {
+        for (_, key, flag) in SWEEP_FLAGS.iter().filter(|(k, _, _)| flag_sets(k, kind)) {
             table.insert(key.to_string(), serde_json::Value::Array(values(flag)));
         }
         space.insert(kind.to_string(), serde_json::Value::Object(table));
@@ -451,7 +459,7 @@ fn flag_space(args: &SweepArgs) -> Result<serde_json::Value, OptionsError> {
     if space.is_empty() {
         return Err(invalid(
             "heads",
-            "give at least one head kind: mlp, logistic, knn, prototype",
+            "give at least one head kind: mlp, logistic, knn, prototype, finetune",
         ));
     }
     Ok(serde_json::Value::Object(space))
@@ -481,7 +489,7 @@ fn flag_error(e: SpaceError) -> OptionsError {
     let flag_of = |kind: &str, key: &str| {
         SWEEP_FLAGS
             .iter()
-            .find(|(k, name, _)| *k == kind && *name == key)
+            .find(|(k, name, _)| flag_sets(k, kind) && *name == key)
             .map(|(_, _, flag)| *flag)
     };
     match &e {

@@ -10,8 +10,8 @@ use serde::Serialize;
 use crate::artifact::{self, ArtifactError, Card, BASELINE_FILE, HEAD_FILE};
 use crate::backbone::BackboneError;
 use crate::baseline::{AlphaSelection, BaselineError, BaselineParams, SweepPoint};
-use crate::cache::maps::{CachedMaps, MapStore};
-use crate::cache::{load_snapshot, CacheError, Entry, Manifest, SplitData, Store};
+use crate::cache::maps::CachedMaps;
+use crate::cache::{load_snapshot, CacheError, Entry, Manifest, SplitData};
 use crate::classifier::{Classifier, Targets};
 use crate::dataset::Split;
 use crate::finetune::{self, BuildError, FinetuneError, FinetuneParams, FittedTop, MapRows};
@@ -337,9 +337,7 @@ fn finetune_top(
             },
         });
     };
-    let dir = Store::dir_for(&opts.workspace, &manifest.backbone.key).join(&record.dir);
-    let store = MapStore::read(&dir)?;
-    let top = finetune::build(&bytes, &tensor, record.shape, &manifest.backbone.output)?;
+    let (top, store) = finetune::cached_top::<TrainError>(&opts.workspace, manifest, record)?;
     let [(train_entries, y), (val_entries, yv)] = sets;
     let train = CachedMaps::new(&store, train_entries)?;
     let val = CachedMaps::new(&store, val_entries)?;

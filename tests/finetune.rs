@@ -307,3 +307,73 @@ fn a_killed_map_extraction_resumes() {
     }
     assert!(kills >= WANTED, "only {kills} of {trials} runs were killed mid-way");
 }
+
+/// `sweep --heads finetune`: fine-tune trials run on the cached maps beside the other kinds, are
+/// resumed from the journal, and a fine-tune winner is refitted into a file eval reads.
+#[test]
+fn a_sweep_runs_fine_tune_trials_and_refits_a_fine_tune_winner() {
+    let (_tmp, data, ws) = prepared(8);
+    let sweep = |heads: &str, extra: &[&str]| {
+        let mut args = vec![
+            "sweep", "--heads", heads, "--hidden", "8", "--epochs", "2", "--c", "1", "--folds", "2",
+        ];
+        args.extend_from_slice(extra);
+        run_json(&ws, &args)
+    };
+    // No maps yet: the error names the extract that makes them.
+    headstart(&ws)
+        .args(["extract", "--model", &tiny_model("tiny_finetune"), "--data"])
+        .arg(&data)
+        .assert()
+        .success();
+    headstart(&ws)
+        .args(["sweep", "--heads", "finetune", "--folds", "2"])
+        .assert()
+        .failure()
+        .stderr(contains("--cut NAME"));
+    extract_cut(&ws, &data);
+    let first = sweep("logistic,finetune", &["--backbone-lr", "1e-4,1e-3", "--refit", "none"]);
+    let results = first["results"].as_array().unwrap();
+    assert_eq!(results.len(), 3);
+    let tuned: Vec<&serde_json::Value> = results.iter().filter(|r| r["spec"]["kind"] == "finetune").collect();
+    assert_eq!(tuned.len(), 2);
+    for r in &tuned {
+        assert_eq!(r["status"], "done", "{r}");
+        assert_eq!(r["spec"]["cut"], "block");
+        assert_eq!(r["folds"].as_array().unwrap().len(), 2);
+    }
+    // Another learning rate is another trial with other scores.
+    assert_ne!(tuned[0]["folds"], tuned[1]["folds"]);
+    // The same sweep again: every trial from the journal, the same scores.
+    let again = sweep("logistic,finetune", &["--backbone-lr", "1e-4,1e-3", "--refit", "none"]);
+    assert_eq!(again["resumed"], 3);
+    assert_eq!(again["results"], first["results"]);
+    // A space that names a cut the workspace has no maps of is refused.
+    headstart(&ws)
+        .args(["sweep", "--folds", "2", "--space"])
+        .arg({
+            let path = ws.join("space.toml");
+            std::fs::write(&path, "[finetune]\ncut = \"head-conv\"\n").unwrap();
+            path
+        })
+        .assert()
+        .failure()
+        .stderr(contains("has maps at `block` only"))
+        .stderr(contains("--cut head-conv"));
+    // A fine-tune alone wins: refitted on train + val, scored on test, and eval runs it.
+    let refitted = sweep("finetune", &[]);
+    let refit = &refitted["refit"];
+    assert!(
+        refit["label"].as_str().unwrap().starts_with("finetune cut=block"),
+        "{refit}"
+    );
+    assert!(refit["test"]["accuracy"].is_number(), "{refit}");
+    let eval = run_json(&ws, &["eval"]);
+    let model = &eval["models"][0];
+    assert_eq!(model["model"], "finetune");
+    let (a, b) = (&model["evaluation"], &refit["test"]);
+    assert_eq!(a["accuracy"], b["accuracy"], "{eval}");
+    let (la, lb) = (a["log_loss"].as_f64().unwrap(), b["log_loss"].as_f64().unwrap());
+    // eval reads the same f16 maps through the same top: equal but for summation order.
+    assert!((la - lb).abs() < 1e-6, "{la} {lb}");
+}

@@ -2,8 +2,12 @@
 //! weights as the starting point.
 
 use std::collections::HashMap;
+use std::path::Path;
 
 use super::{Geometry, Op, Param, Top};
+use crate::backbone::BackboneError;
+use crate::cache::maps::{CutRecord, MapStore};
+use crate::cache::{CacheError, Manifest, Store};
 use crate::onnx::subgraph::{after_cut, CutError, Node, Subgraph};
 
 /// Why the part after a cut cannot be trained.
@@ -35,6 +39,22 @@ pub enum BuildError {
         "the feature output `{0}` is not pooled to one value per channel after the cut, so the head cannot take it"
     )]
     NotPooled(String),
+}
+
+/// The top after `record`'s cut as the backbone of `manifest` has it, and the store of the maps
+/// `extract --cut` cached there: what a fine-tune starts from.
+pub fn cached_top<E>(workspace: &Path, manifest: &Manifest, record: &CutRecord) -> Result<(Top, MapStore), E>
+where
+    E: From<BackboneError> + From<BuildError> + From<CacheError>,
+{
+    let info = manifest.backbone.resolve()?;
+    let bytes = std::fs::read(&info.path).map_err(|source| BackboneError::Io {
+        path: info.path.clone(),
+        source,
+    })?;
+    let top = build(&bytes, &record.tensor, record.shape, &manifest.backbone.output)?;
+    let dir = Store::dir_for(workspace, &manifest.backbone.key).join(&record.dir);
+    Ok((top, MapStore::read(&dir)?))
 }
 
 /// The trainable top of the backbone `model` from tensor `cut`, whose maps are `input`, to

@@ -36,7 +36,7 @@ use serde::{Deserialize, Serialize};
 
 pub use crate::cache::maps::Geometry;
 
-pub use build::{build, BuildError};
+pub use build::{build, cached_top, BuildError};
 pub use model::{Finetuned, FORMAT_VALUE, TOP_KEY};
 pub use train::{fit, fit_observed, FinetuneError, FinetuneParams, FittedTop, MapRows};
 

@@ -51,13 +51,15 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::artifact::{self, ArtifactError, Card, HEAD_FILE};
-use crate::cache::{CacheError, Manifest, WorkspaceLock};
+use crate::cache::maps::{CachedMaps, MapStore};
+use crate::cache::{CacheError, Entry, Manifest, WorkspaceLock};
 use crate::dataset::Split;
+use crate::finetune::{MapRows, Top};
 use crate::folds::{self, FoldError, FoldWarning, Folds};
 use crate::views::{with_views, ViewPolicy};
 use journal::Journal;
 use space::TrialSpec;
-use trial::{FoldScore, Outcome, TrialResult};
+use trial::{FoldScore, Outcome, TrialData, TrialResult};
 
 /// Why a sweep could not run.
 #[derive(Debug, thiserror::Error)]
@@ -113,6 +115,24 @@ pub enum SweepError {
         /// The workspace's data folder.
         data: PathBuf,
     },
+    /// Fine-tune trials were asked for, but a backbone has no maps at their cut.
+    #[error("fine-tune trials train on the maps `extract --cut` caches, and backbone `{backbone}` {cached} in this workspace: run `headstart extract --data {} --model {backbone} --cut {cut}` first", data.display())]
+    NoMaps {
+        /// The backbone.
+        backbone: String,
+        /// The cut asked for, or `NAME`.
+        cut: String,
+        /// What it has, in words.
+        cached: String,
+        /// The workspace's data folder.
+        data: PathBuf,
+    },
+    /// The backbone's layers after the cut could not be read for fine-tune trials.
+    #[error(transparent)]
+    Backbone(#[from] crate::backbone::BackboneError),
+    /// The layers after the cut cannot be trained.
+    #[error(transparent)]
+    Build(#[from] crate::finetune::BuildError),
     /// A cached backbone's embeddings are of other images than the workspace's current ones.
     #[error("backbone `{name}` was last extracted from other images than the workspace's current data: run `headstart extract --data {} --model {name}` again", data.display())]
     OtherData {
@@ -303,7 +323,27 @@ pub fn sweep(
         .iter()
         .flat_map(|m| policies.iter().enumerate().map(move |(i, &p)| (m, p, i == 0)));
     for (manifest, policy, first_setting) in runs {
-        let (TrainingRows { x, y, pools }, assigned) = train_and_val(opts, manifest, policy)?;
+        let (rows, assigned) = train_and_val(opts, manifest, policy)?;
+        let specs: Vec<TrialSpec> = opts
+            .trials
+            .iter()
+            .filter(|spec| first_setting || matches!(spec, TrialSpec::Mlp(_)))
+            .map(|spec| at_cut(spec, manifest))
+            .collect::<Result<_, _>>()?;
+        let tuning = top_and_maps(opts, manifest, &specs)?;
+        let maps = tuning
+            .as_ref()
+            .map(|(_, store)| CachedMaps::new(store, &rows.entries))
+            .transpose()?;
+        let data = TrialData {
+            x: rows.x.view(),
+            y: &rows.y,
+            pools: rows.pools.as_deref(),
+            maps: maps
+                .as_ref()
+                .zip(tuning.as_ref())
+                .map(|(m, (top, _))| (m as &dyn MapRows, top)),
+        };
         let fold: Vec<usize> = assigned
             .fold
             .iter()
@@ -311,7 +351,7 @@ pub fn sweep(
             .collect();
         // Views change what an MLP trial trains on, so they are part of what makes results
         // comparable: a journal is never resumed across view settings.
-        let views = match (&manifest.views, &pools) {
+        let views = match (&manifest.views, &rows.pools) {
             (Some(record), Some(_)) => format!("|views {} x{} {:?}", record.kind.dir_name(), record.count, policy),
             _ => String::new(),
         };
@@ -335,11 +375,7 @@ pub fn sweep(
         let done = journal.read().map_err(journal_error)?;
         let backbone = manifest.backbone.name.clone();
         let mut pending = Vec::new();
-        let specs = opts
-            .trials
-            .iter()
-            .filter(|spec| first_setting || matches!(spec, TrialSpec::Mlp(_)));
-        for spec in specs {
+        for spec in &specs {
             match done.get(&spec.id()) {
                 Some(r) if r.spec == *spec => {
                     results.push(TrialResult {
@@ -365,15 +401,7 @@ pub fn sweep(
                     backbone: backbone.clone(),
                     views: trial_views(spec),
                     ..matrixmultiply::with_max_threads(1, || {
-                        trial::run_with_views(
-                            spec,
-                            x.view(),
-                            &y,
-                            pools.as_deref(),
-                            &fold,
-                            opts.folds,
-                            &manifest.classes,
-                        )
+                        trial::run_on(spec, &data, &fold, opts.folds, &manifest.classes)
                     })
                 };
                 let written = journal.append(&result);
@@ -436,6 +464,8 @@ struct TrainingRows {
     x: Array2<f32>,
     y: Vec<usize>,
     pools: Option<Vec<Vec<usize>>>,
+    /// The images, in row order: whose maps fine-tune trials read.
+    entries: Vec<Entry>,
 }
 
 /// The train and val embeddings of `manifest`'s backbone as one matrix, the train images' cached
@@ -451,6 +481,7 @@ fn train_and_val(
     let samples = train.entries.iter().chain(&val.entries).map(|e| &e.sample);
     let assigned = folds::assign(&manifest.classes, samples, opts.folds)?;
     let x = concatenate(Axis(0), &[train.x.view(), val.x.view()]).expect("same width");
+    let entries: Vec<Entry> = train.entries.iter().chain(&val.entries).cloned().collect();
     let y: Vec<usize> = train.y.iter().chain(&val.y).copied().collect();
     let rows = match (&manifest.views, policy) {
         (Some(record), ViewPolicy::WithPlain | ViewPolicy::ViewsOnly) => {
@@ -461,9 +492,15 @@ fn train_and_val(
                 x: v.x,
                 y: v.y,
                 pools: Some(v.pools),
+                entries,
             }
         }
-        _ => TrainingRows { x, y, pools: None },
+        _ => TrainingRows {
+            x,
+            y,
+            pools: None,
+            entries,
+        },
     };
     Ok((rows, assigned))
 }
@@ -527,21 +564,30 @@ fn refit(
     let started = Instant::now();
     let label = winner.label();
     let policy = winner.views.unwrap_or(ViewPolicy::Off);
-    let (TrainingRows { x, y, pools }, assigned) = train_and_val(opts, manifest, policy)?;
+    let (rows, assigned) = train_and_val(opts, manifest, policy)?;
     let all: Vec<usize> = (0..assigned.fold.len()).collect();
-    let model = trial::fit_with_views(
-        &winner.spec,
-        x.view(),
-        &y,
-        pools.as_deref(),
-        &all,
-        manifest.classes.len(),
-    )
-    .map_err(|reason| SweepError::Refit {
-        label: label.clone(),
-        reason,
-    })?;
-    drop(x);
+    let specs = std::slice::from_ref(&winner.spec);
+    let tuning = top_and_maps(opts, manifest, specs)?;
+    let maps = tuning
+        .as_ref()
+        .map(|(_, store)| CachedMaps::new(store, &rows.entries))
+        .transpose()?;
+    let data = TrialData {
+        x: rows.x.view(),
+        y: &rows.y,
+        pools: rows.pools.as_deref(),
+        maps: maps
+            .as_ref()
+            .zip(tuning.as_ref())
+            .map(|(m, (top, _))| (m as &dyn MapRows, top)),
+    };
+    let model =
+        trial::fit_on(&winner.spec, &data, &all, manifest.classes.len()).map_err(|reason| SweepError::Refit {
+            label: label.clone(),
+            reason,
+        })?;
+    let pools = rows.pools.is_some();
+    drop(rows);
     let card = Card {
         thresholds: None,
         kind: match winner.spec {
@@ -552,7 +598,7 @@ fn refit(
         backbone: manifest.backbone.clone(),
         settings: {
             let mut settings = serde_json::to_value(&winner.spec).expect("plain data");
-            if let (Some(record), Some(_), TrialSpec::Mlp(_)) = (&manifest.views, &pools, &winner.spec) {
+            if let (Some(record), true, TrialSpec::Mlp(_)) = (&manifest.views, pools, &winner.spec) {
                 settings["views"] = serde_json::json!({
                     "policy": policy,
                     "kind": record.kind,
@@ -576,9 +622,21 @@ fn refit(
     let seconds = started.elapsed().as_secs_f64();
     let store = manifest.open_store(&opts.workspace)?;
     let test = manifest.split(&store, Split::Test)?;
+    let test_maps = tuning
+        .as_ref()
+        .map(|(_, store)| CachedMaps::new(store, &test.entries))
+        .transpose()?;
+    let test_data = TrialData {
+        maps: test_maps
+            .as_ref()
+            .zip(tuning.as_ref())
+            .map(|(m, (top, _))| (m as &dyn MapRows, top)),
+        ..TrialData::plain(test.x.view(), &test.y)
+    };
     let test = (!test.y.is_empty()).then(|| {
         let scoring = Instant::now();
-        let probs = model.predict_proba(test.x.view());
+        let every: Vec<usize> = (0..test.y.len()).collect();
+        let probs = trial::predict_on(model.as_ref(), &test_data, &every);
         trial::score(
             probs.view(),
             &test.y,
@@ -595,6 +653,49 @@ fn refit(
         test,
         seconds,
     })
+}
+
+/// `spec` with its cut filled in: a fine-tune trial runs on the maps `manifest` holds, which it
+/// must name if it names a cut at all; the other kinds as they are.
+fn at_cut(spec: &TrialSpec, manifest: &Manifest) -> Result<TrialSpec, SweepError> {
+    let TrialSpec::Finetune { cut, params } = spec else {
+        return Ok(spec.clone());
+    };
+    match &manifest.cut {
+        Some(record) if cut.is_empty() || *cut == record.name || *cut == record.tensor => Ok(TrialSpec::Finetune {
+            cut: record.name.clone(),
+            params: params.clone(),
+        }),
+        other => Err(SweepError::NoMaps {
+            backbone: manifest.backbone.name.clone(),
+            cut: if cut.is_empty() { "NAME".into() } else { cut.clone() },
+            cached: match other {
+                Some(record) => format!("has maps at `{}` only", record.name),
+                None => "has no maps at a cut".into(),
+            },
+            data: manifest.data_root.clone(),
+        }),
+    }
+}
+
+/// For fine-tune trials among `specs`: the top as the backbone has it, and the store of the maps
+/// at the cut; `None` when there are none.
+fn top_and_maps(
+    opts: &SweepOptions,
+    manifest: &Manifest,
+    specs: &[TrialSpec],
+) -> Result<Option<(Top, MapStore)>, SweepError> {
+    match (
+        &manifest.cut,
+        specs.iter().any(|s| matches!(s, TrialSpec::Finetune { .. })),
+    ) {
+        (Some(record), true) => Ok(Some(crate::finetune::cached_top::<SweepError>(
+            &opts.workspace,
+            manifest,
+            record,
+        )?)),
+        _ => Ok(None),
+    }
 }
 
 /// The journal's name: 16 hex digits of the SHA-256 of what makes results comparable.

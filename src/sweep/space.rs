@@ -23,6 +23,10 @@
 //!
 //! [prototype]                # nearest class mean (cosine)
 //! shrinkage = [0.0, 0.5]
+//!
+//! [finetune]                 # the backbone's layers after a cut, trained with an MLP head on
+//! backbone_lr = [1e-4, 3e-4] # the maps `extract --cut` cached; every [mlp] key applies too
+//! cut = "last-block"         # optional: the cut the workspace holds maps of
 //! ```
 //!
 //! The CLI's flags build the same structure, so both routes share one parser and one set of
@@ -39,6 +43,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::baseline::BaselineParams;
+use crate::finetune::FinetuneParams;
 use crate::head::{ClassWeights, HeadParams};
 use crate::knn::{KnnParams, KnnWeights};
 use crate::prototype::PrototypeParams;
@@ -65,10 +70,12 @@ pub enum SpaceError {
         message: String,
     },
     /// No head kind is given.
-    #[error("the search space is empty: give at least one of the tables [mlp], [logistic], [knn], [prototype]")]
+    #[error(
+        "the search space is empty: give at least one of the tables [mlp], [logistic], [knn], [prototype], [finetune]"
+    )]
     Empty,
     /// A table that is not a head kind.
-    #[error("`{0}` is not a head kind: use mlp, logistic, knn or prototype")]
+    #[error("`{0}` is not a head kind: use mlp, logistic, knn, prototype or finetune")]
     UnknownKind(String),
     /// A key that the kind does not have.
     #[error("`{kind}.{key}` is not a setting of {kind}: it has {known}")]
@@ -117,6 +124,14 @@ pub enum TrialSpec {
     Knn(KnnParams),
     /// Nearest class mean under cosine similarity.
     Prototype(PrototypeParams),
+    /// The backbone's layers after a cut fine-tuned with an MLP head on the cached maps.
+    Finetune {
+        /// The cut, by name; empty until the sweep fills in the one the workspace holds maps of.
+        #[serde(default)]
+        cut: String,
+        /// The head's settings and the top's learning rate.
+        params: FinetuneParams,
+    },
 }
 
 impl TrialSpec {
@@ -127,6 +142,7 @@ impl TrialSpec {
             TrialSpec::Logistic { .. } => "logistic",
             TrialSpec::Knn(_) => "knn",
             TrialSpec::Prototype(_) => "prototype",
+            TrialSpec::Finetune { .. } => "finetune",
         }
     }
 
@@ -140,30 +156,12 @@ impl TrialSpec {
     /// The settings that vary in sweeps, in a few words: `mlp hidden=512 lr=0.001 dropout=0.5`.
     pub fn label(&self) -> String {
         match self {
-            TrialSpec::Mlp(p) => {
-                let hidden = if p.hidden.is_empty() {
-                    "none".to_string()
-                } else {
-                    p.hidden.iter().map(|h| h.to_string()).collect::<Vec<_>>().join("-")
-                };
-                let mut label = format!(
-                    "mlp hidden={hidden} lr={} dropout={} wd={}",
-                    p.learning_rate, p.dropout, p.weight_decay
-                );
-                if p.label_smoothing > 0.0 {
-                    label += &format!(" smoothing={}", p.label_smoothing);
-                }
-                if p.epochs != HeadParams::default().epochs {
-                    label += &format!(" epochs={}", p.epochs);
-                }
-                if p.batch_size != HeadParams::default().batch_size {
-                    label += &format!(" batch={}", p.batch_size);
-                }
-                if p.class_weights == ClassWeights::Balanced {
-                    label += " balanced";
-                }
-                label
-            }
+            TrialSpec::Mlp(p) => format!("mlp {}", head_label(p)),
+            TrialSpec::Finetune { cut, params } => format!(
+                "finetune cut={cut} backbone_lr={} {}",
+                params.backbone_lr,
+                head_label(&params.head)
+            ),
             TrialSpec::Logistic { c } => format!("logistic C={c}"),
             TrialSpec::Knn(p) => format!(
                 "knn k={} {}",
@@ -183,10 +181,36 @@ impl TrialSpec {
     }
 }
 
+/// An MLP head's settings that vary in sweeps: `hidden=512 lr=0.001 dropout=0.5 wd=0`.
+fn head_label(p: &HeadParams) -> String {
+    let hidden = if p.hidden.is_empty() {
+        "none".to_string()
+    } else {
+        p.hidden.iter().map(|h| h.to_string()).collect::<Vec<_>>().join("-")
+    };
+    let mut label = format!(
+        "hidden={hidden} lr={} dropout={} wd={}",
+        p.learning_rate, p.dropout, p.weight_decay
+    );
+    if p.label_smoothing > 0.0 {
+        label += &format!(" smoothing={}", p.label_smoothing);
+    }
+    if p.epochs != HeadParams::default().epochs {
+        label += &format!(" epochs={}", p.epochs);
+    }
+    if p.batch_size != HeadParams::default().batch_size {
+        label += &format!(" batch={}", p.batch_size);
+    }
+    if p.class_weights == ClassWeights::Balanced {
+        label += " balanced";
+    }
+    label
+}
+
 /// A parsed search space: every configuration of its grid, in a fixed order.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Space {
-    /// The configurations, kinds in the order mlp, logistic, knn, prototype, and within a kind
+    /// The configurations, kinds in the order mlp, logistic, knn, prototype, finetune, and within a kind
     /// in the order of the keys' values (the last key varies fastest).
     pub trials: Vec<TrialSpec>,
 }
@@ -262,26 +286,30 @@ impl Space {
 }
 
 /// The head kinds, in the order a space lists them.
-pub const KINDS: [&str; 4] = ["mlp", "logistic", "knn", "prototype"];
+pub const KINDS: [&str; 5] = ["mlp", "logistic", "knn", "prototype", "finetune"];
+
+/// The keys of an MLP head, which a fine-tune's head has too.
+const HEAD_KEYS: [&str; 9] = [
+    "hidden",
+    "learning_rate",
+    "dropout",
+    "weight_decay",
+    "label_smoothing",
+    "epochs",
+    "batch_size",
+    "class_weights",
+    "seed",
+];
 
 /// Each kind's keys.
-fn keys(kind: &str) -> &'static [&'static str] {
+fn keys(kind: &str) -> Vec<&'static str> {
     match kind {
-        "mlp" => &[
-            "hidden",
-            "learning_rate",
-            "dropout",
-            "weight_decay",
-            "label_smoothing",
-            "epochs",
-            "batch_size",
-            "class_weights",
-            "seed",
-        ],
-        "logistic" => &["c"],
-        "knn" => &["k", "weights"],
-        "prototype" => &["shrinkage"],
-        _ => &[],
+        "mlp" => HEAD_KEYS.to_vec(),
+        "finetune" => [&HEAD_KEYS[..], &["backbone_lr", "cut"]].concat(),
+        "logistic" => vec!["c"],
+        "knn" => vec!["k", "weights"],
+        "prototype" => vec!["shrinkage"],
+        _ => Vec::new(),
     }
 }
 
@@ -374,44 +402,29 @@ fn in_range(kind: &str, key: &str, v: &Value, range: std::ops::Range<f64>, what:
 /// training, with the key named.
 fn build(kind: &str, point: &BTreeMap<String, Value>, seed: u64) -> Result<TrialSpec, SpaceError> {
     match kind {
-        "mlp" => {
-            let mut p = HeadParams::default().seed(seed);
-            for (key, v) in point {
-                match key.as_str() {
-                    "hidden" => {
-                        p.hidden = hidden(v).ok_or_else(|| {
-                            bad(kind, key, v, "must be \"none\", a layer size >= 1, or a list of sizes")
-                        })?
-                    }
-                    "learning_rate" => {
-                        p.learning_rate =
-                            in_range(kind, key, v, f64::MIN_POSITIVE..f64::INFINITY, "must be > 0")? as f32
-                    }
-                    "dropout" => p.dropout = in_range(kind, key, v, 0.0..1.0, "must be in [0, 1)")? as f32,
-                    "weight_decay" => {
-                        p.weight_decay = in_range(kind, key, v, 0.0..f64::INFINITY, "must be >= 0")? as f32
-                    }
-                    "label_smoothing" => {
-                        p.label_smoothing = in_range(kind, key, v, 0.0..1.0 + f64::EPSILON, "must be in [0, 1]")? as f32
-                    }
-                    "epochs" => p.epochs = count(kind, key, v)?,
-                    "batch_size" => p.batch_size = count(kind, key, v)?,
-                    "class_weights" => {
-                        p.class_weights = match v.as_str() {
-                            Some("none") => ClassWeights::None,
-                            Some("balanced") => ClassWeights::Balanced,
-                            _ => return Err(bad(kind, key, v, "must be \"none\" or \"balanced\"")),
-                        }
-                    }
-                    "seed" => {
-                        p.seed = v
-                            .as_u64()
-                            .ok_or_else(|| bad(kind, key, v, "must be a whole number >= 0"))?
-                    }
-                    _ => unreachable!("keys were checked against the kind"),
+        "mlp" => Ok(TrialSpec::Mlp(head_params(kind, point, seed)?)),
+        "finetune" => {
+            let head = head_params(kind, point, seed)?;
+            let backbone_lr = match point.get("backbone_lr") {
+                Some(v) => in_range(kind, "backbone_lr", v, f64::MIN_POSITIVE..f64::INFINITY, "must be > 0")? as f32,
+                None => FinetuneParams::default().backbone_lr,
+            };
+            let cut = match point.get("cut") {
+                Some(Value::String(name)) if !name.is_empty() => name.clone(),
+                Some(v) => {
+                    return Err(bad(
+                        kind,
+                        "cut",
+                        v,
+                        "must be the name of a cut, as `extract --cut` took it",
+                    ))
                 }
-            }
-            Ok(TrialSpec::Mlp(p))
+                None => String::new(),
+            };
+            Ok(TrialSpec::Finetune {
+                cut,
+                params: FinetuneParams { head, backbone_lr },
+            })
         }
         "logistic" => {
             let v = point
@@ -447,6 +460,45 @@ fn build(kind: &str, point: &BTreeMap<String, Value>, seed: u64) -> Result<Trial
         }
         other => Err(SpaceError::UnknownKind(other.into())),
     }
+}
+
+/// The MLP head's settings at one grid point (a fine-tune's head too); other keys are left to
+/// the caller.
+fn head_params(kind: &str, point: &BTreeMap<String, Value>, seed: u64) -> Result<HeadParams, SpaceError> {
+    let mut p = HeadParams::default().seed(seed);
+    for (key, v) in point {
+        match key.as_str() {
+            "hidden" => {
+                p.hidden = hidden(v)
+                    .ok_or_else(|| bad(kind, key, v, "must be \"none\", a layer size >= 1, or a list of sizes"))?
+            }
+            "learning_rate" => {
+                p.learning_rate = in_range(kind, key, v, f64::MIN_POSITIVE..f64::INFINITY, "must be > 0")? as f32
+            }
+            "dropout" => p.dropout = in_range(kind, key, v, 0.0..1.0, "must be in [0, 1)")? as f32,
+            "weight_decay" => p.weight_decay = in_range(kind, key, v, 0.0..f64::INFINITY, "must be >= 0")? as f32,
+            "label_smoothing" => {
+                p.label_smoothing = in_range(kind, key, v, 0.0..1.0 + f64::EPSILON, "must be in [0, 1]")? as f32
+            }
+            "epochs" => p.epochs = count(kind, key, v)?,
+            "batch_size" => p.batch_size = count(kind, key, v)?,
+            "class_weights" => {
+                p.class_weights = match v.as_str() {
+                    Some("none") => ClassWeights::None,
+                    Some("balanced") => ClassWeights::Balanced,
+                    _ => return Err(bad(kind, key, v, "must be \"none\" or \"balanced\"")),
+                }
+            }
+            "seed" => {
+                p.seed = v
+                    .as_u64()
+                    .ok_or_else(|| bad(kind, key, v, "must be a whole number >= 0"))?
+            }
+            // The kind's own keys, which its caller reads.
+            _ => {}
+        }
+    }
+    Ok(p)
 }
 
 /// `"none"` (no hidden layer), one size, or a list of sizes.

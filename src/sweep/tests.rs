@@ -97,6 +97,108 @@ fn space_errors_name_the_key_and_what_to_do() {
     assert!(weights.contains("\"uniform\" or \"distance\""), "{weights}");
     let hidden = err(json!({"mlp": {"hidden": [[512, 0]]}})).to_string();
     assert!(hidden.starts_with("`mlp.hidden` = [512,0]"), "{hidden}");
+    let lr = err(json!({"finetune": {"backbone_lr": -1e-4}})).to_string();
+    assert_eq!(lr, "`finetune.backbone_lr` = -0.0001: must be > 0");
+    let cut = err(json!({"finetune": {"cut": 3}})).to_string();
+    assert!(cut.contains("the name of a cut"), "{cut}");
+    let c = err(json!({"finetune": {"c": 1.0}})).to_string();
+    assert!(c.contains("backbone_lr, cut"), "{c}");
+}
+
+#[test]
+fn a_finetune_table_takes_the_head_keys_and_its_own() {
+    let space = Space::from_value(
+        &json!({"finetune": {"hidden": [8, "none"], "epochs": 2, "backbone_lr": [1e-4, 3e-4]}}),
+        7,
+    )
+    .unwrap();
+    let got: Vec<(Vec<usize>, usize, u64, f32, String)> = space
+        .trials
+        .iter()
+        .map(|t| match t {
+            TrialSpec::Finetune { cut, params } => (
+                params.head.hidden.clone(),
+                params.head.epochs,
+                params.head.seed,
+                params.backbone_lr,
+                cut.clone(),
+            ),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (vec![8], 2, 7, 1e-4, String::new()),
+            (vec![8], 2, 7, 3e-4, String::new()),
+            (vec![], 2, 7, 1e-4, String::new()),
+            (vec![], 2, 7, 3e-4, String::new()),
+        ]
+    );
+    assert_eq!(space.trials[0].kind(), "finetune");
+    let named = Space::from_value(&json!({"finetune": {"cut": "last-block"}}), 0).unwrap();
+    assert!(named.trials[0]
+        .label()
+        .starts_with("finetune cut=last-block backbone_lr=0.0001 hidden=512"));
+}
+
+/// Each fold of a fine-tune trial is the fine-tune of the same top, on the maps of the other
+/// folds' images, scored on the held-out maps.
+#[test]
+fn each_fold_of_a_finetune_trial_equals_the_fine_tune_trained_alone() {
+    use crate::finetune::{build, FinetuneParams, MapRows};
+    let model = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/models/tiny_finetune.onnx")).unwrap();
+    let shape = crate::finetune::Geometry {
+        channels: 8,
+        height: 16,
+        width: 16,
+    };
+    let top = build(&model, "cut", shape, "features").unwrap();
+    // Maps whose first channel tells the class; embeddings that tell nothing, so a trial that
+    // read them instead of the maps would score at chance.
+    let (n, len) = (24, shape.len());
+    let y: Vec<usize> = (0..n).map(|i| i % 2).collect();
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    let maps = Array2::from_shape_fn((n, len), |(i, j)| {
+        let signal = if j < 256 && y[i] == 1 { 1.0 } else { 0.0 };
+        signal + rng.gen_range(-0.2f32..0.2)
+    });
+    let x = Array2::<f32>::zeros((n, 4));
+    let fold: Vec<usize> = (0..n).map(|i| (i / 2) % 3).collect();
+    let params = FinetuneParams {
+        head: HeadParams::default().hidden(vec![8]).epochs(3).seed(5),
+        backbone_lr: 1e-3,
+    };
+    let spec = TrialSpec::Finetune {
+        cut: "block".into(),
+        params: params.clone(),
+    };
+    let view = maps.view();
+    let data = trial::TrialData {
+        maps: Some((&view as &dyn MapRows, &top)),
+        ..trial::TrialData::plain(x.view(), &y)
+    };
+    let result = trial::run_on(&spec, &data, &fold, 3, &names(2));
+    let Outcome::Done { folds, .. } = &result.outcome else {
+        panic!("{result:?}")
+    };
+    for (f, score) in folds.iter().enumerate() {
+        let train: Vec<usize> = (0..n).filter(|&i| fold[i] != f).collect();
+        let held: Vec<usize> = (0..n).filter(|&i| fold[i] == f).collect();
+        let (mt, yt) = trial::gather(maps.view(), &y, &train);
+        let (mh, yh) = trial::gather(maps.view(), &y, &held);
+        let alone = crate::finetune::fit(top.clone(), &mt.view(), &yt, 2, None, &params, &mut |_| {}).unwrap();
+        let probs = crate::classifier::Classifier::predict_proba(&alone.model, mh.view());
+        let expected = trial::score(probs.view(), &yh, &names(2), 0.0);
+        assert_eq!(
+            (score.accuracy, score.log_loss),
+            (expected.accuracy, expected.log_loss),
+            "fold {f}"
+        );
+    }
+    // Without maps the trial fails with the reason, not a panic.
+    let plain = trial::run_on(&spec, &trial::TrialData::plain(x.view(), &y), &fold, 3, &names(2));
+    assert!(matches!(&plain.outcome, Outcome::Failed { reason, .. } if reason.contains("no maps")));
 }
 
 #[test]

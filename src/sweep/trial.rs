@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::space::TrialSpec;
 use crate::classifier::{Classifier, Targets};
+use crate::finetune::{MapRows, Top};
 use crate::metrics::{evaluate, log_loss};
 use crate::views::ViewPolicy;
 
@@ -137,38 +138,63 @@ impl TrialResult {
     }
 }
 
+/// What trials are fitted and scored on: every image's embedding and class, and what some
+/// kinds need besides.
+#[derive(Clone, Copy)]
+pub struct TrialData<'a> {
+    /// The embeddings: one row per image, then (with `pools`) the rows of their views.
+    pub x: ArrayView2<'a, f32>,
+    /// Each row's class, in `0..n_classes`.
+    pub y: &'a [usize],
+    /// With views: for each image, the rows an MLP draws from, one per epoch
+    /// ([`HeadParams::fit_views`](crate::head::HeadParams::fit_views)). The other kinds fit the
+    /// images' own rows: views are the MLP's training draws, not more images.
+    pub pools: Option<&'a [Vec<usize>]>,
+    /// For fine-tune trials: every image's cached map at the cut (rows as in `x`), and the top
+    /// as the backbone has it, which each fit starts from.
+    pub maps: Option<(&'a dyn MapRows, &'a Top)>,
+}
+
+impl<'a> TrialData<'a> {
+    /// Embeddings and classes alone: no views, no maps.
+    pub fn plain(x: ArrayView2<'a, f32>, y: &'a [usize]) -> Self {
+        TrialData {
+            x,
+            y,
+            pools: None,
+            maps: None,
+        }
+    }
+}
+
 /// Fits `spec` on the rows `rows` of `x`/`y` (class indices in `0..n_classes`) with no
 /// validation set. The MLP head trains on them in place; the other kinds copy them once into
 /// their own working form (standardised `f64`, unit rows) as their solvers need, as
 /// scikit-learn's do.
-pub fn fit(
+pub fn fit<'a>(
     spec: &TrialSpec,
-    x: ArrayView2<f32>,
-    y: &[usize],
+    x: ArrayView2<'a, f32>,
+    y: &'a [usize],
     rows: &[usize],
     n_classes: usize,
 ) -> Result<Box<dyn Classifier>, String> {
-    fit_with_views(spec, x, y, None, rows, n_classes)
+    fit_on(spec, &TrialData::plain(x, y), rows, n_classes)
 }
 
-/// [`fit`] where each image may have views: with `pools`, image i's rows to draw from are
-/// `pools[i]` (rows of `x` past the images'), and an MLP draws one per image per epoch
-/// ([`HeadParams::fit_views`](crate::head::HeadParams::fit_views)). The other kinds fit the
-/// images' own rows: views are the MLP's training draws, not more images.
-pub fn fit_with_views(
+/// [`fit`] on everything `data` holds: views for MLP trials, maps for fine-tune trials.
+pub fn fit_on(
     spec: &TrialSpec,
-    x: ArrayView2<f32>,
-    y: &[usize],
-    pools: Option<&[Vec<usize>]>,
+    data: &TrialData,
     rows: &[usize],
     n_classes: usize,
 ) -> Result<Box<dyn Classifier>, String> {
     fn boxed(model: impl Classifier + 'static) -> Box<dyn Classifier> {
         Box::new(model)
     }
+    let (x, y) = (data.x, data.y);
     let gathered = || gather(x, y, rows);
     match spec {
-        TrialSpec::Mlp(p) => match pools {
+        TrialSpec::Mlp(p) => match data.pools {
             Some(pools) => {
                 let views: Vec<Vec<usize>> = rows.iter().map(|&r| pools[r].clone()).collect();
                 p.fit_views(x, Targets::Classes(y), &views, n_classes, None, &mut |_| {})
@@ -192,21 +218,61 @@ pub fn fit_with_views(
             let (x, y) = gathered();
             p.fit(x.view(), &y, n_classes).map(boxed).map_err(|e| e.to_string())
         }
+        TrialSpec::Finetune { cut, params } => {
+            let (maps, top) = data
+                .maps
+                .ok_or_else(|| format!("no maps at the cut `{cut}` were given to the fine-tune"))?;
+            let labels: Vec<usize> = rows.iter().map(|&r| y[r]).collect();
+            let subset = Subset { maps, rows };
+            crate::finetune::fit(top.clone(), &subset, &labels, n_classes, None, params, &mut |_| {})
+                .map(|f| boxed(f.model))
+                .map_err(|e| e.to_string())
+        }
     }
 }
 
-/// Rows predicted at a time by [`predict_rows`]: the held-out rows are gathered this many at
+/// Some rows of a set of maps, as a set of their own.
+struct Subset<'a> {
+    maps: &'a dyn MapRows,
+    rows: &'a [usize],
+}
+
+impl MapRows for Subset<'_> {
+    fn images(&self) -> usize {
+        self.rows.len()
+    }
+
+    fn map_len(&self) -> usize {
+        self.maps.map_len()
+    }
+
+    fn read(&self, rows: &[usize], out: &mut [f32]) {
+        let mapped: Vec<usize> = rows.iter().map(|&r| self.rows[r]).collect();
+        self.maps.read(&mapped, out)
+    }
+}
+
+/// Rows predicted at a time by [`predict_on`]: the held-out rows are gathered this many at
 /// a time, so a trial never copies a whole fold.
 const PREDICT_ROWS: usize = 1024;
 
-/// `model`'s probabilities for the rows `rows` of `x`, in that order.
-pub fn predict_rows(model: &dyn Classifier, x: ArrayView2<f32>, rows: &[usize]) -> Array2<f32> {
+/// `model`'s probabilities for the images `rows` of `data`: their maps for a fine-tuned top
+/// (which takes maps), their embeddings otherwise.
+pub fn predict_on(model: &dyn Classifier, data: &TrialData, rows: &[usize]) -> Array2<f32> {
     let mut probs = Array2::zeros((rows.len(), model.n_classes()));
     for (chunk, mut out) in rows
         .chunks(PREDICT_ROWS)
         .zip(probs.axis_chunks_iter_mut(Axis(0), PREDICT_ROWS))
     {
-        out.assign(&model.predict_proba(x.select(Axis(0), chunk).view()));
+        let inputs = match (model.cut(), data.maps) {
+            (Some(_), Some((maps, _))) => {
+                let mut read = Array2::zeros((chunk.len(), maps.map_len()));
+                maps.read(chunk, read.as_slice_mut().expect("standard layout"));
+                read
+            }
+            _ => data.x.select(Axis(0), chunk),
+        };
+        out.assign(&model.predict_proba(inputs.view()));
     }
     probs
 }
@@ -226,29 +292,21 @@ pub fn score(probs: ArrayView2<f32>, y: &[usize], class_names: &[String], second
 
 /// Runs `spec` over the folds: for each fold in `0..k`, fits on the rows of `x` whose fold
 /// differs and scores on the rows of that fold. `fold[i]` is row i's fold. The embeddings are
-/// not copied per trial (see [`fit`] and [`predict_rows`]).
-pub fn run(
+/// not copied per trial (see [`fit`] and [`predict_on`]).
+pub fn run<'a>(
     spec: &TrialSpec,
-    x: ArrayView2<f32>,
-    y: &[usize],
+    x: ArrayView2<'a, f32>,
+    y: &'a [usize],
     fold: &[usize],
     k: usize,
     class_names: &[String],
 ) -> TrialResult {
-    run_with_views(spec, x, y, None, fold, k, class_names)
+    run_on(spec, &TrialData::plain(x, y), fold, k, class_names)
 }
 
-/// [`run`] where the images (the first `fold.len()` rows of `x`) may have views, as
-/// [`fit_with_views`] takes them; held-out images are always scored on their own rows.
-pub fn run_with_views(
-    spec: &TrialSpec,
-    x: ArrayView2<f32>,
-    y: &[usize],
-    pools: Option<&[Vec<usize>]>,
-    fold: &[usize],
-    k: usize,
-    class_names: &[String],
-) -> TrialResult {
+/// [`run`] on everything `data` holds (see [`fit_on`]); the images are the first `fold.len()`
+/// rows, and held-out images are always scored on their own rows.
+pub fn run_on(spec: &TrialSpec, data: &TrialData, fold: &[usize], k: usize, class_names: &[String]) -> TrialResult {
     let started = std::time::Instant::now();
     let mut folds = Vec::with_capacity(k);
     let mut failure = None;
@@ -256,10 +314,10 @@ pub fn run_with_views(
         let fold_started = std::time::Instant::now();
         let train: Vec<usize> = (0..fold.len()).filter(|&i| fold[i] != f).collect();
         let held: Vec<usize> = (0..fold.len()).filter(|&i| fold[i] == f).collect();
-        let yh: Vec<usize> = held.iter().map(|&i| y[i]).collect();
-        match fit_with_views(spec, x, y, pools, &train, class_names.len()) {
+        let yh: Vec<usize> = held.iter().map(|&i| data.y[i]).collect();
+        match fit_on(spec, data, &train, class_names.len()) {
             Ok(model) => {
-                let probs = predict_rows(model.as_ref(), x, &held);
+                let probs = predict_on(model.as_ref(), data, &held);
                 if probs.iter().any(|p| !p.is_finite()) {
                     failure = Some((
                         f,

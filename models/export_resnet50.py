@@ -241,6 +241,10 @@ def main():
         "output_dim": FEATURES,
         "source": source(args),
     }
+    if not args.keras:
+        # The tensor entering the last bottleneck block, for `extract --cut layer4.2`; torch.onnx
+        # names it the same for every weights and input size.
+        description["cuts"] = {"layer4.2": "/layer4/layer4.1/relu_2/Relu_output_0"}
     json_path = path.with_suffix(".json")
     json_path.write_text(json.dumps(description, indent=2) + "\n")
     print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB, sha256 {digest}) and {json_path.name}")

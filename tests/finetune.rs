@@ -28,8 +28,13 @@ fn prepared(per_class: usize) -> (tempfile::TempDir, PathBuf, PathBuf) {
 }
 
 fn extract_cut(ws: &Path, data: &Path) -> serde_json::Value {
+    extract_cut_of(ws, data, "tiny_finetune")
+}
+
+/// `extract --cut block` of `data` with the tiny model `name`.
+fn extract_cut_of(ws: &Path, data: &Path, name: &str) -> serde_json::Value {
     let data = data.display().to_string();
-    let model = tiny_model("tiny_finetune");
+    let model = tiny_model(name);
     let args = [
         "extract",
         "--val-percent",
@@ -114,6 +119,31 @@ fn the_top_computes_what_onnx_runtime_computes() {
     }
 }
 
+/// `eval` of the test split (the fine-tuned top on the cached f16 maps) and `predict` of the
+/// same files (the spliced network in ONNX Runtime) agree: the same labels, confidences within
+/// the maps' f16 rounding. Returns the files and predict's predictions.
+fn predict_agrees_with_eval(ws: &Path, data: &Path) -> (Vec<String>, Vec<serde_json::Value>) {
+    let eval = run_json(ws, &["eval", "--split", "test"]);
+    assert_eq!(eval["models"][0]["model"], "finetune");
+    let eval_predictions = eval["models"][0]["predictions"].as_array().unwrap().clone();
+    let files: Vec<String> = eval_predictions
+        .iter()
+        .map(|p| data.join(p["path"].as_str().unwrap()).display().to_string())
+        .collect();
+    let mut predict_args = vec!["predict", "--top-k", "1"];
+    predict_args.extend(files.iter().map(String::as_str));
+    let predicted = run_json(ws, &predict_args);
+    let predictions = predicted["predictions"].as_array().unwrap().clone();
+    assert_eq!(predictions.len(), eval_predictions.len());
+    for (p, e) in predictions.iter().zip(&eval_predictions) {
+        let confidence = p["top"][0][1].as_f64().unwrap();
+        assert_eq!(p["top"][0][0], e["predicted_label"], "{p} vs {e}");
+        let from_maps = e["confidence"].as_f64().unwrap();
+        assert!((confidence - from_maps).abs() < 5e-3, "{confidence} vs {from_maps}");
+    }
+    (files, predictions)
+}
+
 #[test]
 fn fine_tunes_evaluates_predicts_and_exports_consistently() {
     let (_tmp, data, ws) = prepared(30);
@@ -147,26 +177,8 @@ fn fine_tunes_evaluates_predicts_and_exports_consistently() {
     );
 
     let eval = run_json(&ws, &["eval", "--split", "test"]);
-    assert_eq!(eval["models"][0]["model"], "finetune");
     assert_eq!(eval["models"][1]["model"], "baseline");
-    let eval_predictions = eval["models"][0]["predictions"].as_array().unwrap().clone();
-
-    // predict runs the spliced network on the image files; eval ran the top on the f16 maps.
-    let files: Vec<String> = eval_predictions
-        .iter()
-        .map(|p| data.join(p["path"].as_str().unwrap()).display().to_string())
-        .collect();
-    let mut predict_args = vec!["predict", "--top-k", "1"];
-    predict_args.extend(files.iter().map(String::as_str));
-    let predicted = run_json(&ws, &predict_args);
-    let predictions = predicted["predictions"].as_array().unwrap();
-    assert_eq!(predictions.len(), eval_predictions.len());
-    for (p, e) in predictions.iter().zip(&eval_predictions) {
-        let confidence = p["top"][0][1].as_f64().unwrap();
-        assert_eq!(p["top"][0][0], e["predicted_label"], "{p} vs {e}");
-        let from_maps = e["confidence"].as_f64().unwrap();
-        assert!((confidence - from_maps).abs() < 5e-3, "{confidence} vs {from_maps}");
-    }
+    let (files, predictions) = predict_agrees_with_eval(&ws, &data);
 
     // The exported file holds the fine-tuned weights: ONNX Runtime alone gives predict's
     // probabilities.
@@ -376,4 +388,31 @@ fn a_sweep_runs_fine_tune_trials_and_refits_a_fine_tune_winner() {
     let (la, lb) = (a["log_loss"].as_f64().unwrap(), b["log_loss"].as_f64().unwrap());
     // eval reads the same f16 maps through the same top: equal but for summation order.
     assert!((la - lb).abs() < 1e-6, "{la} {lb}");
+}
+
+/// A bias shared by a layer before the cut and one after it (through Identity nodes, as a
+/// random-weights ResNet-50 export has them) trains for the layer after the cut only: predict's
+/// spliced network still computes the maps the cache holds.
+#[test]
+fn a_weight_shared_across_the_cut_is_trained_after_it_only() {
+    let (_tmp, data, ws) = prepared(12);
+    extract_cut_of(&ws, &data, "tiny_shared_bias");
+    // A large rate, so that the bias moves far: were the shared copy trained, the maps that
+    // predict's network computes would no longer be the cached ones.
+    let trained = run_json(
+        &ws,
+        &[
+            "train-head",
+            "--finetune",
+            "block",
+            "--backbone-lr",
+            "0.05",
+            "--epochs",
+            "4",
+        ],
+    );
+    assert_eq!(trained["history"].as_array().unwrap().len(), 4);
+    let head = common::tensors(&ws.join("head.safetensors"));
+    assert!(head.contains_key("top/conv.b"), "{:?}", head.keys());
+    predict_agrees_with_eval(&ws, &data);
 }

@@ -106,6 +106,16 @@ pub fn after_cut(model: &[u8], cut: &str, output: &str) -> Result<Subgraph, CutE
         }
     }
 
+    // Exporters that fold equal initializers into one (torch.onnx does, for the zero biases of
+    // a randomly initialised ResNet-50) hand it to each node through an Identity node: such an
+    // alias is read as the weight itself. Nodes come in computing order, so chains resolve.
+    for (source, alias) in identity_aliases(&graph.node, &constants) {
+        constants.insert(alias.clone());
+        if let Some(weight) = weights.get(&source).cloned() {
+            weights.insert(alias, weight);
+        }
+    }
+
     let produced = graph.node.iter().flat_map(|n| &n.output).any(|o| o == cut);
     if !produced && !graph.input.iter().any(|i| i.name == cut) {
         return Err(CutError::NotFound(cut.to_string()));
@@ -157,6 +167,22 @@ pub fn after_cut(model: &[u8], cut: &str, output: &str) -> Result<Subgraph, CutE
         weights,
         constants,
     })
+}
+
+/// `(source, alias)` for every Identity node that passes on a weight: an initializer or
+/// `Constant` among `constants`, or the alias of one, in node order.
+pub(super) fn identity_aliases(nodes: &[NodeProto], constants: &HashSet<String>) -> Vec<(String, String)> {
+    let mut known: HashSet<&str> = constants.iter().map(String::as_str).collect();
+    let mut aliases = Vec::new();
+    for node in nodes.iter().filter(|n| n.op_type == "Identity") {
+        if let ([source], [alias]) = (node.input.as_slice(), node.output.as_slice()) {
+            if known.contains(source.as_str()) {
+                known.insert(alias);
+                aliases.push((source.clone(), alias.clone()));
+            }
+        }
+    }
+    aliases
 }
 
 /// `GraphProto` with what the trainer reads: nodes with their attributes, and weights.

@@ -275,8 +275,39 @@ def tiny_finetune(rng):
     return finish(graph)
 
 
+def tiny_shared_bias(rng):
+    """One bias initializer shared by a layer before the cut and one after it, each reading it
+    through its own Identity node, as torch.onnx exports a randomly initialised ResNet-50 (its
+    equal zero biases folded into one): Conv 3x3/2 (8) + Relu gives `cut` [N,8,16,16], then
+    Conv 1x1 (8) + Relu, GlobalAveragePool, Flatten to `features` [N,8]."""
+    inits = [
+        numpy_helper.from_array((rng.standard_normal((8, 3, 3, 3)) / np.sqrt(27)).astype(np.float32), "stem.w"),
+        numpy_helper.from_array((0.1 * rng.standard_normal(8)).astype(np.float32), "shared.b"),
+        numpy_helper.from_array((rng.standard_normal((8, 8, 1, 1)) / np.sqrt(8)).astype(np.float32), "conv.w"),
+    ]
+    node = helper.make_node
+    nodes = [
+        node("Identity", ["shared.b"], ["stem.b"], name="stem_bias"),
+        node("Identity", ["shared.b"], ["conv.b"], name="conv_bias"),
+        node("Conv", ["pixels", "stem.w", "stem.b"], ["stem"], name="stem", kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1]),
+        node("Relu", ["stem"], ["cut"], name="stem_relu"),
+        node("Conv", ["cut", "conv.w", "conv.b"], ["conv"], name="conv", kernel_shape=[1, 1]),
+        node("Relu", ["conv"], ["conv_relu"], name="conv_relu"),
+        node("GlobalAveragePool", ["conv_relu"], ["gap"], name="gap"),
+        node("Flatten", ["gap"], ["features"], name="features", axis=1),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "tiny_shared_bias",
+        [helper.make_tensor_value_info("pixels", TensorProto.FLOAT, ["N", 3, SIDE, SIDE])],
+        [helper.make_tensor_value_info("features", TensorProto.FLOAT, ["N", 8])],
+        inits,
+    )
+    return finish(graph)
+
+
 # Named cuts, as the bundled backbones' descriptions give them.
-CUTS = {"tiny_finetune": {"block": "cut"}}
+CUTS = {"tiny_finetune": {"block": "cut"}, "tiny_shared_bias": {"block": "cut"}}
 
 
 def write(model, name, output, dim):
@@ -329,7 +360,7 @@ def main():
         ("tiny_rank2", tiny_rank2, "features", 4),
     ]
     # Appended after the others, so their generators (seeded by position) stay the same.
-    late = [("tiny_finetune", tiny_finetune, "features", 8)]
+    late = [("tiny_finetune", tiny_finetune, "features", 8), ("tiny_shared_bias", tiny_shared_bias, "features", 8)]
     # Models the tool must refuse with a clear error; they are not run here.
     broken = [
         ("tiny_no_input", tiny_no_input, "features", 4),

@@ -74,7 +74,6 @@ const EXPECTED_SKIPS: &[(&str, &str)] = &[
         "tiff/tiff_cielab8_tile.tif",
         "CIELab: the tiff crate refuses its signed a*, b* samples",
     ),
-    ("tiff/tiff_cmyk8_lzma.tif", "LZMA compression: not in the tiff crate"),
     (
         "tiff/tiff_grey12_strip.tif",
         "12-bit samples: the tiff crate reads whole bytes or fewer than 8 bits only",
@@ -83,9 +82,6 @@ const EXPECTED_SKIPS: &[(&str, &str)] = &[
         "tiff/tiff_grey12_tile.tif",
         "12-bit samples: the tiff crate reads whole bytes or fewer than 8 bits only",
     ),
-    ("tiff/tiff_grey16_lzma.tif", "LZMA compression: not in the tiff crate"),
-    ("tiff/tiff_grey8_lzma.tif", "LZMA compression: not in the tiff crate"),
-    ("tiff/tiff_palette8_lzma.tif", "LZMA compression: not in the tiff crate"),
     (
         "tiff/tiff_pil_LAB_raw.tif",
         "CIELab: the tiff crate refuses its signed a*, b* samples",
@@ -94,13 +90,6 @@ const EXPECTED_SKIPS: &[(&str, &str)] = &[
         "tiff/tiff_pil_LAB_tiff_lzw.tif",
         "CIELab: the tiff crate refuses its signed a*, b* samples",
     ),
-    ("tiff/tiff_rgb16_lzma.tif", "LZMA compression: not in the tiff crate"),
-    ("tiff/tiff_rgb8_lzma.tif", "LZMA compression: not in the tiff crate"),
-    (
-        "tiff/tiff_rgb8_separate_tile_lzma.tif",
-        "LZMA compression: not in the tiff crate",
-    ),
-    ("tiff/tiff_rgba8_lzma.tif", "LZMA compression: not in the tiff crate"),
 ];
 
 /// The largest difference per channel allowed between headstart's and PIL's pixels.

@@ -552,6 +552,10 @@ impl Image {
             )),
             #[cfg(feature = "zstd")]
             CompressionMethod::ZSTD => Box::new(zstd::Decoder::new(reader)?),
+            // headstart patch: LZMA (34925, libtiff's COMPRESSION_LZMA) is an XZ stream per
+            // strip or tile, as libtiff's tif_lzma.c writes it with lzma_stream_encoder.
+            #[cfg(feature = "lzma")]
+            CompressionMethod::Unknown(34925) => Box::new(lzma_rust2::XzReader::new(reader, false)),
             CompressionMethod::PackBits => Box::new(PackBitsReader::new(reader, compressed_length)),
             #[cfg(feature = "deflate")]
             CompressionMethod::Deflate | CompressionMethod::OldDeflate => {

@@ -610,14 +610,15 @@ fn print_extract(s: &ExtractSummary, json: bool) -> Result<()> {
     if let Some(cut) = &s.cut {
         let shape = cut.shape;
         println!(
-            "maps at cut `{}` ({}, {}x{}x{} f16, {:.1} KB per image): {} computed in this run",
+            "maps at cut `{}` ({}, {}x{}x{} f16, {:.1} KB per image): {} computed in this run, {} stale dropped",
             cut.name,
             cut.tensor,
             shape.channels,
             shape.height,
             shape.width,
             cut.bytes_per_image() as f64 / 1000.0,
-            s.maps_computed
+            s.maps_computed,
+            s.maps_dropped
         );
     }
     if s.mirrored_computed > 0 {

@@ -130,6 +130,8 @@ pub struct ExtractSummary {
     pub cut: Option<CutRecord>,
     /// Maps computed in this run.
     pub maps_computed: usize,
+    /// Cached maps removed because no image has that content any more.
+    pub maps_dropped: usize,
     /// Images in the manifest now.
     pub images: usize,
     /// The execution provider the backbone ran on, and why `--device auto` fell back to the
@@ -544,6 +546,7 @@ pub fn extract(opts: &ExtractOptions, progress: &dyn Progress) -> Result<Extract
         Some(_) => store.compact(&keep)?,
         None => 0,
     };
+    let maps_dropped = maps.as_mut().map(|m| m.compact(&keep)).transpose()?.unwrap_or(0);
     let views_record = views.as_mut().map(|v| v.finish(&entries)).transpose()?;
     let mirrored_record = mirrored.as_mut().map(|m| m.finish(&entries)).transpose()?;
     if views.is_some() {
@@ -614,6 +617,7 @@ pub fn extract(opts: &ExtractOptions, progress: &dyn Progress) -> Result<Extract
         reused,
         cut: cut_record,
         maps_computed,
+        maps_dropped,
         views_computed: computed_inputs[1],
         views: views_held,
         mirrored_computed: computed_inputs[2],

@@ -416,3 +416,26 @@ fn a_weight_shared_across_the_cut_is_trained_after_it_only() {
     assert!(head.contains_key("top/conv.b"), "{:?}", head.keys());
     predict_agrees_with_eval(&ws, &data);
 }
+
+/// Maps of images that left the data set are dropped from the cache, the others kept as they
+/// were.
+#[test]
+fn maps_of_images_that_left_are_dropped() {
+    let (_tmp, data, ws) = prepared(6);
+    let first = extract_cut(&ws, &data);
+    assert_eq!(first["maps_dropped"], 0);
+    let (_, before) = map_store(&ws);
+    let gone = ["class0/img000.png", "class2/img001.jpg"];
+    for file in gone {
+        std::fs::remove_file(data.join(file)).unwrap();
+    }
+    let second = extract_cut(&ws, &data);
+    assert_eq!(second["maps_computed"], 0);
+    assert_eq!(second["maps_dropped"], 2);
+    let (manifest, after) = map_store(&ws);
+    assert_eq!(after.len(), manifest.entries.len());
+    for entry in &manifest.entries {
+        let key = parse_key(&entry.sha256).unwrap();
+        assert_eq!(after.get(&key), before.get(&key), "{}", entry.sample.path);
+    }
+}

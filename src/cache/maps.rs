@@ -94,8 +94,8 @@ pub struct MapStore {
     pub dir: PathBuf,
     /// The size of each map; `None` while the store is empty.
     pub shape: Option<Geometry>,
-    /// Each file with where its maps lie in it (offset and length in bytes).
-    files: Vec<(Mmap, usize, usize)>,
+    /// Each file with where its maps lie in it (offset and length in bytes), and its path.
+    files: Vec<(Mmap, usize, usize, PathBuf)>,
     index: HashMap<ContentKey, (usize, usize)>,
     seq: usize,
 }
@@ -170,7 +170,7 @@ impl MapStore {
     pub fn get(&self, key: &ContentKey) -> Option<&[f16]> {
         let &(file, row) = self.index.get(key)?;
         let len = self.shape?.len();
-        let (bytes, offset, size) = &self.files[file];
+        let (bytes, offset, size, _) = &self.files[file];
         let maps: &[f16] = bytemuck::cast_slice(&bytes[*offset..offset + size]);
         Some(&maps[row * len..(row + 1) * len])
     }
@@ -251,8 +251,54 @@ impl MapStore {
         for (row, key) in keys.into_iter().enumerate() {
             self.index.entry(key).or_insert((file, row));
         }
-        self.files.push((mmap, offset, size));
+        self.files.push((mmap, offset, size, path.to_path_buf()));
         Ok(())
+    }
+
+    /// Keeps the maps of `keep` only, each once, and returns how many maps it dropped: those of
+    /// images that left the data set, and copies a killed run left. A file that holds any such
+    /// map is written again with the maps it alone holds, the new file first and then the old
+    /// one removed, so that a kill between the two leaves a copy the next run drops.
+    pub fn compact(&mut self, keep: &[ContentKey]) -> Result<usize, CacheError> {
+        let Some(shape) = self.shape else {
+            return Ok(0);
+        };
+        let keep: std::collections::HashSet<&ContentKey> = keep.iter().collect();
+        let mut owned: Vec<Vec<(usize, ContentKey)>> = vec![Vec::new(); self.files.len()];
+        for (key, &(file, row)) in &self.index {
+            if keep.contains(key) {
+                owned[file].push((row, *key));
+            }
+        }
+        let per_map = shape.len() * 2;
+        let mut dropped = 0;
+        let mut rewritten = Vec::new();
+        for (file, rows) in owned.iter_mut().enumerate() {
+            let held = self.files[file].2 / per_map;
+            if rows.len() == held {
+                continue;
+            }
+            dropped += held - rows.len();
+            rows.sort_unstable();
+            let keys: Vec<ContentKey> = rows.iter().map(|(_, k)| *k).collect();
+            let mut maps = vec![0f32; keys.len() * shape.len()];
+            for (key, out) in keys.iter().zip(maps.chunks_exact_mut(shape.len())) {
+                self.read_f32(key, out);
+            }
+            rewritten.push((self.files[file].3.clone(), keys, maps));
+        }
+        if rewritten.is_empty() {
+            return Ok(0);
+        }
+        for (old, keys, maps) in rewritten {
+            // f16 -> f32 -> f16 gives back the same bits.
+            self.append(&keys, shape, &maps)?;
+            std::fs::remove_file(&old).map_err(|source| CacheError::Read { path: old, source })?;
+        }
+        let seq = self.seq;
+        *self = MapStore::read(&self.dir)?;
+        self.seq = seq;
+        Ok(dropped)
     }
 }
 
@@ -393,6 +439,45 @@ mod tests {
 
     fn key(i: u8) -> ContentKey {
         [i; 32]
+    }
+
+    #[test]
+    fn compaction_keeps_each_wanted_map_once_and_drops_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let shape = Geometry {
+            channels: 1,
+            height: 2,
+            width: 2,
+        };
+        let map = |i: u8| -> Vec<f32> { (0..4).map(|j| f32::from(i) + 0.25 * j as f32).collect() };
+        let maps = |keys: &[u8]| -> Vec<f32> { keys.iter().flat_map(|&i| map(i)).collect() };
+        let (mut store, _) = MapStore::open(dir.path()).unwrap();
+        store
+            .append(&[key(1), key(2), key(3)], shape, &maps(&[1, 2, 3]))
+            .unwrap();
+        store.append(&[key(4), key(5)], shape, &maps(&[4, 5])).unwrap();
+        store.append(&[key(6)], shape, &maps(&[6])).unwrap();
+        // A copy of 1, as a run killed after saving its batch again would leave.
+        store.append(&[key(1)], shape, &maps(&[1])).unwrap();
+        let files = || std::fs::read_dir(dir.path()).unwrap().count();
+        assert_eq!(files(), 4);
+
+        // 3 and 4 left the data; 6's file is whole and stays as it is.
+        let keep = [key(1), key(2), key(5), key(6)];
+        assert_eq!(store.compact(&keep).unwrap(), 3, "3, 4 and the copy of 1");
+        assert_eq!(store.keys(), keep);
+        assert_eq!(store.compact(&keep).unwrap(), 0);
+        let reopened = MapStore::read(dir.path()).unwrap();
+        assert_eq!(reopened.keys(), keep);
+        for i in [1, 2, 5, 6] {
+            let mut out = vec![0.0; 4];
+            assert!(reopened.read_f32(&key(i), &mut out));
+            assert_eq!(out, map(i));
+        }
+        // The first file rewritten (1, 2), the second (5), the third kept, the copy gone.
+        assert_eq!(files(), 3);
+        assert_eq!(store.compact(&[]).unwrap(), 4);
+        assert_eq!(files(), 0);
     }
 
     #[test]

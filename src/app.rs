@@ -666,7 +666,7 @@ fn print_extract(s: &ExtractSummary, json: bool) -> Result<()> {
         }
     }
     if let Some(why) = &s.device.fallback {
-        println!("--device auto ran on the CPU: {why}");
+        println!("{why}; ran on the CPU instead");
     }
     println!(
         "{:.1} s in all, {:.1} inputs/s through the network ({})",

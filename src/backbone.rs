@@ -701,9 +701,10 @@ impl Backbone {
                 }
                 Err(e) => return Err(session_err(e)),
             },
+            // The reason's first line: what to do about a GPU is beside the point on the CPU.
             (builder, Err(why)) if auto => (
                 commit(builder).map_err(session_err)?,
-                device::on_cpu(Some(why.to_string())),
+                device::on_cpu(why.to_string().lines().next().map(String::from)),
             ),
             (_, Err(why)) => return Err(BackboneError::Device(why)),
         };

@@ -191,6 +191,10 @@ pub fn place(
     let Some((first, _)) = providers.first() else {
         return (builder, Ok(on_cpu(None)));
     };
+    if device == Device::Auto && !nvidia_driver() {
+        let why = "no NVIDIA driver is loaded (/proc/driver/nvidia/version does not exist)";
+        return (builder, Err(unavailable(device, first, why.into())));
+    }
     let first = *first;
     let mut missing = providers.iter().filter(|(name, _)| !is_available(name));
     if let Some((provider, _)) = missing.next() {

@@ -31,6 +31,15 @@ fn extract_cut(ws: &Path, data: &Path) -> serde_json::Value {
     extract_cut_of(ws, data, "tiny_finetune")
 }
 
+/// `extract` of `data` with `tiny_finetune` and no cut: vectors, no maps.
+fn extract_without_maps(ws: &Path, data: &Path) {
+    headstart(ws)
+        .args(["extract", "--model", &tiny_model("tiny_finetune"), "--data"])
+        .arg(data)
+        .assert()
+        .success();
+}
+
 /// `extract --cut block` of `data` with the tiny model `name`.
 fn extract_cut_of(ws: &Path, data: &Path, name: &str) -> serde_json::Value {
     let data = data.display().to_string();
@@ -225,11 +234,7 @@ fn bad_requests_say_what_to_do() {
         .assert()
         .failure()
         .stderr(contains("no cut or tensor `nowhere`").and(contains("block (cut)")));
-    headstart(&ws)
-        .args(["extract", "--model", &tiny_model("tiny_finetune"), "--data"])
-        .arg(&data)
-        .assert()
-        .success();
+    extract_without_maps(&ws, &data);
     headstart(&ws)
         .args(["train-head", "--finetune", "block"])
         .assert()
@@ -333,11 +338,7 @@ fn a_sweep_runs_fine_tune_trials_and_refits_a_fine_tune_winner() {
         run_json(&ws, &args)
     };
     // No maps yet: the error names the extract that makes them.
-    headstart(&ws)
-        .args(["extract", "--model", &tiny_model("tiny_finetune"), "--data"])
-        .arg(&data)
-        .assert()
-        .success();
+    extract_without_maps(&ws, &data);
     headstart(&ws)
         .args(["sweep", "--heads", "finetune", "--folds", "2"])
         .assert()

@@ -331,19 +331,8 @@ pub fn sweep(
             .map(|spec| at_cut(spec, manifest))
             .collect::<Result<_, _>>()?;
         let tuning = top_and_maps(opts, manifest, &specs)?;
-        let maps = tuning
-            .as_ref()
-            .map(|(_, store)| CachedMaps::new(store, &rows.entries))
-            .transpose()?;
-        let data = TrialData {
-            x: rows.x.view(),
-            y: &rows.y,
-            pools: rows.pools.as_deref(),
-            maps: maps
-                .as_ref()
-                .zip(tuning.as_ref())
-                .map(|(m, (top, _))| (m as &dyn MapRows, top)),
-        };
+        let maps = maps_of(&tuning, &rows.entries)?;
+        let data = rows.data(at_cut_with(&maps, &tuning));
         let fold: Vec<usize> = assigned
             .fold
             .iter()
@@ -468,6 +457,36 @@ struct TrainingRows {
     entries: Vec<Entry>,
 }
 
+impl TrainingRows {
+    /// What trials fit on: these rows, and `maps` at the cut for fine-tune trials.
+    fn data<'a>(&'a self, maps: Option<(&'a dyn MapRows, &'a Top)>) -> TrialData<'a> {
+        TrialData {
+            x: self.x.view(),
+            y: &self.y,
+            pools: self.pools.as_deref(),
+            maps,
+        }
+    }
+}
+
+/// The maps of `entries` at the cut, when `tuning` (from [`top_and_maps`]) holds a store.
+fn maps_of<'a>(tuning: &'a Option<(Top, MapStore)>, entries: &[Entry]) -> Result<Option<CachedMaps<'a>>, SweepError> {
+    Ok(tuning
+        .as_ref()
+        .map(|(_, store)| CachedMaps::new(store, entries))
+        .transpose()?)
+}
+
+/// `maps` with the top they go through, as fine-tune trials take them.
+fn at_cut_with<'a>(
+    maps: &'a Option<CachedMaps<'a>>,
+    tuning: &'a Option<(Top, MapStore)>,
+) -> Option<(&'a dyn MapRows, &'a Top)> {
+    maps.as_ref()
+        .zip(tuning.as_ref())
+        .map(|(m, (top, _))| (m as &dyn MapRows, top))
+}
+
 /// The train and val embeddings of `manifest`'s backbone as one matrix, the train images' cached
 /// views appended (when `policy` uses them), and the images' folds.
 fn train_and_val(
@@ -568,19 +587,8 @@ fn refit(
     let all: Vec<usize> = (0..assigned.fold.len()).collect();
     let specs = std::slice::from_ref(&winner.spec);
     let tuning = top_and_maps(opts, manifest, specs)?;
-    let maps = tuning
-        .as_ref()
-        .map(|(_, store)| CachedMaps::new(store, &rows.entries))
-        .transpose()?;
-    let data = TrialData {
-        x: rows.x.view(),
-        y: &rows.y,
-        pools: rows.pools.as_deref(),
-        maps: maps
-            .as_ref()
-            .zip(tuning.as_ref())
-            .map(|(m, (top, _))| (m as &dyn MapRows, top)),
-    };
+    let maps = maps_of(&tuning, &rows.entries)?;
+    let data = rows.data(at_cut_with(&maps, &tuning));
     let model =
         trial::fit_on(&winner.spec, &data, &all, manifest.classes.len()).map_err(|reason| SweepError::Refit {
             label: label.clone(),
@@ -622,15 +630,9 @@ fn refit(
     let seconds = started.elapsed().as_secs_f64();
     let store = manifest.open_store(&opts.workspace)?;
     let test = manifest.split(&store, Split::Test)?;
-    let test_maps = tuning
-        .as_ref()
-        .map(|(_, store)| CachedMaps::new(store, &test.entries))
-        .transpose()?;
+    let test_maps = maps_of(&tuning, &test.entries)?;
     let test_data = TrialData {
-        maps: test_maps
-            .as_ref()
-            .zip(tuning.as_ref())
-            .map(|(m, (top, _))| (m as &dyn MapRows, top)),
+        maps: at_cut_with(&test_maps, &tuning),
         ..TrialData::plain(test.x.view(), &test.y)
     };
     let test = (!test.y.is_empty()).then(|| {

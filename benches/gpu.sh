@@ -86,7 +86,7 @@ for model in $models; do
                 grep '^BENCH_JSON ' "$log" | sed 's/^BENCH_JSON //' >>"$RESULTS"
                 grep -E '^(data|end to end|network)' "$log"
             else
-                echo "$device unavailable: $(grep -m1 -E 'error|panicked|could not' "$log" || tail -1 "$log")"
+                echo "$device unavailable: $(grep -m1 -E 'Unavailable|NotInLibrary|error' "$log" || tail -1 "$log")"
                 continue
             fi
             cpu="$WS/$name-$batch-cpu"

@@ -7,7 +7,9 @@
 //!   a hash of the file name, so a file keeps its fold when others are added. The test split is
 //!   never used for choosing.
 //! - Every configuration ([`space::TrialSpec`]) is fitted on k - 1 folds and scored on the
-//!   held-out one, for each fold; [`trial::Outcome`] holds the mean, standard deviation and
+//!   held-out one, for each fold (fine-tune trials on the images' cached maps at the cut, the
+//!   others on their embeddings; MLP trials once per view setting of
+//!   [`SweepOptions::views`]); [`trial::Outcome`] holds the mean, standard deviation and
 //!   95% interval of accuracy, mean class recall and log loss over the folds.
 //! - Trials are ranked by the images classified right over all folds (pooled accuracy), ties
 //!   by lower mean log loss ([`leaderboard::rank`]).
@@ -297,8 +299,12 @@ pub fn sweep(
             threads,
             message: e.to_string(),
         })?;
-    let mut policies = opts.views.clone();
-    policies.dedup();
+    let mut policies: Vec<ViewPolicy> = Vec::new();
+    for &policy in &opts.views {
+        if !policies.contains(&policy) {
+            policies.push(policy);
+        }
+    }
     if policies.is_empty() {
         policies.push(ViewPolicy::default());
     }

@@ -312,6 +312,9 @@ fn a_sweep_draws_the_views_for_its_mlp_trials_only_and_keeps_a_journal_per_setti
     for ((kind, views, losses), (k, v, l)) in runs.iter().zip(expected) {
         assert_eq!((kind.as_str(), views.as_deref(), losses), (k, v, l));
     }
+    // The report's leaderboard names each MLP row's setting too.
+    let page = std::fs::read_to_string(ws.join("report/index.html")).unwrap();
+    assert!(page.contains("views=off") && page.contains("views=with-plain"));
 
     // The winner is refitted under its own setting, and its card names the views it drew, as
     // train-head's does (none under `off`).

@@ -53,7 +53,7 @@ fn trials(l: &Leaderboard) -> String {
             let name = format!(
                 "{}. {} <small>{}</small>",
                 i + 1,
-                esc(&r.spec.label()),
+                esc(&r.label()),
                 esc(&r.backbone)
             );
             match &r.outcome {

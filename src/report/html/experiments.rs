@@ -50,12 +50,7 @@ fn trials(l: &Leaderboard) -> String {
         .take(TOP_TRIALS)
         .enumerate()
         .map(|(i, r)| {
-            let name = format!(
-                "{}. {} <small>{}</small>",
-                i + 1,
-                esc(&r.label()),
-                esc(&r.backbone)
-            );
+            let name = format!("{}. {} <small>{}</small>", i + 1, esc(&r.label()), esc(&r.backbone));
             match &r.outcome {
                 Outcome::Done {
                     accuracy,

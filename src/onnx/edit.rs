@@ -131,11 +131,7 @@ mod tests {
     /// conv after it as `conv.b`, each through an Identity node.
     #[test]
     fn a_weight_read_through_an_identity_alias_becomes_its_own_initializer() {
-        let model = std::fs::read(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/models/tiny_shared_bias.onnx"
-        ))
-        .unwrap();
+        let model = std::fs::read("tests/models/tiny_shared_bias.onnx").unwrap();
         let bias = |model: &[u8], cut: &str, output: &str, name: &str| {
             after_cut(model, cut, output).unwrap().weights[name].values.clone()
         };

@@ -147,7 +147,7 @@ fn a_finetune_table_takes_the_head_keys_and_its_own() {
 #[test]
 fn each_fold_of_a_finetune_trial_equals_the_fine_tune_trained_alone() {
     use crate::finetune::{build, FinetuneParams, MapRows};
-    let model = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/models/tiny_finetune.onnx")).unwrap();
+    let model = std::fs::read("tests/models/tiny_finetune.onnx").unwrap();
     let shape = crate::finetune::Geometry {
         channels: 8,
         height: 16,

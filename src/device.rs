@@ -159,17 +159,22 @@ pub fn nvidia_driver() -> bool {
     std::path::Path::new("/proc/driver/nvidia/version").exists()
 }
 
+/// Whether the loaded library has a provider (`ExecutionProvider::is_available`).
+type Check = fn() -> ort::Result<bool>;
+
+/// The providers headstart knows, with the check of whether the loaded library has each.
+const KNOWN: [(&str, Check); 4] = [
+    (CPU::NAME, CPU::is_available),
+    (CUDA::NAME, CUDA::is_available),
+    (TensorRT::NAME, TensorRT::is_available),
+    (OpenVINO::NAME, OpenVINO::is_available),
+];
+
 /// Which of the providers headstart knows the loaded library has, in words.
 fn available() -> String {
-    let known = [
-        (CPU::NAME, CPU::is_available()),
-        (CUDA::NAME, CUDA::is_available()),
-        (TensorRT::NAME, TensorRT::is_available()),
-        (OpenVINO::NAME, OpenVINO::is_available()),
-    ];
-    let has: Vec<&str> = known
+    let has: Vec<&str> = KNOWN
         .iter()
-        .filter(|(_, yes)| matches!(yes, Ok(true)))
+        .filter(|(_, check)| check().unwrap_or(false))
         .map(|(name, _)| *name)
         .collect();
     if has.is_empty() {
@@ -177,6 +182,14 @@ fn available() -> String {
     } else {
         has.join(", ")
     }
+}
+
+/// Whether the loaded library has the provider `name`.
+fn is_available(name: &str) -> bool {
+    KNOWN
+        .iter()
+        .find(|(known, _)| *known == name)
+        .is_some_and(|(_, check)| check().unwrap_or(false))
 }
 
 /// Registers `device`'s providers on `builder`, which comes back either way: on an error it is
@@ -243,16 +256,6 @@ pub fn on_cpu(fallback: Option<String>) -> Placement {
         provider: CPU::NAME,
         fallback,
     }
-}
-
-fn is_available(name: &str) -> bool {
-    let check = match name {
-        n if n == CUDA::NAME => CUDA::is_available(),
-        n if n == TensorRT::NAME => TensorRT::is_available(),
-        n if n == OpenVINO::NAME => OpenVINO::is_available(),
-        _ => CPU::is_available(),
-    };
-    check.unwrap_or(false)
 }
 
 #[cfg(test)]

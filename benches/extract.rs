@@ -20,8 +20,7 @@
 use std::time::Instant;
 
 use headstart::backbone::{Backbone, BackboneChoice};
-use headstart::cache::Manifest;
-use headstart::dataset::Split;
+use headstart::cache::{load_snapshot, ContentKey};
 use headstart::dataset::{Dataset, Labels, SplitPercentages};
 use headstart::device::Device;
 use headstart::embed::Silent;
@@ -78,17 +77,9 @@ fn args() -> Args {
 }
 
 /// Every image's vector in a workspace's cache, by content.
-fn vectors(ws: &std::path::Path) -> std::collections::BTreeMap<String, Vec<f32>> {
-    let manifest = Manifest::load(ws).unwrap();
-    let store = manifest.open_store(ws).unwrap();
-    let mut all = std::collections::BTreeMap::new();
-    for split in [Split::Train, Split::Val, Split::Test] {
-        let part = manifest.split(&store, split).unwrap();
-        for (entry, row) in part.entries.iter().zip(part.x.rows()) {
-            all.insert(entry.sha256.clone(), row.to_vec());
-        }
-    }
-    all
+fn vectors(ws: &std::path::Path) -> std::collections::BTreeMap<ContentKey, Vec<f32>> {
+    let (_, store) = load_snapshot(ws).unwrap();
+    store.file_vectors().map(|(k, v)| (*k, v.to_vec())).collect()
 }
 
 /// `--compare A B`: the cosine of each image's two vectors, as its minimum, 1st percentile and

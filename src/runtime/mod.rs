@@ -13,7 +13,7 @@ use std::sync::OnceLock;
 
 use crate::device::Device;
 use crate::fetch::{self, PinnedWheel, Scratch};
-pub use wheels::{wheel_for, Package, Wheel, CPU, GPU, OPENVINO, ORT_VERSION};
+pub use wheels::{Package, Wheel, CPU, GPU, OPENVINO, ORT_VERSION};
 
 /// `package`'s wheel for an operating system and architecture, or why there is none.
 fn wheel_for_platform(package: &Package, os: &str, arch: &str) -> Result<&'static Wheel, String> {
@@ -271,7 +271,7 @@ mod tests {
 
     #[test]
     fn each_supported_platform_gets_its_own_wheel_and_library() {
-        let pick = |os, arch| wheel_for(os, arch).map(|w| (w.platform, w.library_name()));
+        let pick = |os, arch| CPU.wheel_for(os, arch).map(|w| (w.platform, w.library_name()));
         assert_eq!(
             pick("linux", "x86_64"),
             Some(("manylinux_2_28_x86_64", "libonnxruntime.so.1.32.0"))

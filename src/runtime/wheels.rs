@@ -126,8 +126,3 @@ pub const OPENVINO: Package = Package {
         with_providers: true,
     }],
 };
-
-/// The CPU build's wheel for an operating system and architecture.
-pub fn wheel_for(os: &str, arch: &str) -> Option<&'static Wheel> {
-    CPU.wheel_for(os, arch)
-}

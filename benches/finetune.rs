@@ -156,6 +156,7 @@ fn memory(images: usize) {
     let params = FinetuneParams {
         head: HeadParams::default().epochs(1),
         backbone_lr: 1e-4,
+        ..FinetuneParams::default()
     };
     let started = Instant::now();
     finetune::fit(top, &maps, &y, 10, None, &params, &mut |_| {}).expect("the fine-tune");
@@ -269,6 +270,7 @@ fn main() {
         let ft = FinetuneParams {
             head: params,
             backbone_lr,
+            ..FinetuneParams::default()
         };
         let mut scores = Vec::new();
         let mut observe = |stats: &headstart::head::EpochStats, top: &finetune::Top, head: &headstart::head::Head| {

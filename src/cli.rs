@@ -8,7 +8,7 @@ use headstart::baseline::BaselineParams;
 use headstart::dataset::{Column, Header, Split, SplitPercentages};
 use headstart::device::Device;
 use headstart::evaluate::EvalOptions;
-use headstart::finetune::FinetuneParams;
+use headstart::finetune::{BatchNormMode, FinetuneParams};
 use headstart::head::HeadParams;
 use headstart::predict::PredictOptions;
 use headstart::preprocess::Preset;
@@ -164,6 +164,9 @@ pub struct SweepArgs {
     /// Fine-tune trials (--heads finetune): the learning rates of the backbone's layers after the cut whose maps `extract --cut` cached; the MLP flags set their head.
     #[arg(long, default_value_t = FinetuneParams::default().backbone_lr.to_string())]
     pub backbone_lr: String,
+    /// Fine-tune trials: how the top's batch norm treats its statistics, frozen and/or train (see train-head --batch-norm).
+    #[arg(long, default_value = "frozen")]
+    pub batch_norm: String,
     /// Backbones to compare, each under the same folds: `current` (the last extract), `all` cached for this data, or names (as `extract --model` took them), comma-separated.
     #[arg(long, default_value = "current")]
     pub backbones: String,
@@ -250,6 +253,9 @@ pub struct TrainArgs {
     /// Adam learning rate of the backbone's layers under --finetune.
     #[arg(long, value_name = "LR", requires = "finetune", default_value_t = FinetuneParams::default().backbone_lr)]
     pub backbone_lr: f32,
+    /// Batch norm after the cut under --finetune: keep the backbone's statistics (frozen), or normalise each batch by its own and update the moving statistics (train).
+    #[arg(long, value_enum, requires = "finetune", default_value_t = BatchNormMode::default())]
+    pub batch_norm: BatchNormMode,
 }
 
 /// `eval`: which split, which head, how many mistakes to show.

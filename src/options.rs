@@ -280,6 +280,7 @@ pub fn train(global: &Global, args: &TrainArgs) -> Result<TrainOptions, OptionsE
         finetune: args.finetune.as_ref().map(|cut| FinetuneOptions {
             cut: cut.clone(),
             backbone_lr: args.backbone_lr,
+            batch_norm: args.batch_norm,
         }),
         ..TrainOptions::new(&global.workspace)
     })
@@ -395,7 +396,7 @@ pub fn sweep(global: &Global, args: &SweepArgs) -> Result<SweepOptions, OptionsE
 }
 
 /// Each space key the sweep flags set, with its flag.
-const SWEEP_FLAGS: [(&str, &str, &str); 14] = [
+const SWEEP_FLAGS: [(&str, &str, &str); 15] = [
     ("mlp", "hidden", "hidden"),
     ("mlp", "learning_rate", "lr"),
     ("mlp", "dropout", "dropout"),
@@ -409,6 +410,7 @@ const SWEEP_FLAGS: [(&str, &str, &str); 14] = [
     ("knn", "weights", "knn-weights"),
     ("prototype", "shrinkage", "shrinkage"),
     ("finetune", "backbone_lr", "backbone-lr"),
+    ("finetune", "batch_norm", "batch-norm"),
     ("", "", "heads"),
 ];
 
@@ -434,6 +436,7 @@ fn flag_space(args: &SweepArgs) -> Result<serde_json::Value, OptionsError> {
             "k" => &args.k,
             "knn-weights" => &args.knn_weights,
             "backbone-lr" => &args.backbone_lr,
+            "batch-norm" => &args.batch_norm,
             _ => &args.shrinkage,
         };
         text.split(',')

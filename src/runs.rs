@@ -156,6 +156,8 @@ pub fn train_record(run: &Invocation, opts: &TrainOptions, s: &TrainSummary) -> 
         "workspace": opts.workspace,
         "head": as_written(&opts.head),
         "baseline": opts.baseline.as_ref().map(as_written),
+        "views": opts.views,
+        "finetune": opts.finetune.as_ref().map(as_written),
         "out": opts.out,
     });
     let mut metrics = BTreeMap::new();

@@ -14,7 +14,7 @@ use crate::cache::maps::CachedMaps;
 use crate::cache::{load_snapshot, CacheError, Entry, Manifest, SplitData};
 use crate::classifier::{Classifier, Targets};
 use crate::dataset::Split;
-use crate::finetune::{self, BuildError, FinetuneError, FinetuneParams, FittedTop, MapRows};
+use crate::finetune::{self, BatchNormMode, BuildError, FinetuneError, FinetuneParams, FittedTop, MapRows};
 use crate::head::{EpochStats, HeadError, HeadParams};
 use crate::metrics::multilabel;
 use crate::views::{with_views, ViewPolicy};
@@ -62,12 +62,14 @@ pub enum TrainError {
 }
 
 /// `train-head --finetune`: which cut's layers to train with the head, and how fast.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct FinetuneOptions {
     /// A named cut of the backbone or a tensor name, as given to `extract --cut`.
     pub cut: String,
     /// Adam's step size for the layers after the cut.
     pub backbone_lr: f32,
+    /// Whether their batch norm layers train with batch statistics.
+    pub batch_norm: BatchNormMode,
 }
 
 /// What `train-head` fits on which workspace. Build it with [`TrainOptions::new`] and
@@ -344,6 +346,7 @@ fn finetune_top(
     let params = FinetuneParams {
         head: opts.head.clone(),
         backbone_lr: ft.backbone_lr,
+        batch_norm: ft.batch_norm,
     };
     let valid = (!yv.is_empty()).then_some((&val as &dyn MapRows, yv));
     let fitted = finetune::fit(top, &train, y, manifest.classes.len(), valid, &params, on_epoch)?;
@@ -352,6 +355,7 @@ fn finetune_top(
         "cut": record.name,
         "tensor": record.tensor,
         "backbone_lr": ft.backbone_lr,
+        "batch_norm": ft.batch_norm,
         "diverged": fitted.diverged,
     });
     let card = Card {

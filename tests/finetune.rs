@@ -1,8 +1,8 @@
 //! `extract --cut` and `train-head --finetune` end to end on generated images with
 //! `tiny_finetune` (a backbone whose layers after its cut hold every op the trainer
 //! implements): the trained top agrees with ONNX Runtime, eval, predict and export agree with
-//! each other, training is deterministic, a killed map extraction resumes, and bad requests say
-//! what to do.
+//! each other (batch norm in training mode too), training is deterministic, a killed map
+//! extraction resumes, and bad requests say what to do.
 
 mod common;
 
@@ -416,6 +416,77 @@ fn a_weight_shared_across_the_cut_is_trained_after_it_only() {
     let head = common::tensors(&ws.join("head.safetensors"));
     assert!(head.contains_key("top/conv.b"), "{:?}", head.keys());
     predict_agrees_with_eval(&ws, &data);
+}
+
+/// The moving statistics of the first batch norm of the top saved in `head`.
+fn moving_stats(head: &Path) -> (Vec<f64>, Vec<f64>) {
+    let bytes = std::fs::read(head).unwrap();
+    let (_, metadata) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    let layout = &metadata.metadata().as_ref().unwrap()[headstart::finetune::TOP_KEY];
+    let layout: serde_json::Value = serde_json::from_str(layout).unwrap();
+    let ops = layout["ops"].as_array().unwrap();
+    let bn = ops.iter().find(|op| op["op"] == "batch_norm").expect("a batch norm");
+    (numbers(&bn["mean"]), numbers(&bn["var"]))
+}
+
+/// `--batch-norm train`: the top's batch norm normalises batches by their own statistics and
+/// moves its moving ones, deterministically; predict's spliced network uses the moved ones, so it
+/// still agrees with eval on the cached maps. The default keeps the backbone's statistics, and a
+/// top without batch norm refuses training mode.
+#[test]
+fn batch_norm_in_training_mode_moves_the_statistics_predict_uses() {
+    let (_tmp, data, ws) = prepared(12);
+    extract_cut(&ws, &data);
+    let frozen = ["train-head", "--finetune", "block", "--epochs", "2"];
+    run_json(&ws, &frozen);
+    let backbone = moving_stats(&ws.join("head.safetensors"));
+
+    let args = [
+        "train-head",
+        "--finetune",
+        "block",
+        "--batch-norm",
+        "train",
+        "--backbone-lr",
+        "1e-3",
+        "--epochs",
+        "6",
+        "--seed",
+        "3",
+    ];
+    run_json(&ws, &args);
+    let head = common::tensors(&ws.join("head.safetensors"));
+    let moved = moving_stats(&ws.join("head.safetensors"));
+    for (old, new) in [(&backbone.0, &moved.0), (&backbone.1, &moved.1)] {
+        assert!(old.iter().zip(new).all(|(o, n)| o != n), "{old:?} -> {new:?}");
+    }
+    assert!(moved.1.iter().all(|&v| v > 0.0), "variances {:?}", moved.1);
+    run_json(&ws, &args);
+    assert!(
+        common::tensors(&ws.join("head.safetensors")) == head,
+        "the same seed, other weights"
+    );
+    assert_eq!(moving_stats(&ws.join("head.safetensors")), moved);
+    let runs = run_json(&ws, &["runs"]);
+    let record = runs["runs"].as_array().unwrap().last().unwrap().clone();
+    let finetune = &record["settings"]["finetune"];
+    assert_eq!(finetune["batch_norm"], "train", "{record}");
+    assert_eq!(
+        (&finetune["cut"], &finetune["backbone_lr"]),
+        (&"block".into(), &0.001.into())
+    );
+    predict_agrees_with_eval(&ws, &data);
+
+    run_json(&ws, &frozen);
+    assert_eq!(moving_stats(&ws.join("head.safetensors")), backbone);
+
+    let other = ws.with_file_name("no-batch-norm");
+    extract_cut_of(&other, &data, "tiny_shared_bias");
+    headstart(&other)
+        .args(["train-head", "--finetune", "block", "--batch-norm", "train"])
+        .assert()
+        .failure()
+        .stderr(contains("have none").and(contains("drop --batch-norm")));
 }
 
 /// Maps of images that left the data set are dropped from the cache, the others kept as they

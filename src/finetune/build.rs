@@ -239,11 +239,13 @@ impl<'s> Builder<'s> {
                 let (Some(scale), Some(shift), Some(mean), Some(var)) = (scale, shift, stat(3), stat(4)) else {
                     return Err(unsupported(" without its four weights".into()));
                 };
-                let epsilon = node
-                    .floats
-                    .get("epsilon")
-                    .and_then(|v| v.first().copied())
-                    .unwrap_or(1e-5);
+                let float = |name: &str, default: f32| {
+                    node.floats
+                        .get(name)
+                        .and_then(|v| v.first().copied())
+                        .unwrap_or(default)
+                };
+                let stats = [node.inputs[3].clone(), node.inputs[4].clone()];
                 let y = self.new_slot(node, self.slots[x]);
                 self.ops.push(Op::BatchNorm {
                     x,
@@ -252,7 +254,9 @@ impl<'s> Builder<'s> {
                     shift,
                     mean,
                     var,
-                    epsilon,
+                    epsilon: float("epsilon", 1e-5),
+                    momentum: float("momentum", 0.9),
+                    stats: Some(stats),
                 });
             }
             "GlobalAveragePool" | "ReduceMean" => {

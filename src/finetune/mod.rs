@@ -19,8 +19,9 @@
 //! The head is the same Keras-recipe head as `train-head`'s ([`crate::head::Stepper`]); its
 //! input gradient flows into the top, whose weights take Adam steps (the head's Keras-style
 //! rule) at their own learning rate, `--backbone-lr`, 1e-4 by default as in the usual recipe.
-//! Batch norm in the top keeps the backbone's statistics. With one seed the result is the same
-//! bit for bit: every reduction runs in a fixed order.
+//! Batch norm in the top keeps the backbone's statistics unless `--batch-norm train` asks for
+//! training mode ([`BatchNormMode`]). With one seed the result is the same bit for bit: every
+//! reduction runs in a fixed order.
 
 mod batch_norm;
 mod build;
@@ -117,7 +118,8 @@ pub enum Op {
         /// Output slot.
         y: usize,
     },
-    /// Batch norm in inference mode with trainable scale and shift.
+    /// Batch norm with trainable scale and shift, in inference mode unless the fine-tune asks
+    /// for training mode.
     BatchNorm {
         /// Input slot.
         x: usize,
@@ -127,12 +129,19 @@ pub enum Op {
         scale: usize,
         /// β, `[C]`.
         shift: usize,
-        /// The frozen moving mean.
+        /// The moving mean.
         mean: Vec<f32>,
-        /// The frozen moving variance.
+        /// The moving variance.
         var: Vec<f32>,
         /// ε.
         epsilon: f32,
+        /// The weight of the old moving statistics in an update, ONNX's `momentum`.
+        #[serde(default = "default_momentum")]
+        momentum: f32,
+        /// The backbone's initializers of the moving mean and variance, where `export` puts
+        /// them back (absent in files written before training mode existed).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        stats: Option<[String; 2]>,
     },
     /// Global average pooling to one pixel.
     Pool {
@@ -141,6 +150,31 @@ pub enum Op {
         /// Output slot.
         y: usize,
     },
+}
+
+/// ONNX's default `momentum` of `BatchNormalization`, PyTorch's 0.1 seen from the other side.
+fn default_momentum() -> f32 {
+    0.9
+}
+
+/// How the top's batch norm layers treat their statistics while a fine-tune trains.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum BatchNormMode {
+    /// Normalise by the backbone's moving statistics, which stay as they are (Keras' advice
+    /// for fine-tuning); only the scale and shift learn.
+    #[default]
+    Frozen,
+    /// Normalise each batch by its own statistics and update the moving ones, as a network in
+    /// training mode does; inference then uses the updated moving statistics.
+    Train,
+}
+
+impl BatchNormMode {
+    /// Whether this is the default, which settings files leave out.
+    pub fn is_frozen(&self) -> bool {
+        *self == BatchNormMode::Frozen
+    }
 }
 
 impl Op {
@@ -190,6 +224,8 @@ pub struct Top {
 pub struct Pass {
     maps: Vec<Vec<f32>>,
     grads: Vec<Vec<f32>>,
+    /// Per op, the batch statistics a batch norm in training mode normalised by.
+    batch_stats: Vec<Option<batch_norm::BatchStats>>,
     images: usize,
     output: usize,
 }
@@ -205,9 +241,17 @@ impl Top {
         self.slots[self.output].channels
     }
 
-    /// Runs `images` channels-last maps (taken from `input`) through the layers; the features
-    /// are then [`Pass::features`].
+    /// Runs `images` channels-last maps (taken from `input`) through the layers in inference
+    /// mode; the features are then [`Pass::features`].
     pub fn forward(&self, input: Vec<f32>, images: usize, pass: &mut Pass) {
+        self.forward_in(input, images, pass, BatchNormMode::Frozen)
+    }
+
+    /// [`forward`](Self::forward) as a training step runs it: with `BatchNormMode::Train`, batch
+    /// norm normalises by the batch's own statistics, which [`backward`](Self::backward) then
+    /// differentiates through and [`update_moving_stats`](Self::update_moving_stats) folds into
+    /// the moving ones.
+    pub fn forward_in(&self, input: Vec<f32>, images: usize, pass: &mut Pass, batch_norm: BatchNormMode) {
         assert_eq!(
             input.len(),
             images * self.input().len(),
@@ -217,7 +261,9 @@ impl Top {
         pass.output = self.output;
         pass.maps.resize_with(self.slots.len(), Vec::new);
         pass.maps[0] = input;
-        for op in &self.ops {
+        pass.batch_stats.clear();
+        pass.batch_stats.resize(self.ops.len(), None);
+        for (index, op) in self.ops.iter().enumerate() {
             let y_slot = op.output();
             let mut y = std::mem::take(&mut pass.maps[y_slot]);
             y.resize(images * self.slots[y_slot].len(), 0.0);
@@ -270,18 +316,46 @@ impl Top {
                     epsilon,
                     ..
                 } => {
+                    let (gamma, beta) = (&self.params[*scale].values, &self.params[*shift].values);
+                    let batch = (batch_norm == BatchNormMode::Train)
+                        .then(|| batch_norm::BatchStats::of(&maps[*x], self.slots[*x].channels));
+                    let (mean, var) = match &batch {
+                        Some(b) => (&b.mean, &b.var),
+                        None => (mean, var),
+                    };
                     let stats = batch_norm::Stats {
                         mean,
                         var,
                         epsilon: *epsilon,
                     };
-                    let (gamma, beta) = (&self.params[*scale].values, &self.params[*shift].values);
                     batch_norm::forward(&maps[*x], gamma, beta, stats, &mut y);
+                    pass.batch_stats[index] = batch;
                 }
                 &Op::Pool { x, .. } => pool::forward(&maps[x], self.slots[x].pixels(), self.slots[x].channels, &mut y),
             }
             pass.maps[y_slot] = y;
         }
+    }
+
+    /// Moves every batch norm's moving statistics toward those the last
+    /// [`forward_in`](Self::forward_in) in training mode normalised its batch by.
+    pub fn update_moving_stats(&mut self, pass: &Pass) {
+        for (op, batch) in self.ops.iter_mut().zip(&pass.batch_stats) {
+            if let (
+                Op::BatchNorm {
+                    mean, var, momentum, ..
+                },
+                Some(batch),
+            ) = (op, batch)
+            {
+                batch.update(mean, var, *momentum);
+            }
+        }
+    }
+
+    /// Whether any layer is a batch norm, which training mode would change.
+    pub fn has_batch_norm(&self) -> bool {
+        self.ops.iter().any(|op| matches!(op, Op::BatchNorm { .. }))
     }
 
     /// Gradients of every param after [`forward`](Self::forward), for `grad` = ∂L/∂features
@@ -297,7 +371,7 @@ impl Top {
             }
         }
         pass.grads[self.output].copy_from_slice(grad);
-        for op in self.ops.iter().rev() {
+        for (index, op) in self.ops.iter().enumerate().rev() {
             let y_slot = op.output();
             let dy = std::mem::take(&mut pass.grads[y_slot]);
             let maps = &pass.maps;
@@ -381,6 +455,11 @@ impl Top {
                     epsilon,
                     ..
                 } => {
+                    let batch = pass.batch_stats.get(index).and_then(Option::as_ref);
+                    let (mean, var) = match batch {
+                        Some(b) => (&b.mean, &b.var),
+                        None => (mean, var),
+                    };
                     let stats = batch_norm::Stats {
                         mean,
                         var,
@@ -390,7 +469,16 @@ impl Top {
                     let (gamma_grad, beta_grad) = weight_and_bias(param_grads, *scale, Some(*shift));
                     let beta_grad = beta_grad.expect("a shift is given");
                     let gamma = &self.params[*scale].values;
-                    batch_norm::backward(&maps[*x], gamma, &dy, stats, gamma_grad, beta_grad, gx.as_deref_mut());
+                    batch_norm::backward(
+                        &maps[*x],
+                        gamma,
+                        &dy,
+                        stats,
+                        batch.is_some(),
+                        gamma_grad,
+                        beta_grad,
+                        gx.as_deref_mut(),
+                    );
                     restore(grads, *x, gx);
                 }
                 &Op::Pool { x, .. } => {

@@ -183,11 +183,19 @@ impl Classifier for Finetuned {
         &self.head
     }
 
+    /// The trained weights, and every batch norm's moving statistics, which training mode
+    /// changes (frozen, they are written back unchanged).
     fn backbone_weights(&self) -> Vec<(String, Vec<f32>)> {
-        self.top
-            .params
-            .iter()
-            .map(|p| (p.name.clone(), p.values.clone()))
-            .collect()
+        let weights = self.top.params.iter().map(|p| (p.name.clone(), p.values.clone()));
+        let stats = self.top.ops.iter().flat_map(|op| match op {
+            Op::BatchNorm {
+                mean,
+                var,
+                stats: Some([mean_name, var_name]),
+                ..
+            } => vec![(mean_name.clone(), mean.clone()), (var_name.clone(), var.clone())],
+            _ => Vec::new(),
+        });
+        weights.chain(stats).collect()
     }
 }

@@ -65,6 +65,8 @@ fn every_layer(rng: &mut ChaCha8Rng) -> Top {
             mean: vec![0.1, -0.2, 0.0, 0.3],
             var: vec![0.5, 1.5, 1.0, 0.8],
             epsilon: 1e-3,
+            momentum: 0.9,
+            stats: Some(["bn.mean".into(), "bn.var".into()]),
         },
         Op::Clip {
             x: 2,
@@ -122,10 +124,11 @@ fn every_layer(rng: &mut ChaCha8Rng) -> Top {
     }
 }
 
-/// The loss Σ features·weights, whose gradient with respect to the features is `weights`.
-fn loss(top: &Top, input: &[f32], images: usize, weights: &[f32]) -> f64 {
+/// The loss Σ features·weights, whose gradient with respect to the features is `weights`, with
+/// batch norm in `mode`.
+fn loss(top: &Top, input: &[f32], images: usize, weights: &[f32], mode: BatchNormMode) -> f64 {
     let mut pass = Pass::default();
-    top.forward(input.to_vec(), images, &mut pass);
+    top.forward_in(input.to_vec(), images, &mut pass, mode);
     pass.features()
         .iter()
         .zip(weights)
@@ -136,14 +139,20 @@ fn loss(top: &Top, input: &[f32], images: usize, weights: &[f32]) -> f64 {
 /// The central difference of the loss in value `i` of param `p`, or `None` at a kink: a ReLU
 /// or ReLU6 bend within the step makes the one-sided slopes disagree, and the central
 /// difference means nothing there.
-fn numeric_grad(top: &mut Top, (p, i): (usize, usize), input: &[f32], images: usize, weights: &[f32]) -> Option<f32> {
+fn numeric_grad(
+    top: &mut Top,
+    (p, i): (usize, usize),
+    (input, images): (&[f32], usize),
+    weights: &[f32],
+    mode: BatchNormMode,
+) -> Option<f32> {
     let h = 1e-3;
-    let at = loss(top, input, images, weights);
+    let at = loss(top, input, images, weights, mode);
     let original = top.params[p].values[i];
     top.params[p].values[i] = original + h;
-    let up = loss(top, input, images, weights);
+    let up = loss(top, input, images, weights, mode);
     top.params[p].values[i] = original - h;
-    let down = loss(top, input, images, weights);
+    let down = loss(top, input, images, weights, mode);
     top.params[p].values[i] = original;
     let (right, left) = ((up - at) / f64::from(h), (at - down) / f64::from(h));
     if (right - left).abs() > 1e-2 * (1.0 + right.abs()) {
@@ -152,12 +161,18 @@ fn numeric_grad(top: &mut Top, (p, i): (usize, usize), input: &[f32], images: us
     Some(((up - down) / (2.0 * f64::from(h))) as f32)
 }
 
-/// Random maps and loss weights for `images` images, and every param's gradient by backward.
-fn analytic(top: &Top, images: usize, rng: &mut ChaCha8Rng) -> (Vec<f32>, Vec<f32>, Vec<Vec<f32>>) {
+/// Random maps and loss weights for `images` images, and every param's gradient by backward,
+/// with batch norm in `mode`.
+fn analytic(
+    top: &Top,
+    images: usize,
+    rng: &mut ChaCha8Rng,
+    mode: BatchNormMode,
+) -> (Vec<f32>, Vec<f32>, Vec<Vec<f32>>) {
     let input = random(rng, images * top.input().len(), 1.0);
     let weights = random(rng, images * top.n_features(), 1.0);
     let mut pass = Pass::default();
-    top.forward(input.clone(), images, &mut pass);
+    top.forward_in(input.clone(), images, &mut pass, mode);
     let mut grads: Vec<Vec<f32>> = top.params.iter().map(|p| vec![0.0; p.values.len()]).collect();
     top.backward(&mut pass, &weights, &mut grads);
     (input, weights, grads)
@@ -171,25 +186,29 @@ fn assert_close(numeric: f32, analytic: f32, what: &str) {
     );
 }
 
+/// Batch norm in both modes: in training mode its statistics are the batch's, so every
+/// gradient before it also flows through the mean and variance.
 #[test]
 fn every_layer_matches_finite_differences() {
-    let mut rng = ChaCha8Rng::seed_from_u64(3);
-    let mut top = every_layer(&mut rng);
-    let images = 2;
-    let (input, weights, grads) = analytic(&top, images, &mut rng);
+    for mode in [BatchNormMode::Frozen, BatchNormMode::Train] {
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        let mut top = every_layer(&mut rng);
+        let images = 2;
+        let (input, weights, grads) = analytic(&top, images, &mut rng, mode);
 
-    let (mut checked, mut kinks) = (0, 0);
-    for (p, grad) in grads.iter().enumerate() {
-        for (i, &analytic) in grad.iter().enumerate() {
-            let Some(numeric) = numeric_grad(&mut top, (p, i), &input, images, &weights) else {
-                kinks += 1;
-                continue;
-            };
-            assert_close(numeric, analytic, &format!("{}[{i}]", top.params[p].name));
-            checked += 1;
+        let (mut checked, mut kinks) = (0, 0);
+        for (p, grad) in grads.iter().enumerate() {
+            for (i, &analytic) in grad.iter().enumerate() {
+                let Some(numeric) = numeric_grad(&mut top, (p, i), (&input, images), &weights, mode) else {
+                    kinks += 1;
+                    continue;
+                };
+                assert_close(numeric, analytic, &format!("{mode:?}: {}[{i}]", top.params[p].name));
+                checked += 1;
+            }
         }
+        assert!(kinks * 10 < checked, "{mode:?}: {kinks} kinks among {checked} values");
     }
-    assert!(kinks * 10 < checked, "{kinks} kinks among {checked} values");
 }
 
 /// The input gradient is never formed for the cached map, so each layer's input gradient is
@@ -223,10 +242,12 @@ fn input_gradients_flow_through_every_layer() {
     top.output += 1;
 
     let images = 2;
-    let (input, weights, grads) = analytic(&top, images, &mut rng);
-    for (i, &analytic) in grads[w].iter().enumerate() {
-        let numeric = numeric_grad(&mut top, (w, i), &input, images, &weights).expect("no kink here");
-        assert_close(numeric, analytic, &format!("first.w[{i}]"));
+    for mode in [BatchNormMode::Frozen, BatchNormMode::Train] {
+        let (input, weights, grads) = analytic(&top, images, &mut rng, mode);
+        for (i, &analytic) in grads[w].iter().enumerate() {
+            let numeric = numeric_grad(&mut top, (w, i), (&input, images), &weights, mode).expect("no kink here");
+            assert_close(numeric, analytic, &format!("{mode:?}: first.w[{i}]"));
+        }
     }
 }
 
@@ -342,6 +363,7 @@ fn fine_tunes_deterministically_and_round_trips_through_its_file() {
             .hidden(vec![16])
             .dropout(0.1),
         backbone_lr: 1e-2,
+        ..FinetuneParams::default()
     };
     let run = || {
         let (train, valid) = (x.view(), vx.view());
@@ -378,6 +400,7 @@ fn divergence_names_the_layer_and_bad_settings_are_refused() {
     let mut params = FinetuneParams {
         head: HeadParams::default().epochs(3).batch_size(8),
         backbone_lr: 1e30,
+        ..FinetuneParams::default()
     };
     let err = fit(top.clone(), &x.view(), &y, 3, None, &params, &mut |_| {}).unwrap_err();
     let FinetuneError::Diverged { epoch: 1, layer, .. } = &err else {
@@ -684,6 +707,7 @@ fn a_late_divergence_keeps_the_last_good_weights_under_early_stopping() {
     let mut params = FinetuneParams {
         head: HeadParams::default().epochs(5).batch_size(8).early_stopping(Some(3)),
         backbone_lr: 1e-3,
+        ..FinetuneParams::default()
     };
     let fitted = fit(
         top.clone(),

@@ -8,7 +8,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use super::{to_channels_last, Finetuned, Pass, Top};
+use super::{to_channels_last, BatchNormMode, Finetuned, Pass, Top};
 use crate::head::adam::{adam_step, step_size};
 use crate::head::{Best, EpochStats, Head, HeadError, HeadParams, Stepper};
 
@@ -20,6 +20,9 @@ pub struct FinetuneParams {
     pub head: HeadParams,
     /// Adam's step size for the top's weights, finite and > 0.
     pub backbone_lr: f32,
+    /// Whether the top's batch norm layers train with batch statistics.
+    #[serde(default, skip_serializing_if = "BatchNormMode::is_frozen")]
+    pub batch_norm: BatchNormMode,
 }
 
 impl Default for FinetuneParams {
@@ -27,6 +30,7 @@ impl Default for FinetuneParams {
         FinetuneParams {
             head: HeadParams::default(),
             backbone_lr: 1e-4,
+            batch_norm: BatchNormMode::Frozen,
         }
     }
 }
@@ -40,6 +44,9 @@ pub enum FinetuneError {
     /// `--backbone-lr` is not a positive number.
     #[error("--backbone-lr must be a finite number > 0 (got {0})")]
     BackboneLr(f32),
+    /// Training mode was asked for a top without batch norm.
+    #[error("--batch-norm train asks for batch norm in training mode, but the layers after cut `{0}` have none (EfficientNet-Lite and torch exports fold it into the convolutions): drop --batch-norm")]
+    NoBatchNorm(String),
     /// The maps do not have the top's size.
     #[error("the cached maps hold {found} values per image but the top takes {expected}: extract with the same --cut and backbone")]
     MapSize {
@@ -192,6 +199,9 @@ pub fn fit_observed(
     if !(params.backbone_lr.is_finite() && params.backbone_lr > 0.0) {
         return Err(FinetuneError::BackboneLr(params.backbone_lr));
     }
+    if params.batch_norm == BatchNormMode::Train && !top.has_batch_norm() {
+        return Err(FinetuneError::NoBatchNorm(top.cut.clone()));
+    }
     let sets = std::iter::once((train, y)).chain(valid);
     for (maps, labels) in sets {
         if maps.map_len() != top.input().len() {
@@ -235,7 +245,7 @@ pub fn fit_observed(
             train.read(rows, &mut nchw[..b * input_len]);
             let mut input = vec![0.0f32; b * input_len];
             to_channels_last(&nchw[..b * input_len], top.input(), &mut input);
-            top.forward(input, b, &mut pass);
+            top.forward_in(input, b, &mut pass, params.batch_norm);
             labels.clear();
             labels.extend(rows.iter().map(|&r| y[r]));
             let features = ArrayView2::from_shape((b, top.n_features()), pass.features()).expect("b x features");
@@ -245,6 +255,7 @@ pub fn fit_observed(
             let grad = grad.as_standard_layout().into_owned();
             top.backward(&mut pass, grad.as_slice().expect("standard layout"), &mut grads);
             adam.update(&mut top, &grads);
+            top.update_moving_stats(&pass);
         }
         let train_loss = (loss_sum / n as f64) as f32;
         if !train_loss.is_finite() || top.first_non_finite().is_some() {

@@ -26,6 +26,7 @@
 //!
 //! [finetune]                 # the backbone's layers after a cut, trained with an MLP head on
 //! backbone_lr = [1e-4, 3e-4] # the maps `extract --cut` cached; every [mlp] key applies too
+//! batch_norm = ["frozen", "train"] # the top's batch norm: backbone statistics or batch ones
 //! cut = "last-block"         # optional: the cut the workspace holds maps of
 //! ```
 //!
@@ -43,7 +44,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::baseline::BaselineParams;
-use crate::finetune::FinetuneParams;
+use crate::finetune::{BatchNormMode, FinetuneParams};
 use crate::head::{ClassWeights, HeadParams};
 use crate::knn::{KnnParams, KnnWeights};
 use crate::prototype::PrototypeParams;
@@ -158,8 +159,12 @@ impl TrialSpec {
         match self {
             TrialSpec::Mlp(p) => format!("mlp {}", head_label(p)),
             TrialSpec::Finetune { cut, params } => format!(
-                "finetune cut={cut} backbone_lr={} {}",
+                "finetune cut={cut} backbone_lr={}{} {}",
                 params.backbone_lr,
+                match params.batch_norm {
+                    BatchNormMode::Frozen => "",
+                    BatchNormMode::Train => " batch_norm=train",
+                },
                 head_label(&params.head)
             ),
             TrialSpec::Logistic { c } => format!("logistic C={c}"),
@@ -305,7 +310,7 @@ const HEAD_KEYS: [&str; 9] = [
 fn keys(kind: &str) -> Vec<&'static str> {
     match kind {
         "mlp" => HEAD_KEYS.to_vec(),
-        "finetune" => [&HEAD_KEYS[..], &["backbone_lr", "cut"]].concat(),
+        "finetune" => [&HEAD_KEYS[..], &["backbone_lr", "batch_norm", "cut"]].concat(),
         "logistic" => vec!["c"],
         "knn" => vec!["k", "weights"],
         "prototype" => vec!["shrinkage"],
@@ -409,6 +414,14 @@ fn build(kind: &str, point: &BTreeMap<String, Value>, seed: u64) -> Result<Trial
                 Some(v) => in_range(kind, "backbone_lr", v, f64::MIN_POSITIVE..f64::INFINITY, "must be > 0")? as f32,
                 None => FinetuneParams::default().backbone_lr,
             };
+            let batch_norm = match point.get("batch_norm") {
+                Some(v) => match v.as_str() {
+                    Some("frozen") => BatchNormMode::Frozen,
+                    Some("train") => BatchNormMode::Train,
+                    _ => return Err(bad(kind, "batch_norm", v, "must be \"frozen\" or \"train\"")),
+                },
+                None => BatchNormMode::Frozen,
+            };
             let cut = match point.get("cut") {
                 Some(Value::String(name)) if !name.is_empty() => name.clone(),
                 Some(v) => {
@@ -423,7 +436,11 @@ fn build(kind: &str, point: &BTreeMap<String, Value>, seed: u64) -> Result<Trial
             };
             Ok(TrialSpec::Finetune {
                 cut,
-                params: FinetuneParams { head, backbone_lr },
+                params: FinetuneParams {
+                    head,
+                    backbone_lr,
+                    batch_norm,
+                },
             })
         }
         "logistic" => {

@@ -102,7 +102,12 @@ fn space_errors_name_the_key_and_what_to_do() {
     let cut = err(json!({"finetune": {"cut": 3}})).to_string();
     assert!(cut.contains("the name of a cut"), "{cut}");
     let c = err(json!({"finetune": {"c": 1.0}})).to_string();
-    assert!(c.contains("backbone_lr, cut"), "{c}");
+    assert!(c.contains("backbone_lr, batch_norm, cut"), "{c}");
+    let bn = err(json!({"finetune": {"batch_norm": "moving"}})).to_string();
+    assert_eq!(
+        bn,
+        "`finetune.batch_norm` = \"moving\": must be \"frozen\" or \"train\""
+    );
 }
 
 #[test]
@@ -140,6 +145,23 @@ fn a_finetune_table_takes_the_head_keys_and_its_own() {
     assert!(named.trials[0]
         .label()
         .starts_with("finetune cut=last-block backbone_lr=0.0001 hidden=512"));
+
+    // Batch norm's mode is a dimension; the default leaves the trial's id as it was before the
+    // key existed, so earlier journals still resume.
+    let modes = Space::from_value(&json!({"finetune": {"batch_norm": ["frozen", "train"]}}), 0).unwrap();
+    let [frozen, train] = &modes.trials[..] else {
+        panic!("{:?}", modes.trials)
+    };
+    let plain = Space::from_value(&json!({"finetune": {"backbone_lr": 1e-4}}), 0).unwrap();
+    assert_eq!(frozen.id(), plain.trials[0].id());
+    assert!(!serde_json::to_string(frozen).unwrap().contains("batch_norm"));
+    assert_ne!(train.id(), frozen.id());
+    assert!(train.label().contains(" batch_norm=train "), "{}", train.label());
+    assert!(!frozen.label().contains("batch_norm"), "{}", frozen.label());
+    let TrialSpec::Finetune { params, .. } = train else {
+        panic!()
+    };
+    assert_eq!(params.batch_norm, crate::finetune::BatchNormMode::Train);
 }
 
 /// Each fold of a fine-tune trial is the fine-tune of the same top, on the maps of the other
@@ -168,6 +190,7 @@ fn each_fold_of_a_finetune_trial_equals_the_fine_tune_trained_alone() {
     let params = FinetuneParams {
         head: HeadParams::default().hidden(vec![8]).epochs(3).seed(5),
         backbone_lr: 1e-3,
+        ..FinetuneParams::default()
     };
     let spec = TrialSpec::Finetune {
         cut: "block".into(),

@@ -3,7 +3,7 @@
 //!
 //! Why: `image` 0.25 maps only some of the tiff crate's colour types to its own, and refuses
 //! the rest: palette images, grey with alpha, grey of 2, 4 or 32 bits (integer or float),
-//! YCbCr (raw or JPEG-compressed), CMYK in separate planes. All of them are found in scanned
+//! YCbCr (raw or JPEG-compressed), CMYK in separate planes, CIE L*a*b*. All of them are found in scanned
 //! and exported photo folders, and PIL decodes them all. Worse, it reads RGBA with associated
 //! (premultiplied) alpha as if it were unassociated, so dropping the alpha leaves colours
 //! darkened by it: a wrong decode, with nothing said. The tiff crate reads all their samples;
@@ -36,6 +36,9 @@ enum Conversion {
     Cmyk,
     /// R, G, B premultiplied by the alpha that follows them.
     AssociatedRgba,
+    /// CIE L*a*b* (D50) with signed a*, b* (PhotometricInterpretation 8), converted to sRGB by
+    /// LittleCMS as PIL converts its "LAB" images.
+    Lab,
 }
 
 fn decoding_error(e: tiff::TiffError) -> PreprocessError {
@@ -135,7 +138,15 @@ pub(super) fn decode(bytes: &[u8], max_pixels: u64) -> Result<Option<Decoded>, P
                 let [r, g, b, a] = [0, 1, 2, 3].map(|s| to8(sample(x, y, s)));
                 unpremultiply([r, g, b], a)
             }
+            // Signed a*, b* to the offset encoding LittleCMS reads (a* + 128), for below.
+            Conversion::Lab => {
+                let [l, a, b] = [0, 1, 2].map(|s| to8(sample(x, y, s)));
+                [l, a ^ 0x80, b ^ 0x80]
+            }
         };
+    }
+    if conversion == Conversion::Lab {
+        lab_to_srgb(&mut rgb)?;
     }
     Ok(Some(Decoded {
         stored: rgb,
@@ -181,6 +192,7 @@ fn conversion(decoder: &mut Decoder<Cursor<&[u8]>>) -> Option<Conversion> {
         ColorType::CMYK(8 | 16) if planar => Some(Conversion::Cmyk),
         ColorType::CMYKA(8 | 16) => Some(Conversion::Cmyk),
         ColorType::RGBA(8 | 16) if associated => Some(Conversion::AssociatedRgba),
+        ColorType::Lab(8) if photometric == PhotometricInterpretation::CIELab => Some(Conversion::Lab),
         _ => None,
     }
 }
@@ -229,6 +241,39 @@ impl Samples<'_> {
             _ => 0.0,
         }
     }
+}
+
+/// 8-bit CIE L*a*b* (a*, b* offset by 128) to sRGB in place, as PIL's `convert("RGB")` of a
+/// "LAB" image does it: LittleCMS from its built-in v2 Lab profile (D50) to its built-in sRGB,
+/// perceptual intent, 8-bit v2 Lab in. Hand-written formulas agree in gamut but not where a
+/// colour falls outside sRGB, which LittleCMS's gamut handling and interpolation decide.
+fn lab_to_srgb(pixels: &mut RgbImage) -> Result<(), PreprocessError> {
+    let failed = |what: &str, e: lcms2::Error| {
+        PreprocessError::Decode(image::ImageError::Decoding(image::error::DecodingError::new(
+            ImageFormat::Tiff.into(),
+            format!("LittleCMS could not {what}: {e}"),
+        )))
+    };
+    let d50 = lcms2::XYZ2xyY(&lcms2::CIEXYZ {
+        X: 0.9642,
+        Y: 1.0,
+        Z: 0.8249,
+    });
+    let lab = lcms2::Profile::new_lab2_context(lcms2::GlobalContext::new(), &d50)
+        .map_err(|e| failed("make a Lab profile", e))?;
+    let srgb = lcms2::Profile::new_srgb();
+    let transform = lcms2::Transform::<u8, u8>::new(
+        &lab,
+        lcms2::PixelFormat::LabV2_8,
+        &srgb,
+        lcms2::PixelFormat::RGB_8,
+        lcms2::Intent::Perceptual,
+    )
+    .map_err(|e| failed("convert Lab to sRGB", e))?;
+    let samples: &mut [u8] = pixels;
+    let lab_values = samples.to_vec();
+    transform.transform_pixels(&lab_values, samples);
+    Ok(())
 }
 
 /// PIL's YCbCr to RGB (`ImagingConvertYCbCr2RGB`): ITU-R BT.601 full range, rounded.

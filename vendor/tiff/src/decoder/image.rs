@@ -498,6 +498,14 @@ impl Image {
             //     pub b: i8, // SampleFormat::Int
             // }
             // ```
+            // headstart patch (PATCH.md): 8-bit samples are read as bytes, a* and b* as their
+            // two's-complement bit patterns; the caller, which knows the interpretation, makes
+            // them signed.
+            PhotometricInterpretation::CIELab
+                if self.photometric_samples == 3 && self.bits_per_sample == 8 =>
+            {
+                Ok(ColorType::Lab(8))
+            }
             PhotometricInterpretation::CIELab => Err(TiffError::UnsupportedError(
                 TiffUnsupportedError::InterpretationWithBits(
                     PhotometricInterpretation::CIELab,
@@ -850,6 +858,8 @@ impl Image {
             | ColorType::Gray(n)
             // headstart patch (PATCH.md): palette indices are read as grey samples are.
             | ColorType::Palette(n)
+            // headstart patch (PATCH.md): so are CIELab's bytes.
+            | ColorType::Lab(n)
             | ColorType::Multiband {
                 bit_depth: n,
                 num_samples: _,

@@ -14,11 +14,14 @@ Run from the repository root, with torch and torchvision installed:
     python models/export_resnet50.py --keras            # Keras ResNet50 'imagenet' (needs tensorflow + tf2onnx)
     python models/export_resnet50.py --random-weights   # random init, for speed benchmarks only
     python models/export_resnet50.py --random-weights --input-size 256   # the seed's 256 px input
+    python models/export_resnet50.py --keep-batch-norm  # batch norm as its own nodes, not folded
 
 The outputs are models/resnet50.onnx (torchvision, preset `torch`), models/resnet50_keras.onnx
 (Keras, preset `caffe`: BGR minus the ImageNet means, no scaling) and models/resnet50.random.onnx
-(random), with `_256` after `resnet50` for --input-size 256, each with a description .json
-beside it. Use it as `headstart ... --model resnet50`.
+(random), with `_256` after `resnet50` for --input-size 256 and `_bn` for --keep-batch-norm, each
+with a description .json beside it. An export folds batch norm into the convolutions unless
+--keep-batch-norm keeps it (the same features): only then can
+`train-head --finetune layer4.2 --batch-norm train` train its statistics. Use it as `headstart ... --model resnet50`.
 """
 
 import argparse
@@ -100,7 +103,10 @@ def export_torch(args, path):
             output_names=["features"],
             dynamic_axes={"input": {0: "N"}, "features": {0: "N"}},
             opset_version=OPSET,
-            do_constant_folding=True,
+            # PRESERVE with the model in eval mode writes BatchNormalization nodes in inference
+            # mode; constant folding would fold them into the convolutions again.
+            training=torch.onnx.TrainingMode.PRESERVE if args.keep_batch_norm else torch.onnx.TrainingMode.EVAL,
+            do_constant_folding=not args.keep_batch_norm,
             dynamo=False,
         )
         expected = model(example).numpy()
@@ -210,6 +216,11 @@ def main():
     parser.add_argument("--resize", type=int, help="shorter side before the centre crop (default input size x 256/224)")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads for the export and the check")
     parser.add_argument(
+        "--keep-batch-norm",
+        action="store_true",
+        help="keep batch norm as BatchNormalization nodes (for train-head --batch-norm train), not folded",
+    )
+    parser.add_argument(
         "--pin-sha256",
         action="store_true",
         help="record the file's sha256 in the description (default null: the bytes depend on library versions)",
@@ -217,10 +228,14 @@ def main():
     args = parser.parse_args()
     if args.random_weights and args.weights_file:
         parser.error("--random-weights and --weights-file exclude each other")
+    if args.keras and args.keep_batch_norm:
+        parser.error("--keep-batch-norm applies to the torchvision export only")
 
     stem = "resnet50_keras" if args.keras else "resnet50"
     if args.input_size != 224:
         stem += f"_{args.input_size}"
+    if args.keep_batch_norm:
+        stem += "_bn"
     if args.random_weights:
         stem += ".random"
     path = args.output or MODELS / f"{stem}.onnx"

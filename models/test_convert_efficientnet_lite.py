@@ -6,12 +6,18 @@ for weights that may still load. The expected tables are the EfficientNet-Lite o
 reference (`efficientnet_lite_builder.py`: Lite0 1.0/1.0, Lite1 1.0/1.1, Lite2 1.1/1.2, stem
 32 and head 1280 fixed, first and last stages' repeats kept), written out by hand.
 
-    python -m unittest discover -s models -p 'test_*.py'     # .ci/run does this; needs numpy, onnx
+Also: a convolution with its batch norm kept (`--keep-batch-norm`) computes what the folded
+one does, and the named cuts found in the committed Lite0 are its description's.
+
+    python -m unittest discover -s models -p 'test_*.py'     # .ci/run does this; needs numpy, onnx, onnxruntime
 """
 
+import json
 import os
 import sys
 import unittest
+
+import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import convert_efficientnet_lite as conv  # noqa: E402
@@ -70,6 +76,49 @@ class StageTables(unittest.TestCase):
         # 7 * 1.7 = 11.9 rounds to 8, under 90% of 11.9, so one step is added back.
         self.assertEqual(conv.round_filters(7, 1.7), 16)
         self.assertEqual(conv.round_filters(8, 0.5), 8)  # never below one divisor
+
+
+
+class KeptBatchNorm(unittest.TestCase):
+    def test_a_kept_batch_norm_computes_what_the_folded_one_does(self):
+        import onnxruntime as ort
+        from onnx import TensorProto, helper
+
+        rng = np.random.default_rng(3)
+        sd = {
+            "conv.weight": rng.standard_normal((6, 4, 3, 3)),
+            "bn.weight": 1 + 0.3 * rng.standard_normal(6),
+            "bn.bias": 0.2 * rng.standard_normal(6),
+            "bn.running_mean": 0.5 * rng.standard_normal(6),
+            "bn.running_var": rng.uniform(0.2, 2.0, 6),
+            "bn.num_batches_tracked": np.array(0.0),
+        }
+        x = rng.standard_normal((2, 4, 9, 9)).astype(np.float32)
+        outputs = {}
+        for keep in (False, True):
+            g = conv.GraphBuilder(sd, keep_batch_norm=keep)
+            y, out = g.conv_bn("input", "conv", "bn", 9, 2)
+            graph = helper.make_graph(
+                g.nodes, "t", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [2, 4, 9, 9])],
+                [helper.make_tensor_value_info(y, TensorProto.FLOAT, None)], initializer=g.inits)
+            model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", conv.OPSET)])
+            model.ir_version = conv.IR_VERSION
+            ops = [n.op_type for n in model.graph.node]
+            self.assertEqual(ops, ["Conv", "BatchNormalization", "Clip"] if keep else ["Conv", "Clip"])
+            session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+            outputs[keep] = session.run(None, {"input": x})[0]
+            self.assertEqual(outputs[keep].shape, (2, 6, out, out))
+        np.testing.assert_allclose(outputs[True], outputs[False], atol=1e-5)
+        self.assertGreater(np.abs(outputs[False]).max(), 1.0)
+
+    def test_the_cuts_found_in_lite0_are_its_description_s(self):
+        import onnx
+
+        here = os.path.dirname(os.path.abspath(__file__))
+        model = onnx.load(os.path.join(here, "efficientnet_lite0.onnx"))
+        with open(os.path.join(here, "efficientnet_lite0.json")) as fh:
+            described = json.load(fh)["cuts"]
+        self.assertEqual(conv.cuts(model), described)
 
 
 if __name__ == "__main__":

@@ -231,6 +231,21 @@ fn decodable() -> Vec<(&'static str, Vec<u8>, Check)> {
 }
 
 /// Files that must be skipped, each with a word its reason must contain.
+/// The one-dimensional group 3 fax TIFF of the coverage corpus, made two-dimensional by
+/// renumbering its PlanarConfiguration entry (SHORT 1, the last entry) to Group3Options (292):
+/// bit 0 set, 2-D coding, which the group 3 reader does not decode and must not misread.
+fn two_dimensional_group3() -> Vec<u8> {
+    let mut bytes = std::fs::read("tests/data/coverage/tiff/tiff_bilevel_pil_group3.tif").unwrap();
+    let entry = 134;
+    assert_eq!(
+        &bytes[entry..entry + 2],
+        &284u16.to_le_bytes(),
+        "the file's PlanarConfiguration entry"
+    );
+    bytes[entry..entry + 2].copy_from_slice(&292u16.to_le_bytes());
+    bytes
+}
+
 fn undecodable() -> Vec<(&'static str, Vec<u8>, &'static str)> {
     // A photo-like JPEG cut at 70%, as a failed download or copy leaves it.
     let noisy = encode(
@@ -262,6 +277,7 @@ fn undecodable() -> Vec<(&'static str, Vec<u8>, &'static str)> {
         ("bad_crc.png", bad_crc, "decode"),
         ("bomb.png", png_claiming(30_000), "above the limit"),
         ("bomb.jpg", jpeg_claiming(30_000), "above the limit"),
+        ("fax_2d.tif", two_dimensional_group3(), "Fax3 is unsupported"),
     ]
 }
 

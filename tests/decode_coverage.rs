@@ -52,10 +52,6 @@ const EXPECTED_SKIPS: &[(&str, &str)] = &[
         "lossless JPEG (SOF3): neither zune-jpeg nor this libjpeg build reads it",
     ),
     (
-        "tiff/tiff_bilevel_pil_group3.tif",
-        "CCITT fax group 3: the tiff crate reads group 4 only",
-    ),
-    (
         "tiff/tiff_bilevel_pil_tiff_ccitt.tif",
         "CCITT modified Huffman (compression 2): not in the tiff crate",
     ),

@@ -89,6 +89,8 @@ pub(crate) struct Image {
     pub chunk_offsets: Vec<u64>,
     pub chunk_bytes: Vec<u64>,
     pub chroma_subsampling: (u16, u16),
+    /// headstart patch (PATCH.md): Group3Options (T4Options, tag 292) of a group 3 image.
+    pub fax3_options: u32,
 }
 
 /// Describes how to read a tile-aligned portion of the image.
@@ -169,6 +171,14 @@ impl Image {
         let compression_method = match tag_reader.find_tag(Tag::Compression)? {
             Some(val) => CompressionMethod::from_u16_exhaustive(val.into_u16()?),
             None => CompressionMethod::None,
+        };
+        // headstart patch (PATCH.md): bit 0 is 2-D coding, bit 1 uncompressed mode.
+        let fax3_options = match compression_method {
+            CompressionMethod::Fax3 => match tag_reader.find_tag(Tag::Unknown(292))? {
+                Some(val) => val.into_u32()?,
+                None => 0,
+            },
+            _ => 0,
         };
 
         let jpeg_tables = if compression_method == CompressionMethod::ModernJPEG
@@ -410,6 +420,7 @@ impl Image {
             chunk_offsets,
             chunk_bytes,
             chroma_subsampling,
+            fax3_options,
         })
     }
 
@@ -622,6 +633,13 @@ impl Image {
 
                 Box::new(Cursor::new(data))
             }
+            // headstart patch (PATCH.md): one-dimensional group 3.
+            #[cfg(feature = "fax")]
+            CompressionMethod::Fax3 => Box::new(super::stream::Group3Reader::new(
+                dimensions,
+                reader,
+                compressed_length,
+            )?),
             #[cfg(feature = "fax")]
             CompressionMethod::Fax4 => Box::new(super::stream::Group4Reader::new(
                 dimensions,
@@ -946,6 +964,12 @@ impl Image {
         let is_all_bits = samples == data_samples;
         let is_output_chunk_rows = layout.row_stride == chunk_row_bytes;
 
+        // headstart patch (PATCH.md): the group 3 reader decodes one-dimensional lines only.
+        if compression_method == CompressionMethod::Fax3 && self.fax3_options & 0b11 != 0 {
+            return Err(TiffError::UnsupportedError(
+                TiffUnsupportedError::UnsupportedCompressionMethod(compression_method),
+            ));
+        }
         let mut reader = Self::create_reader(
             reader.inner(),
             compression_method,

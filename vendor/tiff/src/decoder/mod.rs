@@ -861,6 +861,8 @@ impl<R: Read + Seek> Decoder<R> {
                 chunk_offsets: Vec::new(),
                 chunk_bytes: Vec::new(),
                 chroma_subsampling: (2, 2),
+                // headstart patch (PATCH.md).
+                fax3_options: 0,
             },
         };
         decoder.next_image()?;

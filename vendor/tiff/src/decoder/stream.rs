@@ -302,50 +302,10 @@ impl<R: Read> Read for Group4Reader<R> {
                 fax34::decoder::DecodeStatus::Incomplete => {
                     self.y += 1;
 
-                    // We known `transitions` yields exactly `self.width` items (per doc).
-                    // FIXME: performance. We do not need an individual pixel iterator, filling
-                    // memory especially for long runs can be much quicker. The `transitions` are
-                    // the positions at which each run-length ends, i.e. the prefix sum of run
-                    // lengths. Runs in fax4 start with white.
-                    let transitions = fax34::decoder::pels(self.decoder.transition(), self.width);
-
                     let buffer = self.line_buf.get_mut();
                     buffer.resize(usize::from(self.width).div_ceil(8), 0u8);
-
-                    let target = &mut buffer[..];
-
-                    // Note: it may seem strange to treat black as 0b1 and white as 0b0 despite all
-                    // our streams by default decoding as-if PhotometricInterpretation::BlackIsMin.
-                    // This is however consistent with libtiff. It seems that fax4's "White"
-                    // differs from what libtiff thinks of as "White". For content, a line of data
-                    // is in runlength encoding of white-black-white-black always starting with
-                    // white. In libtiff, the loop always does both colors in one go and the
-                    // structure is:
-                    //
-                    // ```
-                    // for (; runs < erun; runs += 2)
-                    //   // white run
-                    //       do { *lp++ = 0L; } while (…)
-                    //   // black run
-                    //       do { *lp++ = -1L; } while (…)
-                    // ```
-                    //
-                    // So indeed the Fax4::White run is implemented by filling with zeros.
-                    let mut bits = transitions.map(|c| match c {
-                        fax34::Color::Black => true,
-                        fax34::Color::White => false,
-                    });
-
-                    // Assemble bits in MSB as per our library representation for buffer.
-                    for byte in target {
-                        let mut val = 0;
-
-                        for (idx, bit) in bits.by_ref().take(8).enumerate() {
-                            val |= u8::from(bit) << (7 - idx % 8);
-                        }
-
-                        *byte = val;
-                    }
+                    // headstart patch (PATCH.md): the packing is shared with Group3Reader.
+                    pack_line(self.decoder.transition(), self.width, &mut buffer[..]);
 
                     self.line_buf.set_position(0);
                 }
@@ -353,6 +313,95 @@ impl<R: Read> Read for Group4Reader<R> {
         }
 
         self.line_buf.read(buf)
+    }
+}
+
+/// headstart patch (PATCH.md): one line of fax runs as bits, MSB first, black as 1; taken out of
+/// `Group4Reader::read` unchanged, so that `Group3Reader` packs its lines the same way.
+#[cfg(feature = "fax")]
+fn pack_line(transition: &[u16], width: u16, target: &mut [u8]) {
+    // We known `transitions` yields exactly `width` items (per doc).
+    // FIXME: performance. We do not need an individual pixel iterator, filling
+    // memory especially for long runs can be much quicker. The `transitions` are
+    // the positions at which each run-length ends, i.e. the prefix sum of run
+    // lengths. Runs in fax4 start with white.
+    let transitions = fax34::decoder::pels(transition, width);
+
+    // Note: it may seem strange to treat black as 0b1 and white as 0b0 despite all
+    // our streams by default decoding as-if PhotometricInterpretation::BlackIsMin.
+    // This is however consistent with libtiff. It seems that fax4's "White"
+    // differs from what libtiff thinks of as "White". For content, a line of data
+    // is in runlength encoding of white-black-white-black always starting with
+    // white. In libtiff, the loop always does both colors in one go and the
+    // structure is:
+    //
+    // ```
+    // for (; runs < erun; runs += 2)
+    //   // white run
+    //       do { *lp++ = 0L; } while (…)
+    //   // black run
+    //       do { *lp++ = -1L; } while (…)
+    // ```
+    //
+    // So indeed the Fax4::White run is implemented by filling with zeros.
+    let mut bits = transitions.map(|c| match c {
+        fax34::Color::Black => true,
+        fax34::Color::White => false,
+    });
+
+    // Assemble bits in MSB as per our library representation for buffer.
+    for byte in target {
+        let mut val = 0;
+
+        for (idx, bit) in bits.by_ref().take(8).enumerate() {
+            val |= u8::from(bit) << (7 - idx % 8);
+        }
+
+        *byte = val;
+    }
+}
+
+/// headstart patch (PATCH.md): CCITT Group 3, one-dimensional (modified Huffman with an EOL
+/// before each line, compression 3 with Group3Options 0), decoded a whole strip or tile at a
+/// time with the `fax` crate's `Group3Decoder`. libtiff ends a strip with no EOL after its
+/// last line, so the decoder's complaint about the missing EOL there is not an error: that
+/// line's runs are whole.
+#[cfg(feature = "fax")]
+pub struct Group3Reader {
+    inner: io::Cursor<Vec<u8>>,
+}
+
+#[cfg(feature = "fax")]
+impl Group3Reader {
+    pub fn new<R: Read>(dimensions: (u32, u32), reader: R, compressed_length: u64) -> crate::TiffResult<Self> {
+        let width = u16::try_from(dimensions.0)?;
+        let height = usize::try_from(dimensions.1)?;
+        let mut data = Vec::new();
+        reader.take(compressed_length).read_to_end(&mut data)?;
+        let invalid = || io::Error::new(io::ErrorKind::InvalidData, "invalid CCITT group 3 data");
+        let bytes = data.iter().map(|&b| Ok::<u8, std::convert::Infallible>(b));
+        let mut decoder = fax34::decoder::Group3Decoder::new(bytes).map_err(|_| invalid())?;
+        let row_bytes = usize::from(width).div_ceil(8);
+        let mut out = vec![0u8; row_bytes * height];
+        for (y, row) in out.chunks_exact_mut(row_bytes).enumerate() {
+            let status = decoder.advance();
+            let last = y + 1 == height;
+            if status.is_err() && !last {
+                return Err(invalid().into());
+            }
+            pack_line(decoder.transitions(), width, row);
+            if status.ok() == Some(fax34::decoder::DecodeStatus::End) && !last {
+                return Err(invalid().into());
+            }
+        }
+        Ok(Group3Reader { inner: io::Cursor::new(out) })
+    }
+}
+
+#[cfg(feature = "fax")]
+impl Read for Group3Reader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.inner.read(buf)
     }
 }
 

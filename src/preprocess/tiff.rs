@@ -3,8 +3,8 @@
 //!
 //! Why: `image` 0.25 maps only some of the tiff crate's colour types to its own, and refuses
 //! the rest: palette images, grey with alpha, grey of 2, 4 or 32 bits (integer or float),
-//! YCbCr (raw or JPEG-compressed), CMYK in separate planes, CIE L*a*b*. All of them are found in scanned
-//! and exported photo folders, and PIL decodes them all. Worse, it reads RGBA with associated
+//! YCbCr (raw or JPEG-compressed), CMYK in separate planes, CIE L*a*b*. All of them are found
+//! in scanned and exported photo folders, and PIL decodes them all. Worse, it reads RGBA with associated
 //! (premultiplied) alpha as if it were unassociated, so dropping the alpha leaves colours
 //! darkened by it: a wrong decode, with nothing said. The tiff crate reads all their samples;
 //! only the conversion to RGB is done here.

@@ -201,11 +201,9 @@ fn main() {
         Some(h) => vec![h.parse().expect("--hidden N|none")],
     };
     let backbone_lr: f32 = flag("--backbone-lr").map_or(1e-4, |s| s.parse().expect("--backbone-lr X"));
-    let batch_norm = match flag("--batch-norm").as_deref() {
-        None | Some("frozen") => BatchNormMode::Frozen,
-        Some("train") => BatchNormMode::Train,
-        Some(other) => panic!("--batch-norm frozen|train, not {other}"),
-    };
+    let batch_norm = flag("--batch-norm").map_or(BatchNormMode::Frozen, |s| {
+        <BatchNormMode as clap::ValueEnum>::from_str(&s, false).expect("--batch-norm frozen|train")
+    });
     if let Some(threads) = flag("--threads") {
         rayon::ThreadPoolBuilder::new()
             .num_threads(threads.parse().expect("--threads N"))

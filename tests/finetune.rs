@@ -418,15 +418,12 @@ fn a_weight_shared_across_the_cut_is_trained_after_it_only() {
     predict_agrees_with_eval(&ws, &data);
 }
 
-/// The moving statistics of the first batch norm of the top saved in `head`.
-fn moving_stats(head: &Path) -> (Vec<f64>, Vec<f64>) {
-    let bytes = std::fs::read(head).unwrap();
-    let (_, metadata) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
-    let layout = &metadata.metadata().as_ref().unwrap()[headstart::finetune::TOP_KEY];
-    let layout: serde_json::Value = serde_json::from_str(layout).unwrap();
-    let ops = layout["ops"].as_array().unwrap();
-    let bn = ops.iter().find(|op| op["op"] == "batch_norm").expect("a batch norm");
-    (numbers(&bn["mean"]), numbers(&bn["var"]))
+/// The moving statistics of `tiny_finetune`'s batch norm in the top saved in `head`, as
+/// `export` and `predict` put them back into the backbone.
+fn moving_stats(head: &Path) -> (Vec<f32>, Vec<f32>) {
+    let (classifier, _) = headstart::artifact::load(head).unwrap();
+    let weights: std::collections::HashMap<String, Vec<f32>> = classifier.backbone_weights().into_iter().collect();
+    (weights["bn.mean"].clone(), weights["bn.var"].clone())
 }
 
 /// `--batch-norm train`: the top's batch norm normalises batches by their own statistics and

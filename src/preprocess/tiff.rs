@@ -270,9 +270,8 @@ fn lab_to_srgb(pixels: &mut RgbImage) -> Result<(), PreprocessError> {
         lcms2::Intent::Perceptual,
     )
     .map_err(|e| failed("convert Lab to sRGB", e))?;
-    let samples: &mut [u8] = pixels;
-    let lab_values = samples.to_vec();
-    transform.transform_pixels(&lab_values, samples);
+    // Lab and RGB pixels are both 3 bytes, so LittleCMS can convert the buffer where it lies.
+    transform.transform_in_place(pixels);
     Ok(())
 }
 

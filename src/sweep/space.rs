@@ -415,11 +415,8 @@ fn build(kind: &str, point: &BTreeMap<String, Value>, seed: u64) -> Result<Trial
                 None => FinetuneParams::default().backbone_lr,
             };
             let batch_norm = match point.get("batch_norm") {
-                Some(v) => match v.as_str() {
-                    Some("frozen") => BatchNormMode::Frozen,
-                    Some("train") => BatchNormMode::Train,
-                    _ => return Err(bad(kind, "batch_norm", v, "must be \"frozen\" or \"train\"")),
-                },
+                Some(v) => serde_json::from_value::<BatchNormMode>(v.clone())
+                    .map_err(|_| bad(kind, "batch_norm", v, "must be \"frozen\" or \"train\""))?,
                 None => BatchNormMode::Frozen,
             };
             let cut = match point.get("cut") {
